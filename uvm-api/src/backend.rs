@@ -63,5 +63,7 @@ pub trait Backend: Send + Sync {
     async fn create(&self, config: UvmConfig) -> Result<Box<dyn Uvm>>;
 
     /// Recreates a VM, paused, from a snapshot written by [`Uvm::save`].
+    /// A backend whose [`Capabilities::restore`] is false returns
+    /// `ActionNotSupported { action: Save }` (it cannot use what save writes).
     async fn restore(&self, snapshot: &Path) -> Result<Box<dyn Uvm>>;
 }

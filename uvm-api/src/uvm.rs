@@ -23,7 +23,9 @@ use crate::stats::Stats;
 pub enum StopMode {
     /// Ask the guest to power off (ACPI power button or equivalent). If it has
     /// not within `timeout`, stop it by force. The reason is `Shutdown` if the
-    /// guest complied, `Killed` otherwise.
+    /// guest complied, `Killed` otherwise. A guest that is not running (the VM
+    /// is `Created` or `Paused`) cannot answer the button, so it is stopped at
+    /// once with reason `Killed`.
     Graceful {
         /// How long the guest gets to power off.
         timeout: Duration,

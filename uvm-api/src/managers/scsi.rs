@@ -19,7 +19,9 @@ pub trait ScsiManager: Send + Sync {
 
     /// Attaches `disk` at its controller and LUN. `NotFound` for an unknown
     /// controller, `AlreadyExists` for a LUN in use (or still being released),
-    /// `NotSupported` for a format the backend cannot serve.
+    /// `InvalidArgument` (argument `format`) for a format the backend cannot
+    /// serve: `NotSupported` is kept for "this backend cannot add SCSI disks at
+    /// all", so that it always agrees with `supported(Scsi, Add)`.
     async fn add_disk(&self, disk: ScsiDisk) -> Result<()>;
 
     /// Detaches the disk at `controller`:`lun`. `NotFound` if there is none.
