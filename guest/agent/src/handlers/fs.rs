@@ -1,0 +1,162 @@
+//! Files: virtio-fs mounts and reading files and directories.
+
+use std::fs::File;
+use std::path::Path;
+
+use super::block::read_at;
+use super::{HandlerError, HandlerResult, guest_path};
+use crate::hex;
+use crate::protocol::{DataReply, DirEntry, DirReply, Empty, EntryKind, MAX_READ};
+use crate::system::System;
+
+/// The file system type virtio-fs mounts use.
+pub const VIRTIOFS: &str = "virtiofs";
+
+/// `mount`: mounts virtio-fs `tag` at `path` (created if missing).
+pub fn mount(
+    root: &Path,
+    system: &dyn System,
+    tag: &str,
+    path: &str,
+    read_only: bool,
+) -> HandlerResult<Empty> {
+    if tag.is_empty() || tag.contains('\0') {
+        return Err(HandlerError::InvalidArgument(format!(
+            "invalid tag {tag:?}"
+        )));
+    }
+    let target = guest_path(root, path)?;
+    std::fs::create_dir_all(&target)
+        .map_err(|e| HandlerError::io(format!("mkdir {}", target.display()), e))?;
+    system
+        .mount(tag, &target, VIRTIOFS, read_only)
+        .map_err(|e| HandlerError::io(format!("mount {VIRTIOFS} {tag} on {path}"), e))?;
+    Ok(Empty {})
+}
+
+/// `unmount`: unmounts `path`.
+pub fn unmount(root: &Path, system: &dyn System, path: &str) -> HandlerResult<Empty> {
+    let target = guest_path(root, path)?;
+    system
+        .unmount(&target)
+        .map_err(|e| HandlerError::io(format!("unmount {path}"), e))?;
+    Ok(Empty {})
+}
+
+/// `read_file`: up to `len` (default and cap [`MAX_READ`]) bytes from `offset`.
+pub fn read_file(
+    root: &Path,
+    path: &str,
+    offset: u64,
+    len: Option<u64>,
+) -> HandlerResult<DataReply> {
+    let len = len.unwrap_or(MAX_READ);
+    if len > MAX_READ {
+        return Err(HandlerError::InvalidArgument(format!(
+            "len {len} is over the limit of {MAX_READ} bytes"
+        )));
+    }
+    let full = guest_path(root, path)?;
+    let mut file = File::open(&full).map_err(|e| HandlerError::io(format!("open {path}"), e))?;
+    let data =
+        read_at(&mut file, offset, len).map_err(|e| HandlerError::io(format!("read {path}"), e))?;
+    Ok(DataReply {
+        len: data.len() as u64,
+        data: hex::encode(&data),
+    })
+}
+
+/// `list_dir`: the entries of a directory, sorted by name.
+pub fn list_dir(root: &Path, path: &str) -> HandlerResult<DirReply> {
+    let full = guest_path(root, path)?;
+    let entries =
+        std::fs::read_dir(&full).map_err(|e| HandlerError::io(format!("read_dir {path}"), e))?;
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| HandlerError::io(format!("read_dir {path}"), e))?;
+        let meta = entry
+            .path()
+            .symlink_metadata()
+            .map_err(|e| HandlerError::io(format!("stat {}", entry.path().display()), e))?;
+        let kind = if meta.is_symlink() {
+            EntryKind::Symlink
+        } else if meta.is_dir() {
+            EntryKind::Dir
+        } else if meta.is_file() {
+            EntryKind::File
+        } else {
+            EntryKind::Other
+        };
+        out.push(DirEntry {
+            name: entry.file_name().to_string_lossy().into_owned(),
+            kind,
+            size: meta.len(),
+        });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(DirReply { entries: out })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::ErrorKind;
+    use crate::system::fake::{FakeSystem, MountCall};
+    use std::fs;
+
+    #[test]
+    fn mount_creates_the_mount_point_and_mounts_virtiofs() {
+        let root = tempfile::tempdir().unwrap();
+        let system = FakeSystem::default();
+        mount(root.path(), &system, "share0", "/mnt/share0", true).unwrap();
+        assert!(root.path().join("mnt/share0").is_dir());
+        assert_eq!(
+            system.mounts(),
+            vec![MountCall {
+                source: "share0".into(),
+                target: root.path().join("mnt/share0"),
+                fstype: "virtiofs".into(),
+                read_only: true,
+            }]
+        );
+        unmount(root.path(), &system, "/mnt/share0").unwrap();
+        assert_eq!(system.unmounts(), vec![root.path().join("mnt/share0")]);
+        assert!(mount(root.path(), &system, "", "/mnt/x", false).is_err());
+        assert!(mount(root.path(), &system, "t", "/mnt/../x", false).is_err());
+    }
+
+    #[test]
+    fn reads_files_and_lists_directories() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("mnt/share0");
+        fs::create_dir_all(dir.join("sub")).unwrap();
+        fs::write(dir.join("hello.txt"), b"hello world").unwrap();
+        std::os::unix::fs::symlink("hello.txt", dir.join("link")).unwrap();
+
+        let data = read_file(root.path(), "/mnt/share0/hello.txt", 6, None).unwrap();
+        assert_eq!(hex::decode(&data.data).unwrap(), b"world");
+        let data = read_file(root.path(), "/mnt/share0/hello.txt", 0, Some(5)).unwrap();
+        assert_eq!(hex::decode(&data.data).unwrap(), b"hello");
+
+        let listing = list_dir(root.path(), "/mnt/share0").unwrap();
+        let names: Vec<_> = listing
+            .entries
+            .iter()
+            .map(|e| (e.name.as_str(), e.kind))
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                ("hello.txt", EntryKind::File),
+                ("link", EntryKind::Symlink),
+                ("sub", EntryKind::Dir)
+            ]
+        );
+        assert_eq!(listing.entries[0].size, 11);
+
+        let error = read_file(root.path(), "/mnt/share0/nope", 0, None).unwrap_err();
+        assert_eq!(error.to_body().kind, ErrorKind::NotFound);
+        let error = list_dir(root.path(), "/nope").unwrap_err();
+        assert_eq!(error.to_body().kind, ErrorKind::NotFound);
+    }
+}

@@ -1,0 +1,137 @@
+//! The operation handlers. Each takes the root of the file system it
+//! inspects (`/` in a guest, a temporary tree in tests) and returns a typed
+//! reply or a [`HandlerError`].
+
+pub mod block;
+pub mod fs;
+pub mod net;
+pub mod proc;
+pub mod wait;
+
+use std::io;
+use std::path::{Component, Path, PathBuf};
+
+use crate::protocol::{ErrorBody, ErrorKind};
+
+/// A handler failure, convertible to the protocol's error body.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// An argument is malformed or out of range.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// The named thing does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// A wait timed out.
+    #[error("{0}")]
+    Timeout(String),
+    /// A helper program failed.
+    #[error("{0}")]
+    CommandFailed(String),
+    /// Another I/O error.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl HandlerError {
+    /// Wraps an I/O error, turning "not found" into [`HandlerError::NotFound`].
+    pub fn io(context: impl Into<String>, source: io::Error) -> Self {
+        let context = context.into();
+        if source.kind() == io::ErrorKind::NotFound {
+            Self::NotFound(format!("{context}: {source}"))
+        } else {
+            Self::Io { context, source }
+        }
+    }
+
+    /// The protocol error body for this failure.
+    pub fn to_body(&self) -> ErrorBody {
+        let kind = match self {
+            Self::InvalidArgument(_) => ErrorKind::InvalidArgument,
+            Self::NotFound(_) => ErrorKind::NotFound,
+            Self::Timeout(_) => ErrorKind::Timeout,
+            Self::CommandFailed(_) => ErrorKind::CommandFailed,
+            Self::Io { .. } => ErrorKind::Io,
+        };
+        ErrorBody::new(kind, self.to_string())
+    }
+}
+
+/// Result type of the handlers.
+pub type HandlerResult<T> = Result<T, HandlerError>;
+
+/// Checks that `name` is a single path component (a device or interface name).
+pub fn check_name(what: &str, name: &str) -> HandlerResult<()> {
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
+        return Err(HandlerError::InvalidArgument(format!(
+            "invalid {what} name {name:?}"
+        )));
+    }
+    Ok(())
+}
+
+/// Maps an absolute guest path onto `root`, refusing `..` components.
+pub fn guest_path(root: &Path, path: &str) -> HandlerResult<PathBuf> {
+    let path = Path::new(path);
+    if !path.is_absolute() {
+        return Err(HandlerError::InvalidArgument(format!(
+            "path {} is not absolute",
+            path.display()
+        )));
+    }
+    let mut out = root.to_path_buf();
+    for component in path.components() {
+        match component {
+            Component::RootDir | Component::CurDir => {}
+            Component::Normal(part) => out.push(part),
+            Component::ParentDir | Component::Prefix(_) => {
+                return Err(HandlerError::InvalidArgument(format!(
+                    "path {} may not contain ..",
+                    path.display()
+                )));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Reads a small sysfs/proc file and trims it.
+pub fn read_trimmed(path: &Path) -> HandlerResult<String> {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_owned())
+        .map_err(|e| HandlerError::io(format!("read {}", path.display()), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_paths_are_checked() {
+        assert!(check_name("device", "sda").is_ok());
+        assert!(check_name("device", "../sda").is_err());
+        assert!(check_name("device", "").is_err());
+        assert!(check_name("device", "..").is_err());
+        let root = Path::new("/tmp/root");
+        assert_eq!(
+            guest_path(root, "/mnt/a/./b").unwrap(),
+            Path::new("/tmp/root/mnt/a/b")
+        );
+        assert!(guest_path(root, "/mnt/../etc").is_err());
+        assert!(guest_path(root, "relative").is_err());
+    }
+
+    #[test]
+    fn not_found_is_classified() {
+        let error = HandlerError::io("x", io::Error::from(io::ErrorKind::NotFound));
+        assert_eq!(error.to_body().kind, ErrorKind::NotFound);
+        let error = HandlerError::io("x", io::Error::from(io::ErrorKind::PermissionDenied));
+        assert_eq!(error.to_body().kind, ErrorKind::Io);
+    }
+}

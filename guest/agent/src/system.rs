@@ -1,0 +1,235 @@
+//! Side effects the agent cannot perform on a fake root: mounting, running
+//! helper programs, and power actions. [`RealSystem`] does them for real;
+//! tests use a recording fake.
+
+use std::ffi::CString;
+use std::io;
+use std::path::Path;
+use std::process::Command;
+
+/// A power action, performed after its response has been sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PowerAction {
+    /// Power the machine off (`reboot(RB_POWER_OFF)`).
+    PowerOff,
+    /// Reboot the machine (`reboot(RB_AUTOBOOT)`).
+    Reboot,
+    /// Crash the kernel (`c` to `/proc/sysrq-trigger`).
+    Panic,
+}
+
+/// What a helper program did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandOutput {
+    /// Whether it exited 0.
+    pub success: bool,
+    /// Its stdout followed by its stderr, lossily decoded.
+    pub output: String,
+}
+
+/// The agent's side-effecting operations.
+pub trait System: Send + Sync {
+    /// Mounts `source` of type `fstype` at `target`.
+    fn mount(&self, source: &str, target: &Path, fstype: &str, read_only: bool) -> io::Result<()>;
+    /// Unmounts `target`.
+    fn unmount(&self, target: &Path) -> io::Result<()>;
+    /// Runs `program` with `args` and collects its output.
+    fn run(&self, program: &str, args: &[&str]) -> io::Result<CommandOutput>;
+    /// Performs a power action. On success it does not return in a real guest.
+    fn power(&self, action: PowerAction) -> io::Result<()>;
+}
+
+/// The real implementation, for the agent binary inside a guest.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RealSystem;
+
+fn c_path(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))
+}
+
+fn c_str(text: &str) -> io::Result<CString> {
+    CString::new(text)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "string contains a NUL byte"))
+}
+
+impl System for RealSystem {
+    fn mount(&self, source: &str, target: &Path, fstype: &str, read_only: bool) -> io::Result<()> {
+        let source = c_str(source)?;
+        let target = c_path(target)?;
+        let fstype = c_str(fstype)?;
+        let flags = if read_only { libc::MS_RDONLY } else { 0 };
+        // SAFETY: all pointers are valid NUL-terminated strings that outlive
+        // the call; a null data pointer means "no options".
+        let rc = unsafe {
+            libc::mount(
+                source.as_ptr(),
+                target.as_ptr(),
+                fstype.as_ptr(),
+                flags,
+                std::ptr::null(),
+            )
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
+    fn unmount(&self, target: &Path) -> io::Result<()> {
+        let target = c_path(target)?;
+        // SAFETY: `target` is a valid NUL-terminated string for the call.
+        let rc = unsafe { libc::umount2(target.as_ptr(), 0) };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
+    fn run(&self, program: &str, args: &[&str]) -> io::Result<CommandOutput> {
+        let out = Command::new(program).args(args).output()?;
+        let mut output = String::from_utf8_lossy(&out.stdout).into_owned();
+        output.push_str(&String::from_utf8_lossy(&out.stderr));
+        Ok(CommandOutput {
+            success: out.status.success(),
+            output,
+        })
+    }
+
+    fn power(&self, action: PowerAction) -> io::Result<()> {
+        // SAFETY: sync(2) takes no arguments and cannot fail.
+        unsafe { libc::sync() };
+        let command = match action {
+            PowerAction::Panic => return std::fs::write("/proc/sysrq-trigger", b"c"),
+            PowerAction::PowerOff => libc::RB_POWER_OFF,
+            PowerAction::Reboot => libc::RB_AUTOBOOT,
+        };
+        // SAFETY: reboot(2) with a valid command; it only returns on error.
+        let rc = unsafe { libc::reboot(command) };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+}
+
+pub mod fake {
+    //! A recording [`System`] for tests: mounts, commands and power actions
+    //! are recorded, never performed.
+
+    use super::{CommandOutput, PowerAction, System};
+    use std::io;
+    use std::path::{Path, PathBuf};
+    use std::sync::Mutex;
+
+    /// One recorded mount.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct MountCall {
+        /// The source (virtio-fs tag).
+        pub source: String,
+        /// The mount point.
+        pub target: PathBuf,
+        /// The file system type.
+        pub fstype: String,
+        /// Whether it was read-only.
+        pub read_only: bool,
+    }
+
+    #[derive(Debug, Default)]
+    struct Record {
+        mounts: Vec<MountCall>,
+        unmounts: Vec<PathBuf>,
+        commands: Vec<String>,
+        power: Vec<PowerAction>,
+        fail_commands: bool,
+    }
+
+    /// A fake [`System`]; commands succeed (printing nothing) unless
+    /// [`FakeSystem::fail_commands`] is set.
+    #[derive(Debug, Default)]
+    pub struct FakeSystem {
+        record: Mutex<Record>,
+    }
+
+    impl FakeSystem {
+        fn with<T>(&self, f: impl FnOnce(&mut Record) -> T) -> T {
+            let mut guard = match self.record.lock() {
+                Ok(guard) => guard,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            f(&mut guard)
+        }
+
+        /// Makes every later command exit non-zero (true) or zero (false).
+        pub fn fail_commands(&self, fail: bool) {
+            self.with(|r| r.fail_commands = fail);
+        }
+
+        /// The mounts performed so far.
+        pub fn mounts(&self) -> Vec<MountCall> {
+            self.with(|r| r.mounts.clone())
+        }
+
+        /// The unmounts performed so far.
+        pub fn unmounts(&self) -> Vec<PathBuf> {
+            self.with(|r| r.unmounts.clone())
+        }
+
+        /// The commands run so far, each as `program arg arg ...`.
+        pub fn commands(&self) -> Vec<String> {
+            self.with(|r| r.commands.clone())
+        }
+
+        /// The power actions requested so far.
+        pub fn power_actions(&self) -> Vec<PowerAction> {
+            self.with(|r| r.power.clone())
+        }
+    }
+
+    impl System for FakeSystem {
+        fn mount(
+            &self,
+            source: &str,
+            target: &Path,
+            fstype: &str,
+            read_only: bool,
+        ) -> io::Result<()> {
+            self.with(|r| {
+                r.mounts.push(MountCall {
+                    source: source.to_owned(),
+                    target: target.to_path_buf(),
+                    fstype: fstype.to_owned(),
+                    read_only,
+                })
+            });
+            Ok(())
+        }
+
+        fn unmount(&self, target: &Path) -> io::Result<()> {
+            self.with(|r| r.unmounts.push(target.to_path_buf()));
+            Ok(())
+        }
+
+        fn run(&self, program: &str, args: &[&str]) -> io::Result<CommandOutput> {
+            let line = std::iter::once(program)
+                .chain(args.iter().copied())
+                .collect::<Vec<_>>()
+                .join(" ");
+            Ok(self.with(|r| {
+                r.commands.push(line);
+                CommandOutput {
+                    success: !r.fail_commands,
+                    output: if r.fail_commands { "failed\n" } else { "" }.to_owned(),
+                }
+            }))
+        }
+
+        fn power(&self, action: PowerAction) -> io::Result<()> {
+            self.with(|r| r.power.push(action));
+            Ok(())
+        }
+    }
+}
