@@ -1,8 +1,14 @@
-//! # uvm-devices (not yet functional)
+//! # uvm-devices
 //!
-//! This crate will hold the device models of the KVM backend: the virtio-pci
-//! transport with MSI-X on a PCI root bus, ACPI PCI hotplug slots, and the
-//! virtio-scsi, virtio-pmem, virtio-net, virtio-vsock and virtio-fs devices,
-//! each testable on mock guest memory.
-//!
-//! It exports nothing yet.
+//! The device models of the KVM backend, each usable and testable without
+//! KVM: buses that route port and MMIO accesses ([`bus`]), interrupt lines
+//! ([`interrupt`]), legacy PC devices (8250 serial, i8042 reset line), ACPI
+//! tables and the fixed-hardware power-management block, the PCI root bus,
+//! and the virtio-pci transport with its virtio devices.
+
+pub mod acpi;
+pub mod bus;
+pub mod interrupt;
+pub mod legacy;
+pub mod pci;
+pub mod virtio;

@@ -1,0 +1,1 @@
+//! ACPI tables and the fixed-hardware power-management block: not written yet.

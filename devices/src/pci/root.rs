@@ -1,0 +1,232 @@
+//! Bus 0: up to 32 single-function slots, configuration access and BAR
+//! decoding.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use super::bar_alloc::{BarAllocError, BarAllocator};
+use super::function::{BarRegion, PciFunction, SharedFunction};
+use super::host_bridge::HostBridge;
+
+/// Number of device slots on the bus.
+pub const SLOT_COUNT: usize = 32;
+
+/// Why a function could not be added or removed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PciError {
+    /// The slot number is not below 32, or is slot 0 (the host bridge).
+    #[error("invalid slot {0}")]
+    InvalidSlot(u8),
+    /// The slot already holds a function.
+    #[error("slot {0} is occupied")]
+    SlotOccupied(u8),
+    /// Every slot is occupied.
+    #[error("no free slot on the bus")]
+    BusFull,
+    /// The slot is empty.
+    #[error("slot {0} is empty")]
+    SlotEmpty(u8),
+    /// The BAR window cannot hold the function's BARs.
+    #[error("BAR allocation failed: {0}")]
+    BarAllocation(#[from] BarAllocError),
+}
+
+struct Slot {
+    function: SharedFunction,
+    /// BAR addresses taken from the allocator, freed on removal.
+    allocated: Vec<u64>,
+    /// What the function decodes now, refreshed after every config write.
+    mapped: Vec<BarRegion>,
+}
+
+/// The PCI root bus (bus 0) with its host bridge and BAR window.
+pub struct PciRoot {
+    slots: Vec<Option<Slot>>,
+    allocator: BarAllocator,
+}
+
+/// Locks a function, recovering from a poisoned lock.
+pub(crate) fn lock_function(f: &SharedFunction) -> MutexGuard<'_, dyn PciFunction + 'static> {
+    f.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl PciRoot {
+    /// A bus whose slot 0 is a host bridge with these ids, assigning BARs in
+    /// `[window_base, window_base + window_size)`.
+    pub fn new(host_vendor: u16, host_device: u16, window_base: u64, window_size: u64) -> Self {
+        let mut slots: Vec<Option<Slot>> = (0..SLOT_COUNT).map(|_| None).collect();
+        let bridge: SharedFunction =
+            Arc::new(Mutex::new(HostBridge::new(host_vendor, host_device)));
+        slots[0] = Some(Slot {
+            function: bridge,
+            allocated: Vec::new(),
+            mapped: Vec::new(),
+        });
+        PciRoot {
+            slots,
+            allocator: BarAllocator::new(window_base, window_size),
+        }
+    }
+
+    /// The MMIO window BARs are assigned from, as `(base, size)`.
+    pub fn bar_window(&self) -> (u64, u64) {
+        (self.allocator.base(), self.allocator.size())
+    }
+
+    /// Adds `function` at `slot` (or the lowest free slot) and assigns its
+    /// BARs from the window. Memory decoding stays off until the guest
+    /// enables it. Works at any time (hotplug).
+    pub fn add_function(
+        &mut self,
+        slot: Option<u8>,
+        function: SharedFunction,
+    ) -> Result<u8, PciError> {
+        let slot = match slot {
+            Some(s) if s == 0 || usize::from(s) >= SLOT_COUNT => {
+                return Err(PciError::InvalidSlot(s));
+            }
+            Some(s) if self.slots[usize::from(s)].is_some() => {
+                return Err(PciError::SlotOccupied(s));
+            }
+            Some(s) => s,
+            None => (1..SLOT_COUNT as u8)
+                .find(|s| self.slots[usize::from(*s)].is_none())
+                .ok_or(PciError::BusFull)?,
+        };
+        let mut allocated = Vec::new();
+        {
+            let mut f = lock_function(&function);
+            let mut bars = f.bars();
+            // Largest first keeps the window dense.
+            bars.sort_by_key(|b| std::cmp::Reverse(b.size));
+            for bar in bars {
+                match self.allocator.allocate(bar.size) {
+                    Ok(addr) => {
+                        f.set_bar_address(bar.index, addr);
+                        allocated.push(addr);
+                    }
+                    Err(e) => {
+                        for a in allocated {
+                            if let Err(free_err) = self.allocator.free(a) {
+                                tracing::error!(%free_err, "freeing a BAR after a failed add");
+                            }
+                        }
+                        return Err(e.into());
+                    }
+                }
+            }
+        }
+        let mapped = lock_function(&function).mapped_bars();
+        self.slots[usize::from(slot)] = Some(Slot {
+            function,
+            allocated,
+            mapped,
+        });
+        tracing::info!(slot, "PCI function added");
+        Ok(slot)
+    }
+
+    /// Removes the function at `slot` and frees its BARs.
+    pub fn remove_function(&mut self, slot: u8) -> Result<SharedFunction, PciError> {
+        if slot == 0 || usize::from(slot) >= SLOT_COUNT {
+            return Err(PciError::InvalidSlot(slot));
+        }
+        let entry = self.slots[usize::from(slot)]
+            .take()
+            .ok_or(PciError::SlotEmpty(slot))?;
+        for a in entry.allocated {
+            if let Err(e) = self.allocator.free(a) {
+                tracing::error!(%e, slot, "freeing a removed function's BAR");
+            }
+        }
+        tracing::info!(slot, "PCI function removed");
+        Ok(entry.function)
+    }
+
+    /// The function at `slot`, if any.
+    pub fn function(&self, slot: u8) -> Option<SharedFunction> {
+        self.slots
+            .get(usize::from(slot))?
+            .as_ref()
+            .map(|s| s.function.clone())
+    }
+
+    /// The BARs the function at `slot` decodes now.
+    pub fn mapped_bars(&self, slot: u8) -> Vec<BarRegion> {
+        self.slots
+            .get(usize::from(slot))
+            .and_then(|s| s.as_ref())
+            .map(|s| s.mapped.clone())
+            .unwrap_or_default()
+    }
+
+    fn target(&self, bus: u8, device: u8, function: u8) -> Option<&Slot> {
+        if bus != 0 || function != 0 {
+            return None;
+        }
+        self.slots.get(usize::from(device))?.as_ref()
+    }
+
+    /// A configuration read; absent functions read as all ones.
+    pub fn config_read(&self, bus: u8, device: u8, function: u8, offset: u16, data: &mut [u8]) {
+        match self.target(bus, device, function) {
+            Some(slot) if usize::from(offset) + data.len() <= 4096 => {
+                lock_function(&slot.function).config_read(offset, data);
+            }
+            _ => data.fill(0xff),
+        }
+    }
+
+    /// A configuration write; ignored for absent functions.
+    pub fn config_write(&mut self, bus: u8, device: u8, function: u8, offset: u16, data: &[u8]) {
+        if bus != 0 || function != 0 || usize::from(offset) + data.len() > 4096 {
+            return;
+        }
+        let Some(Some(slot)) = self.slots.get_mut(usize::from(device)) else {
+            return;
+        };
+        let mut f = lock_function(&slot.function);
+        f.config_write(offset, data);
+        slot.mapped = f.mapped_bars();
+    }
+
+    fn decode(&self, address: u64, len: usize) -> Option<(&Slot, u8, u64)> {
+        self.slots.iter().flatten().find_map(|slot| {
+            slot.mapped.iter().find_map(|r| {
+                let offset = address.checked_sub(r.address)?;
+                let end = offset.checked_add(len as u64)?;
+                (end <= r.size).then_some((slot, r.index, offset))
+            })
+        })
+    }
+
+    /// A guest read at `address` in the BAR window; false (and all ones) if
+    /// no mapped BAR covers it.
+    pub fn mmio_read(&self, address: u64, data: &mut [u8]) -> bool {
+        match self.decode(address, data.len()) {
+            Some((slot, bar, offset)) => {
+                lock_function(&slot.function).bar_read(bar, offset, data);
+                true
+            }
+            None => {
+                data.fill(0xff);
+                false
+            }
+        }
+    }
+
+    /// A guest write at `address` in the BAR window; false if no mapped BAR covers it.
+    pub fn mmio_write(&self, address: u64, data: &[u8]) -> bool {
+        match self.decode(address, data.len()) {
+            Some((slot, bar, offset)) => {
+                lock_function(&slot.function).bar_write(bar, offset, data);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Locks a shared root, recovering from a poisoned lock.
+pub(crate) fn lock_root(root: &Mutex<PciRoot>) -> MutexGuard<'_, PciRoot> {
+    root.lock().unwrap_or_else(PoisonError::into_inner)
+}

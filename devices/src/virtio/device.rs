@@ -1,0 +1,74 @@
+//! The seam between a virtio device model and its transport.
+
+use std::sync::Arc;
+
+use virtio_queue::Queue;
+
+use super::GuestMemoryHandle;
+
+/// How a device raises interrupts and reports that it broke.
+pub trait VirtioInterrupt: Send + Sync {
+    /// The device put buffers in the used ring of `queue`.
+    fn signal_queue(&self, queue: u16);
+    /// The device configuration changed.
+    fn signal_config(&self);
+    /// The guest misbehaved in a way the device cannot recover from: the
+    /// transport sets DEVICE_NEEDS_RESET, tells the guest and stops
+    /// delivering notifications until the guest resets the device.
+    fn set_needs_reset(&self, reason: &str);
+}
+
+/// What a device gets when the driver sets DRIVER_OK.
+pub struct ActivateContext {
+    /// Guest memory.
+    pub mem: GuestMemoryHandle,
+    /// One entry per queue the device declared, in order; `None` for a queue
+    /// the driver did not enable. Enabled queues have been checked against
+    /// guest memory.
+    pub queues: Vec<Option<Queue>>,
+    /// Negotiated features.
+    pub features: u64,
+    /// Interrupt and error reporting handle.
+    pub interrupt: Arc<dyn VirtioInterrupt>,
+}
+
+/// Why a device operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    /// A queue the device needs was not enabled by the driver.
+    #[error("queue {0} is required but was not enabled")]
+    QueueMissing(u16),
+    /// The notified queue does not exist.
+    #[error("no queue {0}")]
+    NoSuchQueue(u16),
+    /// The device is not activated.
+    #[error("device not activated")]
+    NotActivated,
+    /// A queue operation failed because of the guest's ring contents.
+    #[error("queue error: {0}")]
+    Queue(#[from] super::queue::QueueError),
+}
+
+/// A virtio device model, independent of its transport.
+pub trait VirtioDevice: Send {
+    /// Virtio device type (e.g. 19 for vsock).
+    fn device_type(&self) -> u32;
+    /// Maximum size of each queue; the length is the number of queues.
+    fn queue_max_sizes(&self) -> Vec<u16>;
+    /// Features the device offers (must include VIRTIO_F_VERSION_1).
+    fn device_features(&self) -> u64;
+    /// The features the driver accepted (a subset of the offer), at FEATURES_OK.
+    fn ack_features(&mut self, features: u64);
+    /// Reads the device-specific configuration at `offset`; bytes past its
+    /// end read as zero.
+    fn read_config(&self, offset: u64, data: &mut [u8]);
+    /// Writes the device-specific configuration at `offset`.
+    fn write_config(&mut self, offset: u64, data: &[u8]);
+    /// Starts the device with the driver's queues.
+    fn activate(&mut self, ctx: ActivateContext) -> Result<(), DeviceError>;
+    /// Stops the device and drops the queues (driver wrote status 0).
+    fn reset(&mut self);
+    /// The driver notified `queue` (through the notify region of the BAR or
+    /// an ioeventfd).
+    fn queue_notify(&mut self, queue: u16) -> Result<(), DeviceError>;
+}

@@ -1,0 +1,379 @@
+//! The modern (virtio 1.x) virtio-pci transport.
+//!
+//! One 64-bit memory BAR (BAR 0, [`caps::BAR0_SIZE`] bytes) holds the common
+//! configuration, the ISR byte, the device configuration, the notification
+//! region (one 4-byte slot per queue) and the MSI-X table and PBA; vendor
+//! capabilities in configuration space point at each part.
+//!
+//! VMM wiring: wrap the device in `Arc<Mutex<VirtioPciDevice>>`, add it to
+//! the [`crate::pci::PciRoot`] (coerced to a [`crate::pci::SharedFunction`]);
+//! guest BAR accesses then reach it through [`crate::pci::PciBarWindow`].
+//! For ioeventfds, register [`VirtioPciDevice::notify_address`] of each queue
+//! once the guest enabled memory decoding and call
+//! [`VirtioPciDevice::notify_queue`] when one fires.
+
+pub mod caps;
+pub mod common_cfg;
+pub mod interrupts;
+pub mod msix;
+
+use std::sync::Arc;
+
+use common_cfg::{CommonAction, CommonCfg};
+use interrupts::Interrupts;
+
+use crate::interrupt::{IrqLine, MsiSink};
+use crate::pci::{
+    BarInfo, BarKind, BarRegion, COMMAND_MEMORY, ConfigSpace, ConfigSpaceError, PciFunction,
+    PciHeader,
+};
+use crate::virtio::queue::build_queue;
+use crate::virtio::{
+    ActivateContext, GuestMemoryHandle, VIRTIO_F_VERSION_1, VirtioDevice, VirtioInterrupt, status,
+};
+use vm_memory::GuestAddressSpace;
+
+/// PCI vendor id of virtio devices.
+pub const VIRTIO_PCI_VENDOR: u16 = 0x1af4;
+/// Modern virtio device ids are this plus the device type.
+pub const VIRTIO_PCI_DEVICE_BASE: u16 = 0x1040;
+
+/// Why the transport could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// The device declares no queues or more than the layout can notify.
+    #[error("device declares {0} queues")]
+    QueueCount(usize),
+    /// The device does not offer VIRTIO_F_VERSION_1.
+    #[error("device does not offer VIRTIO_F_VERSION_1")]
+    NotModern,
+    /// The configuration space could not hold the capabilities.
+    #[error("configuration space: {0}")]
+    Config(#[from] ConfigSpaceError),
+}
+
+/// A virtio device behind the virtio-pci transport: a [`PciFunction`].
+pub struct VirtioPciDevice {
+    config: ConfigSpace,
+    msix_cap: usize,
+    device: Box<dyn VirtioDevice>,
+    device_features: u64,
+    common: CommonCfg,
+    interrupts: Arc<Interrupts>,
+    mem: GuestMemoryHandle,
+    activated: bool,
+}
+
+impl VirtioPciDevice {
+    /// Wraps `device`. MSI-X messages leave through `msi`, legacy INTx
+    /// (INTA#) through `intx`.
+    pub fn new(
+        device: Box<dyn VirtioDevice>,
+        mem: GuestMemoryHandle,
+        msi: Arc<dyn MsiSink>,
+        intx: Arc<dyn IrqLine>,
+    ) -> Result<Self, TransportError> {
+        let sizes = device.queue_max_sizes();
+        let vectors = sizes.len() + 1;
+        if sizes.is_empty()
+            || vectors > usize::from(caps::MAX_VECTORS)
+            || sizes.len() as u64 * u64::from(caps::NOTIFY_OFF_MULTIPLIER) > caps::NOTIFY_LEN
+        {
+            return Err(TransportError::QueueCount(sizes.len()));
+        }
+        let device_features = device.device_features();
+        if device_features & VIRTIO_F_VERSION_1 == 0 {
+            return Err(TransportError::NotModern);
+        }
+        let device_type = device.device_type();
+        let mut config = ConfigSpace::new(&PciHeader {
+            vendor_id: VIRTIO_PCI_VENDOR,
+            device_id: VIRTIO_PCI_DEVICE_BASE.wrapping_add(device_type as u16),
+            revision: 1,
+            class: 0xff,
+            subclass: 0,
+            prog_if: 0,
+            subsystem_vendor_id: VIRTIO_PCI_VENDOR,
+            subsystem_id: 0x40,
+        });
+        config.add_bar(0, caps::BAR0_SIZE, BarKind::Memory64, false)?;
+        config.set_interrupt_pin(1);
+        let msix_cap = caps::add_capabilities(&mut config, vectors as u16)?;
+        let interrupts = Arc::new(Interrupts::new(sizes.len(), vectors as u16, msi, intx));
+        Ok(VirtioPciDevice {
+            config,
+            msix_cap,
+            device,
+            device_features,
+            common: CommonCfg::new(&sizes),
+            interrupts,
+            mem,
+            activated: false,
+        })
+    }
+
+    /// The device status as the guest reads it.
+    pub fn status(&self) -> u8 {
+        let mut s = self.common.status;
+        if self.interrupts.needs_reset() {
+            s |= status::DEVICE_NEEDS_RESET;
+        }
+        s
+    }
+
+    /// Whether the device runs (DRIVER_OK accepted, not broken).
+    pub fn is_active(&self) -> bool {
+        self.activated && !self.interrupts.needs_reset()
+    }
+
+    /// The interrupt handle the device was (or will be) activated with.
+    pub fn interrupts(&self) -> Arc<dyn VirtioInterrupt> {
+        self.interrupts.clone()
+    }
+
+    /// Guest physical address of the notification slot of `queue` while the
+    /// guest has BAR 0 mapped (for an ioeventfd).
+    pub fn notify_address(&self, queue: u16) -> Option<u64> {
+        if usize::from(queue) >= self.common.queues.len() {
+            return None;
+        }
+        let bar = self
+            .config
+            .mapped_bars()
+            .into_iter()
+            .find(|b| b.index == 0)?;
+        Some(
+            bar.address
+                + caps::NOTIFY_OFFSET
+                + u64::from(queue) * u64::from(caps::NOTIFY_OFF_MULTIPLIER),
+        )
+    }
+
+    /// The driver notified `queue` (BAR write or ioeventfd).
+    pub fn notify_queue(&mut self, queue: u16) {
+        if !self.is_active() {
+            tracing::debug!(queue, "notification for an inactive device ignored");
+            return;
+        }
+        if let Err(e) = self.device.queue_notify(queue) {
+            self.interrupts.set_needs_reset(&e.to_string());
+        }
+    }
+
+    fn reset(&mut self) {
+        if self.activated {
+            self.device.reset();
+            self.activated = false;
+        }
+        self.common.reset();
+        {
+            let mut irq = self.interrupts.lock();
+            irq.isr = 0;
+            irq.config_vector = interrupts::NO_VECTOR;
+            irq.queue_vectors.fill(interrupts::NO_VECTOR);
+        }
+        self.interrupts.clear_needs_reset();
+        tracing::debug!("virtio device reset");
+    }
+
+    fn write_status(&mut self, value: u8) {
+        if value == 0 {
+            self.reset();
+            return;
+        }
+        let old = self.common.status;
+        if value & old != old {
+            tracing::warn!(
+                old,
+                value,
+                "driver cleared status bits without a reset; ignored"
+            );
+            return;
+        }
+        let added = value & !old;
+        let mut new = value & !status::DEVICE_NEEDS_RESET;
+        if added & status::FEATURES_OK != 0 {
+            let f = self.common.driver_features;
+            if f & VIRTIO_F_VERSION_1 == 0 || f & !self.device_features != 0 {
+                tracing::warn!(
+                    features = f,
+                    offered = self.device_features,
+                    "feature negotiation failed"
+                );
+                new &= !status::FEATURES_OK;
+            } else {
+                self.device.ack_features(f);
+            }
+        }
+        if added & status::FAILED != 0 {
+            tracing::warn!("driver set FAILED");
+        }
+        self.common.status = new;
+        if added & status::DRIVER_OK != 0 {
+            if new & status::FEATURES_OK == 0 {
+                tracing::warn!("DRIVER_OK without FEATURES_OK");
+                self.interrupts
+                    .set_needs_reset("DRIVER_OK without FEATURES_OK");
+                return;
+            }
+            self.activate();
+        }
+    }
+
+    fn activate(&mut self) {
+        let mem = self.mem.memory();
+        let mut queues = Vec::with_capacity(self.common.queues.len());
+        for (i, q) in self.common.queues.iter().enumerate() {
+            if !q.enabled {
+                queues.push(None);
+                continue;
+            }
+            match build_queue(q.max_size, q.size, q.desc, q.avail, q.used, &mem) {
+                Ok(queue) => queues.push(Some(queue)),
+                Err(e) => {
+                    self.interrupts
+                        .set_needs_reset(&format!("queue {i} set-up invalid: {e}"));
+                    return;
+                }
+            }
+        }
+        let ctx = ActivateContext {
+            mem: self.mem.clone(),
+            queues,
+            features: self.common.driver_features,
+            interrupt: self.interrupts.clone(),
+        };
+        match self.device.activate(ctx) {
+            Ok(()) => {
+                self.activated = true;
+                tracing::info!(
+                    device_type = self.device.device_type(),
+                    "virtio device activated"
+                );
+            }
+            Err(e) => self
+                .interrupts
+                .set_needs_reset(&format!("activation failed: {e}")),
+        }
+    }
+
+    fn msix_control(&self) -> u16 {
+        let raw = self.config.raw(self.msix_cap + 2, 2);
+        match raw {
+            [lo, hi] => u16::from_le_bytes([*lo, *hi]),
+            _ => 0,
+        }
+    }
+
+    fn bar0_read(&mut self, offset: u64, data: &mut [u8]) {
+        match offset {
+            o if o < caps::COMMON_LEN => {
+                let st = self.status();
+                let irq = self.interrupts.lock();
+                self.common.read(o, data, self.device_features, st, &irq);
+            }
+            o if (caps::ISR_OFFSET..caps::ISR_OFFSET + 4).contains(&o) => {
+                data.fill(0);
+                if o == caps::ISR_OFFSET
+                    && let Some(b) = data.first_mut()
+                {
+                    let mut irq = self.interrupts.lock();
+                    *b = irq.isr;
+                    irq.isr = 0;
+                }
+            }
+            o if (caps::DEVICE_OFFSET..caps::DEVICE_OFFSET + caps::DEVICE_LEN).contains(&o) => {
+                self.device.read_config(o - caps::DEVICE_OFFSET, data);
+            }
+            o if (caps::MSIX_TABLE_OFFSET..caps::MSIX_PBA_OFFSET).contains(&o) => {
+                self.interrupts
+                    .lock()
+                    .msix
+                    .table_read(o - caps::MSIX_TABLE_OFFSET, data);
+            }
+            o if (caps::MSIX_PBA_OFFSET..caps::BAR0_SIZE).contains(&o) => {
+                self.interrupts
+                    .lock()
+                    .msix
+                    .pba_read(o - caps::MSIX_PBA_OFFSET, data);
+            }
+            _ => data.fill(0),
+        }
+    }
+
+    fn bar0_write(&mut self, offset: u64, data: &[u8]) {
+        match offset {
+            o if o < caps::COMMON_LEN => {
+                let action = {
+                    let mut irq = self.interrupts.lock();
+                    self.common.write(o, data, &mut irq)
+                };
+                if let CommonAction::Status(v) = action {
+                    self.write_status(v);
+                }
+            }
+            o if (caps::DEVICE_OFFSET..caps::DEVICE_OFFSET + caps::DEVICE_LEN).contains(&o) => {
+                self.device.write_config(o - caps::DEVICE_OFFSET, data);
+            }
+            o if (caps::NOTIFY_OFFSET..caps::NOTIFY_OFFSET + caps::NOTIFY_LEN).contains(&o) => {
+                let rel = o - caps::NOTIFY_OFFSET;
+                let mult = u64::from(caps::NOTIFY_OFF_MULTIPLIER);
+                if rel.is_multiple_of(mult) {
+                    self.notify_queue((rel / mult) as u16);
+                } else {
+                    tracing::debug!(offset, "misaligned queue notification ignored");
+                }
+            }
+            o if (caps::MSIX_TABLE_OFFSET..caps::MSIX_PBA_OFFSET).contains(&o) => {
+                self.interrupts
+                    .lock()
+                    .msix
+                    .table_write(o - caps::MSIX_TABLE_OFFSET, data);
+            }
+            _ => tracing::debug!(offset, "write to a read-only part of BAR 0 ignored"),
+        }
+    }
+}
+
+impl PciFunction for VirtioPciDevice {
+    fn config_read(&mut self, offset: u16, data: &mut [u8]) {
+        self.config.read(usize::from(offset), data);
+    }
+
+    fn config_write(&mut self, offset: u16, data: &[u8]) {
+        self.config.write(usize::from(offset), data);
+        let ctrl_at = self.msix_cap + 2;
+        let start = usize::from(offset);
+        if start < ctrl_at + 2 && start + data.len() > ctrl_at {
+            let control = self.msix_control();
+            self.interrupts.lock().msix.set_control(control);
+        }
+    }
+
+    fn bars(&self) -> Vec<BarInfo> {
+        self.config.bars()
+    }
+
+    fn set_bar_address(&mut self, index: u8, address: u64) {
+        self.config.set_bar_address(usize::from(index), address);
+    }
+
+    fn mapped_bars(&self) -> Vec<BarRegion> {
+        self.config.mapped_bars()
+    }
+
+    fn bar_read(&mut self, index: u8, offset: u64, data: &mut [u8]) {
+        if index != 0 || self.config.command() & COMMAND_MEMORY == 0 {
+            data.fill(0xff);
+            return;
+        }
+        self.bar0_read(offset, data);
+    }
+
+    fn bar_write(&mut self, index: u8, offset: u64, data: &[u8]) {
+        if index != 0 || self.config.command() & COMMAND_MEMORY == 0 {
+            return;
+        }
+        self.bar0_write(offset, data);
+    }
+}

@@ -1,0 +1,352 @@
+//! One connection: the state the host stream shares with the muxer, and
+//! the muxer's per-connection protocol state (credit, pending control packets).
+//!
+//! | state        | entered by                          | left by                                   |
+//! |--------------|-------------------------------------|-------------------------------------------|
+//! | `Connecting` | host `connect` (REQUEST to send)     | guest RESPONSE → `Established`; RST → gone |
+//! | `Established`| guest REQUEST accepted / RESPONSE    | host stream dropped → `Closing`; RST → gone |
+//! | `Closing`    | SHUTDOWN(RCV+SEND) sent by the host  | guest RST or SHUTDOWN → gone               |
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::Waker;
+
+use super::packet::{HOST_CID, Header, SHUTDOWN_RCV, SHUTDOWN_SEND, TYPE_STREAM, op};
+
+/// Receive buffer the host offers each connection (our `buf_alloc`).
+pub const BUF_ALLOC: u32 = 256 * 1024;
+/// Most bytes a host stream buffers towards the guest before writes wait.
+pub const TO_GUEST_CAP: usize = 256 * 1024;
+
+/// Stream-side state, shared between the host stream and the muxer.
+#[derive(Default)]
+pub struct ConnIo {
+    /// Bytes from the guest not yet read by the host.
+    pub from_guest: VecDeque<u8>,
+    /// Bytes written by the host not yet sent to the guest.
+    pub to_guest: VecDeque<u8>,
+    /// Bytes the host has read (our `fwd_cnt`, wrapping).
+    pub fwd_cnt: u32,
+    /// The guest will send nothing more (EOF after `from_guest`).
+    pub peer_eof: bool,
+    /// The guest will receive nothing more (host writes fail).
+    pub peer_no_recv: bool,
+    /// The host shut its write side down.
+    pub host_shut_write: bool,
+    /// The host dropped the stream.
+    pub host_closed: bool,
+    /// The stream must be reset (undelivered connection of a dropped listener).
+    pub abort: bool,
+    /// The connection was reset (by the guest, a protocol error or a device reset).
+    pub reset: bool,
+    /// Connection established (for host-initiated connects).
+    pub established: bool,
+    /// Task waiting to read.
+    pub read_waker: Option<Waker>,
+    /// Task waiting to write.
+    pub write_waker: Option<Waker>,
+    /// Task waiting for a connect to complete.
+    pub connect_waker: Option<Waker>,
+}
+
+impl ConnIo {
+    /// Wakes every waiting task.
+    pub fn wake_all(&mut self) {
+        for w in [
+            self.read_waker.take(),
+            self.write_waker.take(),
+            self.connect_waker.take(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            w.wake();
+        }
+    }
+}
+
+/// A lock around [`ConnIo`].
+#[derive(Default)]
+pub struct ConnShared(Mutex<ConnIo>);
+
+impl ConnShared {
+    /// Locks the stream state.
+    pub fn lock(&self) -> MutexGuard<'_, ConnIo> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Protocol state of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnState {
+    /// Host-initiated, waiting for the guest's RESPONSE.
+    Connecting,
+    /// Data flows.
+    Established,
+    /// The host closed; waiting for the guest's RST.
+    Closing,
+}
+
+/// What the muxer should do with a connection after a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Keep it.
+    Keep,
+    /// Send RST and forget it.
+    Reset,
+    /// Forget it without a reply (the guest reset it).
+    Remove,
+}
+
+/// Muxer-side state of one connection.
+pub struct Connection {
+    /// Host-side port.
+    pub local_port: u32,
+    /// Guest-side port.
+    pub peer_port: u32,
+    /// Protocol state.
+    pub state: ConnState,
+    /// Shared stream state.
+    pub shared: Arc<ConnShared>,
+    guest_cid: u64,
+    peer_buf_alloc: u32,
+    peer_fwd_cnt: u32,
+    /// Payload bytes sent to the guest.
+    tx_cnt: u32,
+    /// Payload bytes received from the guest.
+    rx_cnt: u32,
+    last_fwd_cnt_sent: u32,
+    send_request: bool,
+    send_response: bool,
+    send_credit_update: bool,
+    credit_requested: bool,
+    shutdown_sent: u32,
+}
+
+impl Connection {
+    fn new(guest_cid: u64, local_port: u32, peer_port: u32, state: ConnState) -> Self {
+        Connection {
+            local_port,
+            peer_port,
+            state,
+            shared: Arc::new(ConnShared::default()),
+            guest_cid,
+            peer_buf_alloc: 0,
+            peer_fwd_cnt: 0,
+            tx_cnt: 0,
+            rx_cnt: 0,
+            last_fwd_cnt_sent: 0,
+            send_request: state == ConnState::Connecting,
+            send_response: false,
+            send_credit_update: false,
+            credit_requested: false,
+            shutdown_sent: 0,
+        }
+    }
+
+    /// A host-initiated connection to guest port `peer_port`.
+    pub fn connecting(guest_cid: u64, local_port: u32, peer_port: u32) -> Self {
+        Connection::new(guest_cid, local_port, peer_port, ConnState::Connecting)
+    }
+
+    /// A guest-initiated connection accepted by a host listener.
+    pub fn accepted(guest_cid: u64, request: &Header) -> Self {
+        let mut c = Connection::new(
+            guest_cid,
+            request.dst_port,
+            request.src_port,
+            ConnState::Established,
+        );
+        c.update_peer_credit(request);
+        c.send_response = true;
+        c.shared.lock().established = true;
+        c
+    }
+
+    fn update_peer_credit(&mut self, h: &Header) {
+        self.peer_buf_alloc = h.buf_alloc;
+        self.peer_fwd_cnt = h.fwd_cnt;
+    }
+
+    /// Bytes the guest can still take.
+    fn peer_credit(&self) -> u32 {
+        let in_flight = self.tx_cnt.wrapping_sub(self.peer_fwd_cnt);
+        self.peer_buf_alloc.saturating_sub(in_flight)
+    }
+
+    /// Handles a packet the guest sent on this connection.
+    pub fn handle(&mut self, h: &Header, payload: Vec<u8>) -> Verdict {
+        self.update_peer_credit(h);
+        let mut io = self.shared.lock();
+        let verdict = match (h.op, self.state) {
+            (op::RST, ConnState::Connecting) => {
+                io.reset = true;
+                Verdict::Remove
+            }
+            (op::RST, _) => {
+                io.reset = !(io.peer_eof && io.peer_no_recv) && self.state != ConnState::Closing;
+                Verdict::Remove
+            }
+            (op::RESPONSE, ConnState::Connecting) => {
+                self.state = ConnState::Established;
+                io.established = true;
+                Verdict::Keep
+            }
+            (_, ConnState::Connecting) => {
+                io.reset = true;
+                Verdict::Reset
+            }
+            (op::RW, ConnState::Established) => {
+                let len = payload.len() as u32;
+                let used = self.rx_cnt.wrapping_sub(io.fwd_cnt);
+                if io.peer_eof || used.saturating_add(len) > BUF_ALLOC {
+                    tracing::warn!(
+                        local = self.local_port,
+                        peer = self.peer_port,
+                        "guest overran its credit or sent after SHUTDOWN; resetting"
+                    );
+                    io.reset = true;
+                    Verdict::Reset
+                } else {
+                    self.rx_cnt = self.rx_cnt.wrapping_add(len);
+                    if io.host_closed {
+                        // Nobody reads: consume at once so credit keeps flowing.
+                        io.fwd_cnt = io.fwd_cnt.wrapping_add(len);
+                    } else {
+                        io.from_guest.extend(payload);
+                    }
+                    Verdict::Keep
+                }
+            }
+            (op::RW, ConnState::Closing) => Verdict::Keep,
+            (op::CREDIT_UPDATE, _) => {
+                self.credit_requested = false;
+                Verdict::Keep
+            }
+            (op::CREDIT_REQUEST, _) => {
+                self.send_credit_update = true;
+                Verdict::Keep
+            }
+            (op::SHUTDOWN, ConnState::Closing) => Verdict::Reset,
+            (op::SHUTDOWN, _) => {
+                if h.flags & SHUTDOWN_RCV != 0 {
+                    io.peer_no_recv = true;
+                }
+                if h.flags & SHUTDOWN_SEND != 0 {
+                    io.peer_eof = true;
+                }
+                if io.peer_no_recv && io.peer_eof {
+                    // Full close from the guest: it waits for our RST.
+                    Verdict::Reset
+                } else {
+                    Verdict::Keep
+                }
+            }
+            _ => {
+                tracing::warn!(op = h.op, "unexpected vsock op on a connection; resetting");
+                io.reset = true;
+                Verdict::Reset
+            }
+        };
+        io.wake_all();
+        verdict
+    }
+
+    /// Whether the connection must be reset without waiting for the guest
+    /// (host abort, or the host gave up on a connect).
+    pub fn wants_reset(&self) -> bool {
+        let io = self.shared.lock();
+        io.abort || (io.host_closed && self.state == ConnState::Connecting)
+    }
+
+    fn header(&self, op: u16, len: u32, flags: u32, fwd_cnt: u32) -> Header {
+        Header {
+            src_cid: HOST_CID,
+            dst_cid: self.guest_cid,
+            src_port: self.local_port,
+            dst_port: self.peer_port,
+            len,
+            type_: TYPE_STREAM,
+            op,
+            flags,
+            buf_alloc: BUF_ALLOC,
+            fwd_cnt,
+        }
+    }
+
+    /// The RST packet of this connection.
+    pub fn rst(&self) -> Header {
+        self.header(op::RST, 0, 0, 0)
+    }
+
+    /// The next packet to send to the guest with at most `max_payload`
+    /// payload bytes, if any.
+    pub fn next_packet(&mut self, max_payload: usize) -> Option<(Header, Vec<u8>)> {
+        let shared = self.shared.clone();
+        let mut io = shared.lock();
+        let fwd = io.fwd_cnt;
+        let pkt = |c: &mut Self, op: u16, flags: u32, data: Vec<u8>| {
+            c.last_fwd_cnt_sent = fwd;
+            Some((c.header(op, data.len() as u32, flags, fwd), data))
+        };
+        if self.state == ConnState::Connecting {
+            if self.send_request {
+                self.send_request = false;
+                return pkt(self, op::REQUEST, 0, Vec::new());
+            }
+            return None;
+        }
+        if self.send_response {
+            self.send_response = false;
+            return pkt(self, op::RESPONSE, 0, Vec::new());
+        }
+        if self.state == ConnState::Closing {
+            return None;
+        }
+        if !io.to_guest.is_empty() && !io.peer_no_recv {
+            let credit = self.peer_credit() as usize;
+            let n = credit
+                .min(io.to_guest.len())
+                .min(max_payload)
+                .min(MAX_PAYLOAD_USIZE);
+            if n > 0 {
+                let data: Vec<u8> = io.to_guest.drain(..n).collect();
+                self.tx_cnt = self.tx_cnt.wrapping_add(n as u32);
+                if let Some(w) = io.write_waker.take() {
+                    w.wake();
+                }
+                return pkt(self, op::RW, 0, data);
+            }
+            if credit == 0 && !self.credit_requested {
+                self.credit_requested = true;
+                return pkt(self, op::CREDIT_REQUEST, 0, Vec::new());
+            }
+        }
+        let drained = io.to_guest.is_empty() || io.peer_no_recv;
+        if io.host_closed && drained {
+            self.state = ConnState::Closing;
+            self.shutdown_sent = SHUTDOWN_RCV | SHUTDOWN_SEND;
+            return pkt(self, op::SHUTDOWN, SHUTDOWN_RCV | SHUTDOWN_SEND, Vec::new());
+        }
+        if io.host_shut_write && drained && self.shutdown_sent & SHUTDOWN_SEND == 0 {
+            self.shutdown_sent |= SHUTDOWN_SEND;
+            return pkt(self, op::SHUTDOWN, SHUTDOWN_SEND, Vec::new());
+        }
+        let unannounced = fwd.wrapping_sub(self.last_fwd_cnt_sent);
+        if !io.peer_eof && (self.send_credit_update || unannounced >= BUF_ALLOC / 2) {
+            self.send_credit_update = false;
+            drop(io);
+            return pkt(self, op::CREDIT_UPDATE, 0, Vec::new());
+        }
+        None
+    }
+
+    /// Marks the stream reset (device reset or muxer-initiated RST).
+    pub fn mark_reset(&self) {
+        let mut io = self.shared.lock();
+        io.reset = true;
+        io.wake_all();
+    }
+}
+
+const MAX_PAYLOAD_USIZE: usize = super::packet::MAX_PAYLOAD as usize;

@@ -1,0 +1,254 @@
+//! The host-side connection multiplexer: routes guest packets to
+//! connections and listeners, and picks the next packet for the guest.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+
+use tokio::sync::{Notify, mpsc};
+
+use super::connection::{Connection, Verdict};
+use super::packet::{HOST_CID, Header, TYPE_STREAM, op};
+use super::stream::HostStream;
+
+/// Most connections the muxer keeps; further guest requests are refused.
+pub const MAX_CONNECTIONS: usize = 4096;
+/// Most RST replies to unknown connections queued at once (extra ones are dropped).
+const MAX_STRAY: usize = 1024;
+/// First port of the host's ephemeral range for host-initiated connects.
+const EPHEMERAL_START: u32 = 49152;
+
+/// Why a host operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MuxerError {
+    /// The port already has a listener.
+    #[error("port {0} already has a listener")]
+    PortInUse(u32),
+    /// No local port or connection slot is left.
+    #[error("too many connections")]
+    TooManyConnections,
+}
+
+type Key = (u32, u32);
+
+/// Connection table, listeners and pending stray replies.
+pub struct Muxer {
+    guest_cid: u64,
+    conns: BTreeMap<Key, Connection>,
+    listeners: HashMap<u32, mpsc::UnboundedSender<HostStream>>,
+    stray: VecDeque<Header>,
+    next_port: u32,
+    last_served: Option<Key>,
+    notify: Arc<Notify>,
+}
+
+impl Muxer {
+    /// A muxer for a guest with CID `guest_cid`; `notify` wakes the pump.
+    pub fn new(guest_cid: u64, notify: Arc<Notify>) -> Self {
+        Muxer {
+            guest_cid,
+            conns: BTreeMap::new(),
+            listeners: HashMap::new(),
+            stray: VecDeque::new(),
+            next_port: EPHEMERAL_START,
+            last_served: None,
+            notify,
+        }
+    }
+
+    /// Number of live connections.
+    pub fn connection_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Registers a listener on `port`.
+    pub fn listen(&mut self, port: u32) -> Result<mpsc::UnboundedReceiver<HostStream>, MuxerError> {
+        if self.listeners.contains_key(&port) {
+            return Err(MuxerError::PortInUse(port));
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.listeners.insert(port, tx);
+        Ok(rx)
+    }
+
+    /// Frees `port`.
+    pub fn unlisten(&mut self, port: u32) {
+        self.listeners.remove(&port);
+    }
+
+    /// Starts a host-initiated connection to guest `port`.
+    pub fn connect(&mut self, port: u32) -> Result<HostStream, MuxerError> {
+        if self.conns.len() >= MAX_CONNECTIONS {
+            return Err(MuxerError::TooManyConnections);
+        }
+        let range = u32::MAX - EPHEMERAL_START;
+        let local = (0..range)
+            .map(|i| EPHEMERAL_START + (self.next_port - EPHEMERAL_START + i) % range)
+            .find(|p| !self.listeners.contains_key(p) && !self.conns.contains_key(&(*p, port)))
+            .ok_or(MuxerError::TooManyConnections)?;
+        self.next_port = if local == u32::MAX - 1 {
+            EPHEMERAL_START
+        } else {
+            local + 1
+        };
+        let conn = Connection::connecting(self.guest_cid, local, port);
+        let stream = HostStream::new(conn.shared.clone(), self.notify.clone(), local, port);
+        self.conns.insert((local, port), conn);
+        Ok(stream)
+    }
+
+    fn reply_rst(&mut self, h: &Header) {
+        if h.op == op::RST {
+            return;
+        }
+        if self.stray.len() >= MAX_STRAY {
+            tracing::warn!("too many stray vsock packets; dropping an RST reply");
+            return;
+        }
+        self.stray.push_back(Header {
+            src_cid: HOST_CID,
+            dst_cid: self.guest_cid,
+            src_port: h.dst_port,
+            dst_port: h.src_port,
+            type_: h.type_,
+            op: op::RST,
+            ..Header::default()
+        });
+    }
+
+    /// Handles one packet from the guest's tx queue.
+    pub fn handle_packet(&mut self, h: &Header, payload: Vec<u8>) {
+        if h.src_cid != self.guest_cid || h.dst_cid != HOST_CID {
+            tracing::warn!(
+                src = h.src_cid,
+                dst = h.dst_cid,
+                "vsock packet with wrong CIDs dropped"
+            );
+            return;
+        }
+        if h.type_ != TYPE_STREAM {
+            tracing::debug!(type_ = h.type_, "unsupported vsock socket type");
+            self.reply_rst(h);
+            return;
+        }
+        let key = (h.dst_port, h.src_port);
+        let Some(conn) = self.conns.get_mut(&key) else {
+            if h.op == op::REQUEST {
+                self.accept(h);
+            } else {
+                self.reply_rst(h);
+            }
+            return;
+        };
+        match conn.handle(h, payload) {
+            Verdict::Keep => {}
+            Verdict::Remove => {
+                self.conns.remove(&key);
+            }
+            Verdict::Reset => {
+                let rst = conn.rst();
+                self.conns.remove(&key);
+                self.push_rst(rst);
+            }
+        }
+    }
+
+    /// Answers a malformed packet: resets its connection if it has one, or
+    /// replies RST.
+    pub fn reject(&mut self, h: &Header) {
+        if h.src_cid != self.guest_cid || h.dst_cid != HOST_CID {
+            tracing::warn!("malformed vsock packet with wrong CIDs dropped");
+            return;
+        }
+        let key = (h.dst_port, h.src_port);
+        match self.conns.remove(&key) {
+            Some(conn) => {
+                conn.mark_reset();
+                self.push_rst(conn.rst());
+            }
+            None => self.reply_rst(h),
+        }
+    }
+
+    fn push_rst(&mut self, rst: Header) {
+        if self.stray.len() < MAX_STRAY {
+            self.stray.push_back(rst);
+        } else {
+            tracing::warn!("RST queue full; dropping an RST");
+        }
+    }
+
+    fn accept(&mut self, h: &Header) {
+        if self.conns.len() >= MAX_CONNECTIONS {
+            tracing::warn!(port = h.dst_port, "connection limit reached; refusing");
+            self.reply_rst(h);
+            return;
+        }
+        let Some(tx) = self.listeners.get(&h.dst_port) else {
+            tracing::debug!(port = h.dst_port, "no listener; refusing guest connection");
+            self.reply_rst(h);
+            return;
+        };
+        let conn = Connection::accepted(self.guest_cid, h);
+        let stream = HostStream::new(
+            conn.shared.clone(),
+            self.notify.clone(),
+            h.dst_port,
+            h.src_port,
+        );
+        if tx.send(stream).is_err() {
+            // The listener is going away; its drop frees the port.
+            // (The dropped stream marks itself closed; the conn was never stored.)
+            self.reply_rst(h);
+            return;
+        }
+        self.conns.insert((h.dst_port, h.src_port), conn);
+    }
+
+    /// Whether any packet may be waiting for the guest.
+    pub fn has_pending(&self) -> bool {
+        !self.stray.is_empty() || !self.conns.is_empty()
+    }
+
+    /// The next packet for the guest, with at most `max_payload` payload
+    /// bytes; round-robin over connections.
+    pub fn next_packet(&mut self, max_payload: usize) -> Option<(Header, Vec<u8>)> {
+        if let Some(h) = self.stray.pop_front() {
+            return Some((h, Vec::new()));
+        }
+        let keys: Vec<Key> = match self.last_served {
+            Some(last) => self
+                .conns
+                .range((std::ops::Bound::Excluded(last), std::ops::Bound::Unbounded))
+                .chain(self.conns.range(..=last))
+                .map(|(k, _)| *k)
+                .collect(),
+            None => self.conns.keys().copied().collect(),
+        };
+        for key in keys {
+            let Some(conn) = self.conns.get_mut(&key) else {
+                continue;
+            };
+            if conn.wants_reset() {
+                let rst = conn.rst();
+                conn.mark_reset();
+                self.conns.remove(&key);
+                self.last_served = Some(key);
+                return Some((rst, Vec::new()));
+            }
+            if let Some(p) = conn.next_packet(max_payload) {
+                self.last_served = Some(key);
+                return Some(p);
+            }
+        }
+        None
+    }
+
+    /// Resets every connection (device reset); listeners stay.
+    pub fn reset(&mut self) {
+        for (_, conn) in std::mem::take(&mut self.conns) {
+            conn.mark_reset();
+        }
+        self.stray.clear();
+        self.last_served = None;
+    }
+}

@@ -1,0 +1,225 @@
+//! The virtio-pci transport driven through BAR and config-space accesses
+//! exactly like Linux's virtio_pci_modern driver.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+mod virtio_support;
+
+use uvm_devices::virtio::VIRTIO_F_VERSION_1;
+use uvm_devices::virtio::vsock::VsockDevice;
+use uvm_devices::virtio::vsock::packet::{HDR_SIZE, Header, op};
+use virtio_support::*;
+use vm_memory::{Bytes, GuestAddress};
+
+fn machine() -> Machine {
+    let dev = VsockDevice::new(3, &tokio::runtime::Handle::current());
+    Machine::new(Box::new(dev))
+}
+
+/// A REQUEST to a port nobody listens on: the device answers RST.
+fn send_request(m: &Machine, tx: &mut GuestQueue) {
+    let mem = m.mem();
+    let h = Header {
+        src_cid: 3,
+        dst_cid: 2,
+        src_port: 5000,
+        dst_port: 9999,
+        type_: 1,
+        op: op::REQUEST,
+        buf_alloc: 4096,
+        ..Header::default()
+    };
+    let a = tx.alloc(HDR_SIZE as u32);
+    mem.write_slice(&h.to_bytes(), GuestAddress(a)).unwrap();
+    tx.add(&mem, &[(a, HDR_SIZE as u32, false)]).unwrap();
+    m.notify(tx);
+}
+
+fn add_rx(m: &Machine, rx: &mut GuestQueue, n: usize) {
+    let mem = m.mem();
+    for _ in 0..n {
+        let a = rx.alloc(4096);
+        rx.add(&mem, &[(a, 4096, true)]).unwrap();
+    }
+    m.notify(rx);
+}
+
+#[tokio::test]
+async fn linux_style_bring_up_and_msix_interrupts() {
+    let m = machine();
+    // Identity: modern virtio device id 0x1040 + 19.
+    assert_eq!(m.cfg_read(0x02, 2), 0x1053);
+    assert_eq!(m.cfg_read(0x08, 1), 1); // revision 1
+    let caps = m.probe();
+    assert_eq!(caps.notify_mult, 4);
+    assert_eq!(caps.msix_size, 4);
+    m.enable_msix(&caps);
+    assert!(m.negotiate(&caps, VIRTIO_F_VERSION_1));
+    // Device config: guest CID 3, read as two dwords like virtio_cread64 does.
+    let lo = m.read(caps.device, 4);
+    let hi = m.read(caps.device + 4, 4);
+    assert_eq!(lo | (hi << 32), 3);
+    assert_eq!(m.read(caps.common + 0x12, 2), 3); // num_queues
+    m.write(caps.common + 0x10, 2, 0); // config vector 0
+    assert_eq!(m.read(caps.common + 0x10, 2), 0);
+    let mut rx = m.setup_queue(&caps, 0, 64, 1);
+    let mut tx = m.setup_queue(&caps, 1, 64, 2);
+    let _ev = m.setup_queue(&caps, 2, 64, 3);
+    m.driver_ok(&caps);
+    assert_eq!(m.status(&caps), 0x0f);
+    // Queue addresses read back after the fact.
+    m.write(caps.common + 0x16, 2, 1);
+    assert_eq!(m.read(caps.common + 0x20, 4), tx.desc);
+    assert_eq!(m.read(caps.common + 0x1c, 2), 1);
+
+    add_rx(&m, &mut rx, 4);
+    assert!(m.msi.take().is_empty());
+    send_request(&m, &mut tx);
+    let msgs = m.msi.take();
+    assert!(msgs.contains(&(MSI_ADDR, 0x22)), "{msgs:?}"); // tx used
+    assert!(msgs.contains(&(MSI_ADDR, 0x21)), "{msgs:?}"); // rx used (the RST)
+    let mem = m.mem();
+    let used = rx.take_used(&mem);
+    assert_eq!(used.len(), 1);
+    let mut raw = [0u8; HDR_SIZE];
+    mem.read_slice(&mut raw, GuestAddress(used[0].2[0].0))
+        .unwrap();
+    let h = Header::from_bytes(&raw);
+    assert_eq!(
+        (h.op, h.src_port, h.dst_port, h.dst_cid),
+        (op::RST, 9999, 5000, 3)
+    );
+    assert_eq!(tx.take_used(&mem).len(), 1);
+    assert_eq!(m.intx.count(), 0);
+    // The notify address the VMM would give to an ioeventfd.
+    let addr = m.function.lock().unwrap().notify_address(1).unwrap();
+    assert_eq!(addr, m.bar0 + tx.notify);
+}
+
+#[tokio::test]
+async fn negotiation_requires_version_1() {
+    let m = machine();
+    let caps = m.probe();
+    assert!(!m.negotiate(&caps, 0));
+    assert_eq!(m.status(&caps) & 8, 0);
+    // DRIVER_OK without FEATURES_OK breaks the device.
+    m.set_status(&caps, 3 | 4);
+    assert!(m.status(&caps) & 0x40 != 0);
+    // Reset recovers; bits cannot be cleared without a reset.
+    assert!(m.negotiate(&caps, u64::MAX));
+    assert_eq!(m.status(&caps), 0x0b);
+    m.set_status(&caps, 0x01);
+    assert_eq!(m.status(&caps), 0x0b);
+    // Features beyond the offer are refused.
+    m.set_status(&caps, 0);
+    m.set_status(&caps, 3);
+    m.write(caps.common + 8, 4, 1);
+    m.write(caps.common + 0xc, 4, 1 | 2);
+    m.set_status(&caps, 3 | 8);
+    assert_eq!(m.status(&caps) & 8, 0);
+}
+
+#[tokio::test]
+async fn msix_masking_sets_pending_and_unmask_delivers() {
+    let m = machine();
+    let caps = m.probe();
+    m.enable_msix(&caps);
+    assert!(m.negotiate(&caps, VIRTIO_F_VERSION_1));
+    let mut rx = m.setup_queue(&caps, 0, 64, 1);
+    let mut tx = m.setup_queue(&caps, 1, 64, 2);
+    m.driver_ok(&caps);
+    add_rx(&m, &mut rx, 4);
+    // Mask vector 2 (tx).
+    m.write(caps.msix_table + 2 * 16 + 12, 4, 1);
+    send_request(&m, &mut tx);
+    let msgs = m.msi.take();
+    assert!(!msgs.contains(&(MSI_ADDR, 0x22)));
+    assert!(msgs.contains(&(MSI_ADDR, 0x21)));
+    assert_eq!(m.read(caps.msix_pba, 8) & 0b100, 0b100);
+    // Table reads back what was programmed.
+    assert_eq!(m.read(caps.msix_table + 2 * 16 + 8, 4), 0x22);
+    assert_eq!(m.read(caps.msix_table + 2 * 16 + 12, 4), 1);
+    m.write(caps.msix_table + 2 * 16 + 12, 4, 0);
+    assert_eq!(m.msi.take(), vec![(MSI_ADDR, 0x22)]);
+    assert_eq!(m.read(caps.msix_pba, 8), 0);
+    // Function mask holds everything back until cleared.
+    let ctrl = m.cfg_read(caps.msix_cap + 2, 2);
+    m.cfg_write(caps.msix_cap + 2, 2, ctrl | 0x4000);
+    send_request(&m, &mut tx);
+    assert!(m.msi.take().is_empty());
+    assert_eq!(m.read(caps.msix_pba, 8) & 0b110, 0b110);
+    m.cfg_write(caps.msix_cap + 2, 2, ctrl);
+    let mut msgs = m.msi.take();
+    msgs.sort();
+    assert_eq!(msgs, vec![(MSI_ADDR, 0x21), (MSI_ADDR, 0x22)]);
+    // A vector beyond the table reads back as NO_VECTOR.
+    m.write(caps.common + 0x10, 2, 99);
+    assert_eq!(m.read(caps.common + 0x10, 2), 0xffff);
+}
+
+#[tokio::test]
+async fn intx_and_isr_without_msix() {
+    let m = machine();
+    let caps = m.probe();
+    assert!(m.negotiate(&caps, VIRTIO_F_VERSION_1));
+    let mut rx = m.setup_queue(&caps, 0, 64, 0xffff);
+    let mut tx = m.setup_queue(&caps, 1, 64, 0xffff);
+    m.driver_ok(&caps);
+    add_rx(&m, &mut rx, 2);
+    send_request(&m, &mut tx);
+    assert!(m.intx.count() >= 1);
+    assert!(m.msi.take().is_empty());
+    assert_eq!(m.read(caps.isr, 1), 1);
+    assert_eq!(m.read(caps.isr, 1), 0); // read clears
+    assert_eq!(m.cfg_read(0x3d, 1), 1); // INTA#
+}
+
+#[tokio::test]
+async fn queue_outside_memory_marks_device_broken_then_reset_recovers() {
+    let m = machine();
+    let caps = m.probe();
+    m.enable_msix(&caps);
+    assert!(m.negotiate(&caps, VIRTIO_F_VERSION_1));
+    m.write(caps.common + 0x10, 2, 0);
+    let _rx = m.setup_queue(&caps, 0, 64, 1);
+    let _tx = m.setup_queue(&caps, 1, 64, 2);
+    // Move the tx descriptor table beyond guest memory.
+    m.write(caps.common + 0x16, 2, 1);
+    m.write(caps.common + 0x20, 4, 0x4000_0000);
+    m.driver_ok(&caps);
+    assert_eq!(m.status(&caps) & 0x40, 0x40);
+    assert!(m.msi.take().contains(&(MSI_ADDR, 0x20))); // config change
+    assert!(!m.function.lock().unwrap().is_active());
+    // Writes after DRIVER_OK to queue registers are ignored.
+    m.write(caps.common + 0x20, 4, 0x10000);
+    assert_eq!(m.read(caps.common + 0x20, 4), 0x4000_0000);
+    // Reset and a proper bring-up work.
+    m.set_status(&caps, 0);
+    assert_eq!(m.status(&caps), 0);
+    assert_eq!(m.read(caps.common + 0x1c, 2), 0);
+    assert!(m.negotiate(&caps, VIRTIO_F_VERSION_1));
+    let mut rx = m.setup_queue(&caps, 0, 64, 1);
+    let mut tx = m.setup_queue(&caps, 1, 64, 2);
+    m.driver_ok(&caps);
+    assert_eq!(m.status(&caps), 0x0f);
+    add_rx(&m, &mut rx, 1);
+    send_request(&m, &mut tx);
+    assert_eq!(rx.take_used(&m.mem()).len(), 1);
+}
+
+#[tokio::test]
+async fn bad_avail_index_marks_broken() {
+    let m = machine();
+    let caps = m.probe();
+    m.enable_msix(&caps);
+    assert!(m.negotiate(&caps, VIRTIO_F_VERSION_1));
+    let _rx = m.setup_queue(&caps, 0, 64, 1);
+    let mut tx = m.setup_queue(&caps, 1, 64, 2);
+    m.driver_ok(&caps);
+    let mem = m.mem();
+    tx.set_avail_idx(&mem, 200); // more than the queue size ahead
+    m.notify(&tx);
+    assert_eq!(m.status(&caps) & 0x40, 0x40);
+    // Further notifications are ignored, not fatal.
+    m.notify(&tx);
+    let _ = mem.read_obj::<u16>(GuestAddress(tx.used + 2)).unwrap();
+}
