@@ -96,12 +96,23 @@ async fn run(args: Args) -> Result<()> {
     vm.start().await?;
     println!("[2] started: state {}", vm.state());
 
-    let attachment = attach_layer(vm.as_ref(), 0, 0, &layer).await?;
-    println!("[3] layer disk added: {attachment:?}");
-    match vm.guest_probe() {
-        Some(probe) => show_disk_in_guest(probe, &attachment, &contents).await?,
-        None => println!("    (this backend has no guest view; not checked inside the guest)"),
-    }
+    let attachment = match attach_layer(vm.as_ref(), 0, 0, &layer).await {
+        Ok(attachment) => {
+            println!("[3] layer disk added: {attachment:?}");
+            match vm.guest_probe() {
+                Some(probe) => show_disk_in_guest(probe, &attachment, &contents).await?,
+                None => {
+                    println!("    (this backend has no guest view; not checked inside the guest)")
+                }
+            }
+            Some(attachment)
+        }
+        Err(Error::NotSupported { .. }) => {
+            println!("[3] this backend cannot add disks (supported() says so); skipped");
+            None
+        }
+        Err(other) => return Err(other),
+    };
 
     match (listener.as_mut(), vm.guest_probe()) {
         (Some(listener), Some(probe)) => guest_connection(listener.as_mut(), probe).await?,
@@ -118,14 +129,16 @@ async fn run(args: Args) -> Result<()> {
         stats.memory.assigned_bytes >> 20
     );
 
-    detach_layer(vm.as_ref(), attachment, Duration::from_secs(10)).await?;
-    let still_there = match vm.guest_probe() {
-        Some(probe) => find_disk(probe, &attachment).await?.is_some(),
-        None => false,
-    };
-    println!(
-        "[6] layer disk removed and released by the guest; guest still sees it: {still_there}"
-    );
+    if let Some(attachment) = attachment {
+        detach_layer(vm.as_ref(), attachment, Duration::from_secs(10)).await?;
+        let still_there = match vm.guest_probe() {
+            Some(probe) => find_disk(probe, &attachment).await?.is_some(),
+            None => false,
+        };
+        println!(
+            "[6] layer disk removed and released by the guest; guest still sees it: {still_there}"
+        );
+    }
 
     drop(listener);
     let status = shutdown(vm.as_ref(), Duration::from_secs(10)).await?;

@@ -7,10 +7,10 @@ use uvm_backend_mock::FakeBackend;
 
 /// The registry of every backend this build knows about.
 ///
-/// The KVM backend joins it once it can boot a guest; until then only the
-/// fake (`"mock"`) is registered.
+/// `"kvm"` (available where `/dev/kvm` can boot Linux) and `"mock"`.
 pub fn default_registry() -> Result<Registry> {
     let mut registry = Registry::new();
+    uvm_backend_kvm::register(&mut registry)?;
     registry.register(Arc::new(FakeBackend::new()))?;
     Ok(registry)
 }

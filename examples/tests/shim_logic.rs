@@ -1,5 +1,9 @@
 //! The shim functions, tested against mockall mocks: no backend involved.
 
+// Integration tests are only built for tests: this lets clippy treat the
+// helper functions as test code.
+#![cfg(test)]
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -158,8 +162,20 @@ mod choosing_a_backend {
     use std::sync::Arc;
 
     use uvm_api::{Error, Registry};
+    use uvm_backend_mock::FakeBackend;
     use uvm_backend_mock::mocks::MockBackend;
     use uvm_examples::{choose_backend, default_registry};
+
+    /// The fake plus the given hypervisor stand-ins (not the host's real
+    /// backends, whose availability depends on the machine).
+    fn registry_with(hypervisors: Vec<Arc<MockBackend>>) -> Registry {
+        let mut registry = Registry::new();
+        registry.register(Arc::new(FakeBackend::new())).unwrap();
+        for backend in hypervisors {
+            registry.register(backend).unwrap();
+        }
+        registry
+    }
 
     fn fake_hypervisor(name: &'static str, available: bool) -> Arc<MockBackend> {
         let mut backend = MockBackend::new();
@@ -176,21 +192,31 @@ mod choosing_a_backend {
 
     #[test]
     fn falls_back_to_the_mock_with_a_note() {
-        let registry = default_registry().unwrap();
+        let registry = registry_with(vec![fake_hypervisor("kvm", false)]);
         let choice = choose_backend(&registry, None).unwrap();
         assert_eq!(choice.name, "mock");
-        assert!(choice.note.unwrap().contains("using the mock backend"));
+        let note = choice.note.unwrap();
+        assert!(
+            note.contains("using the mock backend") && note.contains("kvm, mock"),
+            "{note}"
+        );
     }
 
     #[test]
     fn prefers_an_available_hypervisor_and_skips_an_unavailable_one() {
-        let mut registry = default_registry().unwrap();
-        registry
-            .register(fake_hypervisor("aaa-down", false))
-            .unwrap();
-        registry.register(fake_hypervisor("kvm", true)).unwrap();
+        let registry = registry_with(vec![
+            fake_hypervisor("aaa-down", false),
+            fake_hypervisor("kvm", true),
+        ]);
         let choice = choose_backend(&registry, None).unwrap();
         assert_eq!((choice.name.as_str(), choice.note), ("kvm", None));
+    }
+
+    #[test]
+    fn the_default_registry_has_kvm_and_mock() {
+        let registry = default_registry().unwrap();
+        assert_eq!(registry.names(), ["kvm", "mock"]);
+        assert!(registry.available().contains(&"mock".to_owned()));
     }
 
     #[test]

@@ -51,8 +51,8 @@ pub trait Backend: Send + Sync {
     /// Whether the backend can run this guest OS.
     fn supports_guest_os(&self, os: GuestOs) -> bool;
 
-    /// Whether the backend can run on this host now; the error says why not
-    /// (for example a missing `/dev/kvm`).
+    /// Whether the backend can run on this host now; `BackendUnavailable`
+    /// says why not (for example a missing `/dev/kvm`).
     fn check_available(&self) -> Result<()> {
         Ok(())
     }

@@ -106,6 +106,15 @@ pub enum Error {
         /// Names of the backends that are registered.
         available: Vec<String>,
     },
+    /// The backend is registered but cannot run on this host (for example no
+    /// `/dev/kvm`, or a `/dev/kvm` without hardware virtualization).
+    #[error("backend {backend} is not available on this host: {reason}")]
+    BackendUnavailable {
+        /// The backend's registry name.
+        backend: String,
+        /// Why it cannot run here.
+        reason: String,
+    },
     /// The operation did not complete in time.
     #[error("{operation} did not complete within {after:?}")]
     Timeout {
@@ -189,6 +198,7 @@ impl Error {
             Error::AlreadyExists { .. } => "already_exists",
             Error::LimitReached { .. } => "limit_reached",
             Error::UnknownBackend { .. } => "unknown_backend",
+            Error::BackendUnavailable { .. } => "backend_unavailable",
             Error::Timeout { .. } => "timeout",
             Error::Io { .. } => "io",
             Error::Backend(_) => "backend",

@@ -104,7 +104,8 @@ pub trait GuestProbe: Send + Sync {
     /// Starts a guest listener on `port` that echoes what each connection sends.
     async fn serve_echo(&self, port: u32) -> Result<()>;
 
-    /// Time since the guest booted.
+    /// Time the guest has run since it booted, as the guest's own clock
+    /// counts it: time spent paused is not included.
     async fn uptime(&self) -> Result<Duration>;
 
     /// Makes the guest do `action`; the VM then exits with the matching reason.

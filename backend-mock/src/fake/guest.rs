@@ -247,7 +247,8 @@ impl GuestProbe for Core {
         self.traced("probe uptime", async {
             let m = self.lock();
             running(&m, "read the guest uptime")?;
-            Ok(m.clock.uptime(Instant::now()))
+            // Guest time does not advance while the VM is paused.
+            Ok(m.clock.running(Instant::now()))
         })
         .await
     }

@@ -137,6 +137,26 @@ impl Agent {
                 *present,
                 *timeout_ms,
             )),
+            Op::SetLink { interface, up } => {
+                to_value(handlers::net::set_link(root, system, interface, *up))
+            }
+            Op::ListScsiHosts => to_value(handlers::scsi::list_scsi_hosts(root)),
+            Op::ListShares => to_value(handlers::shares::list_shares(root)),
+            Op::Writable { path } => to_value(handlers::shares::writable(root, system, path)),
+            Op::WriteFile { path, data, sync } => {
+                to_value(handlers::fs::write_file(root, path, data, *sync))
+            }
+            Op::VsockDial {
+                port,
+                data,
+                timeout_ms,
+            } => to_value(handlers::vsock::vsock_dial(
+                system,
+                *port,
+                data,
+                *timeout_ms,
+            )),
+            Op::VsockEcho { port } => to_value(handlers::vsock::vsock_echo(system, *port)),
             Op::Uptime => to_value(handlers::proc::uptime(root)),
             Op::Meminfo => to_value(handlers::proc::meminfo(root)),
             Op::PowerOff | Op::Reboot | Op::Panic => {

@@ -13,6 +13,11 @@
 //! guest, a temporary directory in tests), and every side effect that cannot
 //! be faked with files (mounting, running `ip`/`ping`, powering off) goes
 //! through the [`system::System`] trait.
+//!
+//! With the `client` feature, `client::AgentClient` is the host side: it
+//! speaks the protocol over any async byte stream (a vsock connection from
+//! a backend's `VmSocketManager`) and implements `uvm_api::GuestProbe`.
+//! The guest binary is built without it, so it does not pull in tokio.
 
 pub mod agent;
 pub mod handlers;
@@ -20,6 +25,10 @@ pub mod hex;
 pub mod protocol;
 pub mod server;
 pub mod system;
+pub mod vsock;
+
+#[cfg(feature = "client")]
+pub mod client;
 
 pub use agent::Agent;
 pub use protocol::{PROTOCOL_VERSION, Request, Response};

@@ -171,6 +171,60 @@ pub enum Op {
     Reboot,
     /// Answers [`Empty`], then panics the guest kernel (sysrq `c`).
     Panic,
+    /// Sets an interface administratively up or down with busybox `ip link
+    /// set`; answers [`Empty`].
+    SetLink {
+        /// Interface name, such as `eth0`.
+        interface: String,
+        /// Up (true) or down (false).
+        up: bool,
+    },
+    /// Lists the SCSI hosts (`/sys/class/scsi_host`); answers [`ScsiHostsReply`].
+    ListScsiHosts,
+    /// Lists the virtio-fs tags (`/sys/fs/virtiofs/*/tag`) and where each
+    /// is mounted (`/proc/mounts`); answers [`SharesReply`].
+    ListShares,
+    /// Whether `path` is writable (`access(W_OK)`: a read-only mount or a
+    /// file server refusing writes answers false); answers [`WritableReply`].
+    Writable {
+        /// Absolute path in the guest.
+        path: String,
+    },
+    /// Writes hex `data` to the file `path`, created or truncated, fsynced
+    /// if `sync` (default true); answers [`WriteReply`].
+    WriteFile {
+        /// Absolute path in the guest (its directory must exist).
+        path: String,
+        /// The bytes, hex encoded (at most [`MAX_READ`] bytes).
+        data: String,
+        /// Whether to fsync before answering.
+        #[serde(default = "default_true")]
+        sync: bool,
+    },
+    /// Connects to the host (CID 2) on vsock `port`, sends hex `data`,
+    /// shuts down its write side and reads until the host closes (at most
+    /// [`MAX_READ`] bytes); answers [`DataReply`].
+    VsockDial {
+        /// Host vsock port.
+        port: u32,
+        /// The payload, hex encoded (at most [`MAX_READ`] bytes).
+        #[serde(default)]
+        data: String,
+        /// Send and receive timeout in milliseconds (default 10000).
+        #[serde(default = "default_dial_timeout_ms")]
+        timeout_ms: u64,
+    },
+    /// Listens on vsock `port` (any CID) and echoes each connection until
+    /// its peer half-closes, on a thread of its own; answers [`Empty`] once
+    /// the port is bound.
+    VsockEcho {
+        /// Guest vsock port.
+        port: u32,
+    },
+}
+
+fn default_dial_timeout_ms() -> u64 {
+    10_000
 }
 
 /// What went wrong, machine-readable (the `error.kind` field).
@@ -202,15 +256,26 @@ pub struct ErrorBody {
     pub kind: ErrorKind,
     /// A human-readable message.
     pub message: String,
+    /// The OS error number behind an `io` error, when there is one (so a
+    /// client can tell "read-only" from "permission denied" from "refused").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errno: Option<i32>,
 }
 
 impl ErrorBody {
-    /// Builds an error body.
+    /// Builds an error body without an OS error number.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Self {
             kind,
             message: message.into(),
+            errno: None,
         }
+    }
+
+    /// Sets the OS error number.
+    pub fn with_errno(mut self, errno: Option<i32>) -> Self {
+        self.errno = errno;
+        self
     }
 }
 
@@ -384,6 +449,51 @@ pub struct BlockDevice {
     pub read_only: bool,
     /// SCSI address `host:channel:target:lun` when it is a SCSI disk.
     pub scsi: Option<String>,
+    /// The PCI function it hangs off (`0000:00:03.0`: the virtio-blk device,
+    /// or the SCSI host adapter of a SCSI disk), from its sysfs device path.
+    #[serde(default)]
+    pub pci: Option<String>,
+}
+
+/// One SCSI host adapter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScsiHost {
+    /// The host number (the `H` of `H:C:T:L`).
+    pub host: u32,
+    /// Its driver (`proc_name`, such as `virtio_scsi`), when readable.
+    pub driver: Option<String>,
+    /// The PCI function of the adapter, from its sysfs device path.
+    pub pci: Option<String>,
+}
+
+/// Result of [`Op::ListScsiHosts`], sorted by host number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScsiHostsReply {
+    /// The host adapters.
+    pub hosts: Vec<ScsiHost>,
+}
+
+/// One virtio-fs device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Share {
+    /// Its tag (the mount source).
+    pub tag: String,
+    /// Where it is mounted (the first virtio-fs mount of the tag), if it is.
+    pub mounted_at: Option<String>,
+}
+
+/// Result of [`Op::ListShares`], sorted by tag.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharesReply {
+    /// The virtio-fs devices.
+    pub shares: Vec<Share>,
+}
+
+/// Result of [`Op::Writable`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WritableReply {
+    /// Whether `access(W_OK)` succeeded.
+    pub writable: bool,
 }
 
 /// Result of [`Op::ListBlock`] and [`Op::ListPmem`], sorted by name.
@@ -424,6 +534,9 @@ pub struct Interface {
     pub carrier: Option<bool>,
     /// MTU, when readable.
     pub mtu: Option<u32>,
+    /// Whether it is administratively up (`IFF_UP` in `flags`), when readable.
+    #[serde(default)]
+    pub admin_up: Option<bool>,
 }
 
 /// Result of [`Op::ListNet`], sorted by name.
@@ -570,6 +683,8 @@ mod tests {
             ("power_off", Op::PowerOff),
             ("reboot", Op::Reboot),
             ("panic", Op::Panic),
+            ("list_scsi_hosts", Op::ListScsiHosts),
+            ("list_shares", Op::ListShares),
         ] {
             let line = format!(r#"{{"v":1,"id":9,"op":"{name}"}}"#);
             assert_eq!(decode_request(&line), Ok(Request::new(9, op.clone())));

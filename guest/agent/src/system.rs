@@ -6,6 +6,7 @@ use std::ffi::CString;
 use std::io;
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 /// A power action, performed after its response has been sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +38,23 @@ pub trait System: Send + Sync {
     fn run(&self, program: &str, args: &[&str]) -> io::Result<CommandOutput>;
     /// Performs a power action. On success it does not return in a real guest.
     fn power(&self, action: PowerAction) -> io::Result<()>;
+    /// Whether `path` may be written (`access(W_OK)`): `Ok(false)` for a
+    /// read-only file system or a refusal, an error if it does not exist.
+    fn writable(&self, path: &Path) -> io::Result<bool>;
+    /// Connects to vsock `cid:port`, sends `payload`, shuts down the write
+    /// side and reads until the peer closes (at most `max_reply` bytes),
+    /// each step bounded by `timeout`.
+    fn vsock_dial(
+        &self,
+        cid: u32,
+        port: u32,
+        payload: &[u8],
+        timeout: Duration,
+        max_reply: u64,
+    ) -> io::Result<Vec<u8>>;
+    /// Binds vsock `port` and echoes every connection on a background
+    /// thread; returns once the port is bound.
+    fn vsock_echo(&self, port: u32) -> io::Result<()>;
 }
 
 /// The real implementation, for the agent binary inside a guest.
@@ -114,6 +132,35 @@ impl System for RealSystem {
             Err(io::Error::last_os_error())
         }
     }
+
+    fn writable(&self, path: &Path) -> io::Result<bool> {
+        let path = c_path(path)?;
+        // SAFETY: `path` is a valid NUL-terminated string for the call.
+        let rc = unsafe { libc::access(path.as_ptr(), libc::W_OK) };
+        if rc == 0 {
+            return Ok(true);
+        }
+        let error = io::Error::last_os_error();
+        match error.raw_os_error() {
+            Some(libc::EROFS | libc::EACCES | libc::EPERM) => Ok(false),
+            _ => Err(error),
+        }
+    }
+
+    fn vsock_dial(
+        &self,
+        cid: u32,
+        port: u32,
+        payload: &[u8],
+        timeout: Duration,
+        max_reply: u64,
+    ) -> io::Result<Vec<u8>> {
+        crate::vsock::dial(cid, port, payload, timeout, max_reply)
+    }
+
+    fn vsock_echo(&self, port: u32) -> io::Result<()> {
+        crate::vsock::spawn_echo(port)
+    }
 }
 
 pub mod fake {
@@ -121,9 +168,11 @@ pub mod fake {
     //! are recorded, never performed.
 
     use super::{CommandOutput, PowerAction, System};
+    use std::collections::BTreeMap;
     use std::io;
     use std::path::{Path, PathBuf};
     use std::sync::Mutex;
+    use std::time::Duration;
 
     /// One recorded mount.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,10 +194,17 @@ pub mod fake {
         commands: Vec<String>,
         power: Vec<PowerAction>,
         fail_commands: bool,
+        read_only: Vec<PathBuf>,
+        host_replies: BTreeMap<u32, Vec<u8>>,
+        dials: Vec<(u32, Vec<u8>)>,
+        echo_ports: Vec<u32>,
     }
 
     /// A fake [`System`]; commands succeed (printing nothing) unless
-    /// [`FakeSystem::fail_commands`] is set.
+    /// [`FakeSystem::fail_commands`] is set; existing paths are writable
+    /// unless under a [`FakeSystem::set_read_only`] path; a vsock dial is
+    /// refused unless [`FakeSystem::set_host_reply`] set up its port; echo
+    /// listeners are recorded (a second one on a port is "address in use").
     #[derive(Debug, Default)]
     pub struct FakeSystem {
         record: Mutex<Record>,
@@ -186,6 +242,28 @@ pub mod fake {
         /// The power actions requested so far.
         pub fn power_actions(&self) -> Vec<PowerAction> {
             self.with(|r| r.power.clone())
+        }
+
+        /// Makes `path` and everything under it read-only.
+        pub fn set_read_only(&self, path: impl Into<PathBuf>) {
+            let path = path.into();
+            self.with(|r| r.read_only.push(path));
+        }
+
+        /// Makes host port `port` accept dials, answering `prefix`
+        /// followed by the payload.
+        pub fn set_host_reply(&self, port: u32, prefix: &[u8]) {
+            self.with(|r| r.host_replies.insert(port, prefix.to_vec()));
+        }
+
+        /// The vsock dials so far, as (port, payload).
+        pub fn dials(&self) -> Vec<(u32, Vec<u8>)> {
+            self.with(|r| r.dials.clone())
+        }
+
+        /// The ports of the echo listeners started so far.
+        pub fn echo_ports(&self) -> Vec<u32> {
+            self.with(|r| r.echo_ports.clone())
         }
     }
 
@@ -230,6 +308,41 @@ pub mod fake {
         fn power(&self, action: PowerAction) -> io::Result<()> {
             self.with(|r| r.power.push(action));
             Ok(())
+        }
+
+        fn writable(&self, path: &Path) -> io::Result<bool> {
+            std::fs::symlink_metadata(path)?;
+            Ok(self.with(|r| !r.read_only.iter().any(|ro| path.starts_with(ro))))
+        }
+
+        fn vsock_dial(
+            &self,
+            _cid: u32,
+            port: u32,
+            payload: &[u8],
+            _timeout: Duration,
+            max_reply: u64,
+        ) -> io::Result<Vec<u8>> {
+            self.with(|r| {
+                r.dials.push((port, payload.to_vec()));
+                let Some(prefix) = r.host_replies.get(&port) else {
+                    return Err(io::Error::from_raw_os_error(libc::ECONNREFUSED));
+                };
+                let mut reply = prefix.clone();
+                reply.extend_from_slice(payload);
+                reply.truncate(usize::try_from(max_reply).unwrap_or(usize::MAX));
+                Ok(reply)
+            })
+        }
+
+        fn vsock_echo(&self, port: u32) -> io::Result<()> {
+            self.with(|r| {
+                if r.echo_ports.contains(&port) {
+                    return Err(io::Error::from_raw_os_error(libc::EADDRINUSE));
+                }
+                r.echo_ports.push(port);
+                Ok(())
+            })
         }
     }
 }

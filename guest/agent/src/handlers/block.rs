@@ -5,7 +5,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
 use std::path::Path;
 
-use super::{HandlerError, HandlerResult, check_name, read_trimmed};
+use super::{HandlerError, HandlerResult, check_name, pci_function, read_trimmed};
 use crate::hex;
 use crate::protocol::{BlockDevice, BlockDevicesReply, DataReply, MAX_READ, WriteReply};
 
@@ -18,11 +18,18 @@ pub fn parse_scsi_address(text: &str) -> Option<String> {
     (parts.len() == 4 && all_numbers).then(|| text.to_owned())
 }
 
-/// The SCSI address of `/sys/block/<name>`: the name of the directory its
-/// `device` link points to, when that is an `H:C:T:L` address.
-fn scsi_address(dir: &Path) -> Option<String> {
-    let target = std::fs::read_link(dir.join("device")).ok()?;
-    parse_scsi_address(target.file_name()?.to_str()?)
+/// The SCSI address of `/sys/block/<name>` (the name of the directory its
+/// `device` link points to, when that is an `H:C:T:L` address) and the PCI
+/// function on that link's path.
+fn device_location(dir: &Path) -> (Option<String>, Option<String>) {
+    let Ok(target) = std::fs::read_link(dir.join("device")) else {
+        return (None, None);
+    };
+    let scsi = target
+        .file_name()
+        .and_then(|name| name.to_str())
+        .and_then(parse_scsi_address);
+    (scsi, pci_function(&target))
 }
 
 fn describe(dir: &Path, name: &str) -> HandlerResult<BlockDevice> {
@@ -32,11 +39,13 @@ fn describe(dir: &Path, name: &str) -> HandlerResult<BlockDevice> {
     let read_only = read_trimmed(&dir.join("ro"))
         .map(|ro| ro == "1")
         .unwrap_or(false);
+    let (scsi, pci) = device_location(dir);
     Ok(BlockDevice {
         name: name.to_owned(),
         size_bytes: sectors.saturating_mul(512),
         read_only,
-        scsi: scsi_address(dir),
+        scsi,
+        pci,
     })
 }
 
@@ -192,15 +201,22 @@ mod tests {
                     d.size_bytes,
                     d.read_only,
                     d.scsi.as_deref(),
+                    d.pci.as_deref(),
                 )
             })
             .collect();
         assert_eq!(
             summary,
             vec![
-                ("pmem0", 4096 * 512, false, None),
-                ("sda", 2048 * 512, false, Some("0:0:1:2")),
-                ("vda", 8 * 512, true, None),
+                ("pmem0", 4096 * 512, false, None, None),
+                (
+                    "sda",
+                    2048 * 512,
+                    false,
+                    Some("0:0:1:2"),
+                    Some("0000:00:03.0")
+                ),
+                ("vda", 8 * 512, true, None, Some("0000:00:04.0")),
             ]
         );
     }

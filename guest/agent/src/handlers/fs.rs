@@ -1,12 +1,13 @@
 //! Files: virtio-fs mounts and reading files and directories.
 
 use std::fs::File;
+use std::io::Write;
 use std::path::Path;
 
 use super::block::read_at;
 use super::{HandlerError, HandlerResult, guest_path};
 use crate::hex;
-use crate::protocol::{DataReply, DirEntry, DirReply, Empty, EntryKind, MAX_READ};
+use crate::protocol::{DataReply, DirEntry, DirReply, Empty, EntryKind, MAX_READ, WriteReply};
 use crate::system::System;
 
 /// The file system type virtio-fs mounts use.
@@ -63,6 +64,31 @@ pub fn read_file(
     Ok(DataReply {
         len: data.len() as u64,
         data: hex::encode(&data),
+    })
+}
+
+/// `write_file`: hex `data` (at most [`MAX_READ`] bytes) to `path`,
+/// created or truncated, fsynced if `sync`.
+pub fn write_file(root: &Path, path: &str, data: &str, sync: bool) -> HandlerResult<WriteReply> {
+    let bytes = hex::decode(data).map_err(|e| HandlerError::InvalidArgument(e.to_string()))?;
+    if bytes.len() as u64 > MAX_READ {
+        return Err(HandlerError::InvalidArgument(format!(
+            "{} bytes is over the limit of {MAX_READ} bytes",
+            bytes.len()
+        )));
+    }
+    let full = guest_path(root, path)?;
+    let mut file =
+        File::create(&full).map_err(|e| HandlerError::io(format!("create {path}"), e))?;
+    file.write_all(&bytes)
+        .map_err(|e| HandlerError::io(format!("write {path}"), e))?;
+    if sync {
+        file.sync_all()
+            .map_err(|e| HandlerError::io(format!("fsync {path}"), e))?;
+    }
+    Ok(WriteReply {
+        written: bytes.len() as u64,
+        synced: sync,
     })
 }
 
@@ -158,5 +184,36 @@ mod tests {
         assert_eq!(error.to_body().kind, ErrorKind::NotFound);
         let error = list_dir(root.path(), "/nope").unwrap_err();
         assert_eq!(error.to_body().kind, ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn writes_files() {
+        let root = tempfile::tempdir().unwrap();
+        fs::create_dir_all(root.path().join("mnt")).unwrap();
+        fs::write(root.path().join("mnt/a"), b"a longer old content").unwrap();
+        let reply = write_file(root.path(), "/mnt/a", "6869", true).unwrap();
+        assert_eq!(
+            reply,
+            WriteReply {
+                written: 2,
+                synced: true
+            }
+        );
+        assert_eq!(fs::read(root.path().join("mnt/a")).unwrap(), b"hi");
+        write_file(root.path(), "/mnt/new", "", false).unwrap();
+        assert_eq!(fs::read(root.path().join("mnt/new")).unwrap(), b"");
+        let kind = |e: HandlerError| e.to_body().kind;
+        assert_eq!(
+            kind(write_file(root.path(), "/nodir/a", "00", true).unwrap_err()),
+            ErrorKind::NotFound
+        );
+        assert_eq!(
+            kind(write_file(root.path(), "/mnt/a", "0", true).unwrap_err()),
+            ErrorKind::InvalidArgument
+        );
+        assert_eq!(
+            kind(write_file(root.path(), "/mnt", "00", true).unwrap_err()),
+            ErrorKind::Io
+        );
     }
 }

@@ -6,6 +6,9 @@ pub mod block;
 pub mod fs;
 pub mod net;
 pub mod proc;
+pub mod scsi;
+pub mod shares;
+pub mod vsock;
 pub mod wait;
 
 use std::io;
@@ -59,7 +62,11 @@ impl HandlerError {
             Self::CommandFailed(_) => ErrorKind::CommandFailed,
             Self::Io { .. } => ErrorKind::Io,
         };
-        ErrorBody::new(kind, self.to_string())
+        let errno = match self {
+            Self::Io { source, .. } => source.raw_os_error(),
+            _ => None,
+        };
+        ErrorBody::new(kind, self.to_string()).with_errno(errno)
     }
 }
 
@@ -101,6 +108,30 @@ pub fn guest_path(root: &Path, path: &str) -> HandlerResult<PathBuf> {
     Ok(out)
 }
 
+/// The last PCI function address (`dddd:bb:dd.f`) among the components of
+/// a sysfs device path (such as the target of `/sys/block/sda/device`).
+pub fn pci_function(path: &Path) -> Option<String> {
+    path.components()
+        .filter_map(|c| match c {
+            Component::Normal(part) => part.to_str(),
+            _ => None,
+        })
+        .rfind(|part| is_pci_function(part))
+        .map(str::to_owned)
+}
+
+fn is_pci_function(text: &str) -> bool {
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let parts: Vec<&str> = text.split(':').collect();
+    let [domain, bus, slot_function] = parts.as_slice() else {
+        return false;
+    };
+    let Some((slot, function)) = slot_function.split_once('.') else {
+        return false;
+    };
+    hex(domain, 4) && hex(bus, 2) && hex(slot, 2) && function.len() == 1 && hex(function, 1)
+}
+
 /// Reads a small sysfs/proc file and trims it.
 pub fn read_trimmed(path: &Path) -> HandlerResult<String> {
     std::fs::read_to_string(path)
@@ -128,10 +159,28 @@ mod tests {
     }
 
     #[test]
+    fn pci_functions_are_found_in_device_paths() {
+        let path =
+            Path::new("../../devices/pci0000:00/0000:00:03.0/virtio1/host0/target0:0:1/0:0:1:2");
+        assert_eq!(pci_function(path).as_deref(), Some("0000:00:03.0"));
+        let nested = Path::new("/sys/devices/pci0000:00/0000:00:1c.0/0000:01:00.1/virtio3");
+        assert_eq!(pci_function(nested).as_deref(), Some("0000:01:00.1"));
+        assert_eq!(
+            pci_function(Path::new("../../devices/platform/virtio-mmio.0")),
+            None
+        );
+        assert!(!is_pci_function("pci0000:00"));
+        assert!(!is_pci_function("0:0:1:2"));
+    }
+
+    #[test]
     fn not_found_is_classified() {
         let error = HandlerError::io("x", io::Error::from(io::ErrorKind::NotFound));
         assert_eq!(error.to_body().kind, ErrorKind::NotFound);
         let error = HandlerError::io("x", io::Error::from(io::ErrorKind::PermissionDenied));
         assert_eq!(error.to_body().kind, ErrorKind::Io);
+        assert_eq!(error.to_body().errno, None);
+        let error = HandlerError::io("x", io::Error::from_raw_os_error(libc::EROFS));
+        assert_eq!(error.to_body().errno, Some(libc::EROFS));
     }
 }

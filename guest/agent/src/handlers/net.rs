@@ -20,6 +20,10 @@ fn describe(dir: &Path, name: &str) -> Interface {
             _ => None,
         }),
         mtu: read("mtu").and_then(|m| m.parse().ok()),
+        admin_up: read("flags").and_then(|f| {
+            let flags = u32::from_str_radix(f.trim_start_matches("0x"), 16).ok()?;
+            Some(flags & 1 == 1)
+        }),
     }
 }
 
@@ -87,6 +91,26 @@ pub fn set_address(
     Ok(Empty {})
 }
 
+/// `set_link`: `ip link set <interface> up|down`.
+pub fn set_link(
+    root: &Path,
+    system: &dyn System,
+    interface: &str,
+    up: bool,
+) -> HandlerResult<Empty> {
+    check_name("interface", interface)?;
+    let dir = root.join("sys/class/net").join(interface);
+    if !dir.exists() {
+        return Err(HandlerError::NotFound(format!(
+            "no interface {interface} ({} missing)",
+            dir.display()
+        )));
+    }
+    let state = if up { "up" } else { "down" };
+    run_checked(system, "ip", &["link", "set", interface, state])?;
+    Ok(Empty {})
+}
+
 /// `ping_host`: `ping -c <count> -W <timeout> <address>`; unreachable is a
 /// result (`reachable: false`), not an error.
 pub fn ping_host(
@@ -127,6 +151,7 @@ mod tests {
         fs::write(eth0.join("operstate"), "up\n").unwrap();
         fs::write(eth0.join("carrier"), "1\n").unwrap();
         fs::write(eth0.join("mtu"), "1500\n").unwrap();
+        fs::write(eth0.join("flags"), "0x1003\n").unwrap();
         let lo = root.path().join("sys/class/net/lo");
         fs::create_dir_all(&lo).unwrap();
         fs::write(lo.join("address"), "00:00:00:00:00:00\n").unwrap();
@@ -147,6 +172,7 @@ mod tests {
                     operstate: "up".into(),
                     carrier: Some(true),
                     mtu: Some(1500),
+                    admin_up: Some(true),
                 },
                 Interface {
                     name: "lo".into(),
@@ -154,6 +180,7 @@ mod tests {
                     operstate: "unknown".into(),
                     carrier: None,
                     mtu: None,
+                    admin_up: None,
                 },
             ]
         );
@@ -191,6 +218,22 @@ mod tests {
             kind(set_address(root.path(), &system, "eth0", "10.0.0.2/24").unwrap_err()),
             ErrorKind::CommandFailed
         );
+    }
+
+    #[test]
+    fn set_link_runs_ip() {
+        let root = fake_root();
+        let system = FakeSystem::default();
+        set_link(root.path(), &system, "eth0", true).unwrap();
+        set_link(root.path(), &system, "eth0", false).unwrap();
+        assert_eq!(
+            system.commands(),
+            vec![
+                "ip link set eth0 up".to_owned(),
+                "ip link set eth0 down".to_owned()
+            ]
+        );
+        assert!(set_link(root.path(), &system, "eth7", true).is_err());
     }
 
     #[test]

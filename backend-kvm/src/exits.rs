@@ -1,0 +1,71 @@
+//! VM-exit counters, by kind, reported in `Stats::counters` as `exits.<kind>`.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The kinds of exits counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
+pub enum ExitKind {
+    /// Port I/O read.
+    IoIn,
+    /// Port I/O write.
+    IoOut,
+    /// MMIO read.
+    MmioRead,
+    /// MMIO write.
+    MmioWrite,
+    /// Port or MMIO access no device owns.
+    Unhandled,
+    /// HLT reaching user space.
+    Hlt,
+    /// Triple fault.
+    Shutdown,
+    /// KVM internal error or failed entry.
+    InternalError,
+    /// KVM system event (PSCI-style shutdown/reset).
+    SystemEvent,
+    /// KVM_RUN interrupted (a kick or a signal).
+    Interrupted,
+    /// Anything else.
+    Other,
+}
+
+const NAMES: [&str; 11] = [
+    "io_in",
+    "io_out",
+    "mmio_read",
+    "mmio_write",
+    "unhandled",
+    "hlt",
+    "shutdown",
+    "internal_error",
+    "system_event",
+    "interrupted",
+    "other",
+];
+
+/// Counters shared by every vCPU thread of a VM.
+#[derive(Debug, Default)]
+pub struct ExitCounters {
+    counts: [AtomicU64; 11],
+}
+
+impl ExitCounters {
+    /// Counts one exit of `kind`.
+    pub fn count(&self, kind: ExitKind) {
+        self.counts[kind as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The counters as `exits.<kind>` plus `exits.total`.
+    pub fn snapshot(&self) -> BTreeMap<String, u64> {
+        let mut map: BTreeMap<String, u64> = NAMES
+            .iter()
+            .zip(&self.counts)
+            .map(|(n, c)| (format!("exits.{n}"), c.load(Ordering::Relaxed)))
+            .collect();
+        let total = map.values().sum();
+        map.insert("exits.total".into(), total);
+        map
+    }
+}

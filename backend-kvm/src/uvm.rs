@@ -1,0 +1,284 @@
+//! [`KvmUvm`]: one VM of the KVM backend behind the [`Uvm`] trait.
+//!
+//! `create` only validates; `start` builds the VM (memory, devices, vCPUs,
+//! boot image) on a blocking thread and launches it, so every failure before
+//! the guest runs (no `/dev/kvm`, missing or bad kernel, KVM errors) ends the
+//! VM with `StartFailed` and the cause. Operations are serialised by an
+//! async lock; the guest may end the run at any time (the first exit wins).
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use tokio::sync::oneshot;
+use tracing::Instrument;
+use uvm_api::{
+    Action, Error, ExitStatus, Operation, Resource, Result, State, Stats, StopMode, StopReason,
+    Uvm, UvmConfig, op_span,
+};
+
+use crate::boot::linux::LinuxBoot;
+use crate::console::ConsoleTap;
+use crate::error::VmmError;
+use crate::lifecycle::Lifecycle;
+use crate::stats;
+use crate::vmm::{self, BootSpec, Command, VmStats, VmmHandle};
+
+/// A VM of the KVM backend.
+pub struct KvmUvm {
+    config: UvmConfig,
+    boot: Option<BootSpec>,
+    lifecycle: Arc<Lifecycle>,
+    stats: Arc<VmStats>,
+    console: Arc<ConsoleTap>,
+    handle: Mutex<Option<VmmHandle>>,
+    op: tokio::sync::Mutex<()>,
+}
+
+impl KvmUvm {
+    /// A VM that boots `config.kernel` (checked at start), or runs `payload`.
+    pub(crate) fn new(config: UvmConfig, boot: Option<BootSpec>) -> Self {
+        KvmUvm {
+            config,
+            boot,
+            lifecycle: Arc::new(Lifecycle::default()),
+            stats: Arc::new(VmStats::default()),
+            console: Arc::new(ConsoleTap::default()),
+            handle: Mutex::new(None),
+            op: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The console output so far (the last 1 MiB), whatever the configured sink.
+    pub fn console_output(&self) -> String {
+        self.console.text()
+    }
+
+    /// Waits until the console output contains `needle`; returns how long
+    /// that took from the call, or `Timeout`.
+    pub async fn wait_for_console(&self, needle: &str, timeout: Duration) -> Result<Duration> {
+        let started = Instant::now();
+        if self.console.wait_for(needle, timeout).await {
+            Ok(started.elapsed())
+        } else {
+            Err(Error::Timeout {
+                operation: format!("console output {needle:?}"),
+                after: timeout,
+            })
+        }
+    }
+
+    fn boot_spec(&self) -> std::result::Result<BootSpec, VmmError> {
+        if let Some(boot) = &self.boot {
+            return Ok(boot.clone());
+        }
+        let kernel = self
+            .config
+            .kernel
+            .clone()
+            .ok_or_else(|| VmmError::Config("the configuration names no kernel".into()))?;
+        Ok(BootSpec::Linux(LinuxBoot {
+            kernel,
+            initrd: self.config.initrd.clone(),
+            cmdline: self.config.cmdline.clone(),
+        }))
+    }
+
+    fn vmm(&self) -> Option<VmmHandle> {
+        self.handle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    async fn do_start(&self) -> Result<()> {
+        let _op = self.op.lock().await;
+        self.lifecycle.state().check(Action::Start)?;
+        let prepared = async {
+            let boot = self.boot_spec()?;
+            let config = self.config.clone();
+            let tap = self.console.clone();
+            tokio::task::spawn_blocking(move || vmm::prepare(&config, &boot, tap))
+                .await
+                .map_err(|e| VmmError::Control(format!("VM set-up thread failed: {e}")))?
+        }
+        .await;
+        let launched = prepared.and_then(|prepared| {
+            if !self.lifecycle.set_unless_stopped(State::Running) {
+                return Err(VmmError::Gone);
+            }
+            vmm::launch(prepared, self.lifecycle.clone(), self.stats.clone())
+        });
+        match launched {
+            Ok(handle) => {
+                *self.handle.lock().unwrap_or_else(PoisonError::into_inner) = Some(handle);
+                tracing::info!("started");
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!("start failed: {e}");
+                self.lifecycle.finish(ExitStatus::with_detail(
+                    StopReason::StartFailed,
+                    e.to_string(),
+                ));
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Stops by force with `status`; returns once the VM has stopped.
+    async fn force(&self, status: ExitStatus) {
+        match self.vmm() {
+            Some(vmm) => {
+                let (tx, rx) = oneshot::channel();
+                if vmm.send(Command::Stop(status.clone(), tx)).is_ok() {
+                    let _ = rx.await;
+                }
+                // The control thread may have ended on its own first.
+                self.lifecycle.finish(status);
+                self.lifecycle.wait().await;
+            }
+            None => {
+                self.lifecycle.finish(status);
+            }
+        }
+    }
+
+    async fn do_stop(&self, mode: StopMode) -> Result<()> {
+        let _op = self.op.lock().await;
+        let state = self.lifecycle.state();
+        state.check(Action::Stop)?;
+        let killed = |detail: &str| ExitStatus::with_detail(StopReason::Killed, detail);
+        match (state, mode) {
+            (State::Stopped, _) => {}
+            (State::Running, StopMode::Graceful { timeout }) => {
+                let (tx, rx) = oneshot::channel();
+                let pressed = match self.vmm() {
+                    Some(vmm) => vmm.send(Command::PowerButton(tx)).is_ok(),
+                    None => false,
+                };
+                let listening = pressed && rx.await.unwrap_or(false);
+                if !listening {
+                    tracing::info!(
+                        "the guest has not enabled the power button yet; waiting {timeout:?} anyway"
+                    );
+                }
+                if tokio::time::timeout(timeout, self.lifecycle.wait())
+                    .await
+                    .is_err()
+                {
+                    tracing::info!("the guest did not power off within {timeout:?}; forcing");
+                    self.force(killed("graceful stop timed out; stopped by force"))
+                        .await;
+                }
+            }
+            (State::Running, StopMode::Force) => self.force(killed("stopped by force")).await,
+            (State::Created | State::Paused, _) => {
+                self.force(killed("stopped while not running")).await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn pause_or_resume(&self, action: Action) -> Result<()> {
+        let _op = self.op.lock().await;
+        let next = self.lifecycle.state().check(action)?;
+        let vmm = self.vmm().ok_or(Error::InvalidState {
+            operation: action.as_str().into(),
+            state: self.lifecycle.state(),
+        })?;
+        let (tx, rx) = oneshot::channel();
+        let command = if action == Action::Pause {
+            Command::Pause(tx)
+        } else {
+            Command::Resume(tx)
+        };
+        let stopped = || Error::InvalidState {
+            operation: action.as_str().into(),
+            state: State::Stopped,
+        };
+        vmm.send(command).map_err(|_| stopped())?;
+        match rx.await {
+            Ok(Ok(())) => {
+                if self.lifecycle.set_unless_stopped(next) {
+                    Ok(())
+                } else {
+                    Err(stopped())
+                }
+            }
+            Ok(Err(message)) => Err(Error::backend(VmmError::Control(message))),
+            Err(_) => Err(stopped()),
+        }
+    }
+}
+
+#[async_trait]
+impl Uvm for KvmUvm {
+    fn id(&self) -> &str {
+        &self.config.id
+    }
+
+    fn state(&self) -> State {
+        self.lifecycle.state()
+    }
+
+    async fn start(&self) -> Result<()> {
+        self.do_start()
+            .instrument(op_span(&self.config.id, "start"))
+            .await
+    }
+
+    async fn stop(&self, mode: StopMode) -> Result<()> {
+        self.do_stop(mode)
+            .instrument(op_span(&self.config.id, "stop"))
+            .await
+    }
+
+    async fn pause(&self) -> Result<()> {
+        self.pause_or_resume(Action::Pause)
+            .instrument(op_span(&self.config.id, "pause"))
+            .await
+    }
+
+    async fn resume(&self) -> Result<()> {
+        self.pause_or_resume(Action::Resume)
+            .instrument(op_span(&self.config.id, "resume"))
+            .await
+    }
+
+    async fn save(&self, _dest: &Path) -> Result<()> {
+        Err(Error::ActionNotSupported {
+            action: Action::Save,
+        })
+    }
+
+    async fn wait(&self) -> ExitStatus {
+        self.lifecycle.wait().await
+    }
+
+    fn exit_status(&self) -> Option<ExitStatus> {
+        self.lifecycle.exit_status()
+    }
+
+    async fn stats(&self) -> Result<Stats> {
+        Ok(stats::collect(
+            &self.lifecycle,
+            &self.stats,
+            self.config.memory_mib << 20,
+            &self.console,
+        ))
+    }
+
+    fn supported(&self, _resource: Resource, _operation: Operation) -> bool {
+        // No capability manager exists yet (they come with virtio-pci).
+        false
+    }
+
+    fn supports_action(&self, action: Action) -> bool {
+        matches!(
+            action,
+            Action::Start | Action::Stop | Action::Pause | Action::Resume
+        )
+    }
+}

@@ -1,0 +1,167 @@
+//! `uvm-conformance`: runs the conformance suite against a registered backend
+//! and prints every check with its outcome.
+//!
+//! ```text
+//! uvm-conformance --backend mock [--only AREA]... [--format table|json|junit]
+//! ```
+//!
+//! Exits 0 if no check failed, 1 if any did, 2 if the suite could not run
+//! (unknown backend, backend not available here, bad arguments).
+
+mod backends;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use uvm_api::UvmConfig;
+use uvm_conformance::{Area, Factory, Report, RunOptions, all_checks, run_suite};
+
+/// How the report is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    /// A table of every check, the failures in full, and a summary line.
+    Table,
+    /// The report as JSON.
+    Json,
+    /// The report as JUnit XML.
+    Junit,
+}
+
+/// Runs the uvm conformance suite against a backend.
+#[derive(Debug, Parser)]
+#[command(name = "uvm-conformance", version, about)]
+struct Cli {
+    /// The backend's registry name (for example `mock`).
+    #[arg(long, short, required_unless_present = "list")]
+    backend: Option<String>,
+    /// Only the checks of these areas (repeat, or separate with commas).
+    #[arg(long, value_delimiter = ',', value_parser = parse_area)]
+    only: Vec<Area>,
+    /// Only the checks with these names (repeat, or separate with commas).
+    #[arg(long, value_delimiter = ',')]
+    check: Vec<String>,
+    /// How to print the report.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+    /// Time limit of each check, in seconds.
+    #[arg(long, default_value_t = 30)]
+    timeout: u64,
+    /// How many checks run at once (the leak checks always run alone, last).
+    #[arg(long, default_value_t = 1)]
+    jobs: usize,
+    /// A JSON `UvmConfig` to use as the template of every VM (no boot devices;
+    /// the checks add what they need). The default is 1 vCPU and 256 MiB.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Lists the checks (name, area, description) and exits.
+    #[arg(long)]
+    list: bool,
+    /// Logs what the suite does to stderr (`RUST_LOG` also works).
+    #[arg(long, short)]
+    verbose: bool,
+}
+
+fn parse_area(s: &str) -> Result<Area, String> {
+    s.parse()
+        .map_err(|e: uvm_conformance::UnknownArea| e.to_string())
+}
+
+/// The config template: the given file, or the default.
+fn template(path: Option<&PathBuf>) -> Result<UvmConfig, String> {
+    let config = match path {
+        None => UvmConfig::builder("conformance")
+            .build()
+            .map_err(|e| e.to_string())?,
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("reading {}: {e}", path.display()))?;
+            let config: UvmConfig = serde_json::from_str(&text)
+                .map_err(|e| format!("parsing {}: {e}", path.display()))?;
+            config
+                .validate()
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            config
+        }
+    };
+    Ok(config)
+}
+
+fn init_logging(verbose: bool) {
+    let default = if verbose { "info" } else { "error" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn list() -> ExitCode {
+    for check in all_checks() {
+        println!(
+            "{:<13} {:<58} {}",
+            check.area.as_str(),
+            check.name,
+            check.description
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+fn print(report: &Report, format: Format) -> Result<(), String> {
+    match format {
+        Format::Table => print!("{}", report.to_table()),
+        Format::Json => println!("{}", report.to_json().map_err(|e| e.to_string())?),
+        Format::Junit => print!("{}", report.to_junit()),
+    }
+    Ok(())
+}
+
+fn run(cli: Cli) -> Result<bool, String> {
+    let Some(name) = cli.backend.as_deref() else {
+        return Err("--backend is required".into());
+    };
+    let registry = backends::registry().map_err(|e| format!("registering backends: {e}"))?;
+    let backend = registry.get(name).map_err(|e| e.to_string())?;
+    backend
+        .check_available()
+        .map_err(|e| format!("backend {name} is not available on this host: {e}"))?;
+    let template = template(cli.config.as_ref())?;
+    let known: Vec<&str> = all_checks().iter().map(|c| c.name).collect();
+    if let Some(unknown) = cli.check.iter().find(|c| !known.contains(&c.as_str())) {
+        return Err(format!("no check named {unknown:?} (see --list)"));
+    }
+    let options = RunOptions {
+        timeout: Duration::from_secs(cli.timeout),
+        areas: cli.only,
+        names: cli.check,
+        parallelism: cli.jobs.max(1),
+        ..RunOptions::default()
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("building the tokio runtime: {e}"))?;
+    let factory = Factory::shared(backend);
+    let report = runtime.block_on(run_suite(&factory, &template, &options));
+    print(&report, cli.format)?;
+    Ok(report.success())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    if cli.list {
+        return list();
+    }
+    match run(cli) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(message) => {
+            eprintln!("uvm-conformance: {message}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,378 @@
+//! Malformed input is refused the same way by every backend (the checks of
+//! `uvm_api::validate`), and a refused call changes nothing: the id it named
+//! is still free afterwards.
+
+use uvm_api::{Error, GuestOs, State};
+
+use super::device::{DeviceKind, Spec, add_claimed, claims};
+use super::network::NicKind;
+use super::pci::PciKind;
+use super::plug::refuse_add;
+use super::scsi::ScsiKind;
+use super::shares::VIRTIO_FS;
+use super::support::{Before, Vm, in_state};
+use super::vpmem::VpmemKind;
+use crate::check::Check;
+use crate::ctx::Ctx;
+use crate::step::{Step, Want, bail, expect_any_err, expect_err};
+
+/// Adding `kind`'s device 1 broken by `spoil` gives one of `wants` (or
+/// `NotSupported` if add is unclaimed), before start and while running; the
+/// refusal changes nothing, so the well-formed device 1 can be added after.
+async fn bad_add(
+    ctx: &Ctx,
+    kind: &'static dyn DeviceKind,
+    flaw: &str,
+    spoil: fn(&mut Spec),
+    wants: &[Want],
+) -> Step {
+    for state in [State::Created, State::Running] {
+        let vm = in_state(ctx, state).await?;
+        let mut bad = kind.fixture(ctx, 1)?;
+        spoil(&mut bad);
+        if !claims(kind, &*vm, uvm_api::Operation::Add)? {
+            refuse_add(kind, &*vm, &bad, &format!("an add with {flaw}")).await?;
+            continue;
+        }
+        kind.prepare(&*vm).await?;
+        let before = Before::take(&*vm).await?;
+        let what = format!(
+            "adding {} {} with {flaw} while {state}",
+            kind.noun(),
+            kind.id(&bad)
+        );
+        expect_any_err(&what, kind.add(&*vm, &bad).await.unwrap_or(Ok(())), wants)?;
+        before.unchanged(&*vm, &what).await?;
+        // Nothing changed: the id the refused call named is still free.
+        let good = kind.fixture(ctx, 1)?;
+        if kind.id(&good) == kind.id(&bad) {
+            let what =
+                format!("adding a well-formed device under the id the refused add named ({state})");
+            add_claimed(kind, &*vm, &good, &what).await?;
+        }
+    }
+    Ok(())
+}
+
+macro_rules! bad_add_check {
+    ($fn_name:ident, $kind:expr, $flaw:literal, $spoil:expr, $wants:expr) => {
+        async fn $fn_name(ctx: Ctx) -> Step {
+            bad_add(&ctx, $kind, $flaw, $spoil, $wants).await
+        }
+    };
+}
+
+const ARG: &[Want] = &[Want::InvalidArgument];
+
+bad_add_check!(
+    scsi_relative_path,
+    &ScsiKind,
+    "a relative image path",
+    |s| {
+        if let Spec::Scsi(d) = s {
+            d.path = "disk.img".into();
+        }
+    },
+    ARG
+);
+bad_add_check!(
+    scsi_missing_image,
+    &ScsiKind,
+    "an image that does not exist",
+    |s| {
+        if let Spec::Scsi(d) = s {
+            d.path = d.path.with_extension("missing");
+        }
+    },
+    ARG
+);
+bad_add_check!(
+    scsi_lun_out_of_range,
+    &ScsiKind,
+    "LUN 64 (LUNs are 0..64)",
+    |s| {
+        if let Spec::Scsi(d) = s {
+            d.lun = uvm_api::config::MAX_LUNS_PER_CONTROLLER;
+        }
+    },
+    &[Want::InvalidArgument, Want::LimitReached]
+);
+bad_add_check!(
+    vpmem_relative_path,
+    &VpmemKind,
+    "a relative image path",
+    |s| {
+        if let Spec::Vpmem(d) = s {
+            d.path = "layer.img".into();
+        }
+    },
+    ARG
+);
+bad_add_check!(
+    vpmem_missing_image,
+    &VpmemKind,
+    "an image that does not exist",
+    |s| {
+        if let Spec::Vpmem(d) = s {
+            d.path = d.path.with_extension("missing");
+        }
+    },
+    ARG
+);
+bad_add_check!(
+    nic_malformed_id,
+    &NicKind,
+    "an id with a space",
+    |s| {
+        if let Spec::Nic(n) = s {
+            n.id = "nic 1".into();
+        }
+    },
+    ARG
+);
+bad_add_check!(
+    nic_empty_endpoint,
+    &NicKind,
+    "an empty endpoint",
+    |s| {
+        if let Spec::Nic(n) = s {
+            n.endpoint.clear();
+        }
+    },
+    ARG
+);
+bad_add_check!(
+    share_relative_path,
+    &VIRTIO_FS,
+    "a relative host path",
+    |s| {
+        if let Spec::Share(f) = s {
+            f.host_path = "shared".into();
+        }
+    },
+    ARG
+);
+bad_add_check!(
+    share_file_not_folder,
+    &VIRTIO_FS,
+    "a host path that is a file",
+    |s| {
+        if let Spec::Share(f) = s {
+            f.host_path = f.host_path.join("file-0.bin");
+        }
+    },
+    ARG
+);
+bad_add_check!(
+    share_escaping_allowed_file,
+    &VIRTIO_FS,
+    "an allowed file outside the folder",
+    |s| {
+        if let Spec::Share(f) = s {
+            f.allowed_files = vec!["../../etc/passwd".into()];
+        }
+    },
+    ARG
+);
+bad_add_check!(
+    share_malformed_name,
+    &VIRTIO_FS,
+    "a name with a slash",
+    |s| {
+        if let Spec::Share(f) = s {
+            f.name = "a/b".into();
+        }
+    },
+    ARG
+);
+bad_add_check!(
+    pci_malformed_id,
+    &PciKind,
+    "an empty id",
+    |s| {
+        if let Spec::Pci(d) = s {
+            d.id.clear();
+        }
+    },
+    ARG
+);
+bad_add_check!(
+    pci_missing_device,
+    &PciKind,
+    "a host path that does not exist",
+    |s| {
+        if let Spec::Pci(d) = s {
+            d.host_path = "/definitely/not/a/pci/device".into();
+        }
+    },
+    ARG
+);
+
+async fn invalid_config(ctx: Ctx) -> Step {
+    let mut broken = Vec::new();
+    let mut c = ctx.config();
+    c.vcpus = 0;
+    broken.push(("vcpus 0", c));
+    let mut c = ctx.config();
+    c.memory_mib = 1;
+    broken.push(("1 MiB of memory", c));
+    let mut c = ctx.config();
+    c.id = "has space".into();
+    broken.push(("an id with a space", c));
+    let mut c = ctx.config();
+    c.cmdline = "quiet".into();
+    c.kernel = None;
+    broken.push(("a command line without a kernel", c));
+    for (flaw, config) in broken {
+        let result = ctx.backend().create(config).await;
+        expect_err(
+            &format!("creating a VM from a config with {flaw}"),
+            result.map(|_| ()),
+            Want::InvalidConfig,
+        )?;
+    }
+    Ok(())
+}
+
+async fn guest_os(ctx: Ctx) -> Step {
+    let backend = ctx.backend().clone();
+    for os in [GuestOs::Linux, GuestOs::Windows] {
+        let mut config = ctx.config();
+        config.guest_os = os;
+        if os == GuestOs::Windows {
+            config.kernel = None;
+            config.initrd = None;
+            config.cmdline.clear();
+        }
+        let result = backend.create(config).await;
+        if backend.supports_guest_os(os) {
+            if let Err(Error::UnsupportedGuestOs { .. }) = &result {
+                bail!(
+                    "creating a {os} VM gave UnsupportedGuestOs, but supports_guest_os({os}) is true"
+                );
+            }
+            if let Ok(vm) = result {
+                drop(Vm::new(vm));
+            }
+            continue;
+        }
+        match result {
+            Err(Error::UnsupportedGuestOs {
+                os: got,
+                backend: name,
+            }) => {
+                if got != os || name != backend.name() {
+                    bail!(
+                        "creating a {os} VM gave UnsupportedGuestOs {{ os: {got}, backend: {name} }}; expected os {os}, backend {}",
+                        backend.name()
+                    );
+                }
+            }
+            other => {
+                expect_err(
+                    &format!("creating a {os} VM (supports_guest_os({os}) is false)"),
+                    other.map(|_| ()),
+                    Want::UnsupportedGuestOs,
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The bad-input checks.
+pub(super) fn checks() -> Vec<Check> {
+    use super::check;
+    vec![
+        check!(
+            BadInput,
+            bad_input_invalid_config_refused,
+            "create refuses a config that fails validation with InvalidConfig",
+            invalid_config
+        ),
+        check!(
+            BadInput,
+            bad_input_unsupported_guest_os_refused,
+            "create refuses a guest OS the backend does not run with UnsupportedGuestOs naming it and the backend",
+            guest_os
+        ),
+        check!(
+            BadInput,
+            bad_input_scsi_relative_path,
+            "a SCSI disk with a relative path gives InvalidArgument and leaves its LUN free",
+            scsi_relative_path
+        ),
+        check!(
+            BadInput,
+            bad_input_scsi_missing_image,
+            "a SCSI disk whose image does not exist gives InvalidArgument and leaves its LUN free",
+            scsi_missing_image
+        ),
+        check!(
+            BadInput,
+            bad_input_scsi_lun_out_of_range,
+            "a SCSI disk at LUN 64 is refused (InvalidArgument or LimitReached)",
+            scsi_lun_out_of_range
+        ),
+        check!(
+            BadInput,
+            bad_input_vpmem_relative_path,
+            "a VPMem device with a relative path gives InvalidArgument and leaves its slot free",
+            vpmem_relative_path
+        ),
+        check!(
+            BadInput,
+            bad_input_vpmem_missing_image,
+            "a VPMem device whose image does not exist gives InvalidArgument and leaves its slot free",
+            vpmem_missing_image
+        ),
+        check!(
+            BadInput,
+            bad_input_nic_malformed_id,
+            "a NIC id with a space gives InvalidArgument",
+            nic_malformed_id
+        ),
+        check!(
+            BadInput,
+            bad_input_nic_empty_endpoint,
+            "a NIC with an empty endpoint gives InvalidArgument and leaves its id free",
+            nic_empty_endpoint
+        ),
+        check!(
+            BadInput,
+            bad_input_share_relative_path,
+            "a share with a relative host path gives InvalidArgument and leaves its name free",
+            share_relative_path
+        ),
+        check!(
+            BadInput,
+            bad_input_share_file_not_folder,
+            "a share whose host path is a file gives InvalidArgument and leaves its name free",
+            share_file_not_folder
+        ),
+        check!(
+            BadInput,
+            bad_input_share_escaping_allowed_file,
+            "a share whose allowed files escape the folder gives InvalidArgument and leaves its name free",
+            share_escaping_allowed_file
+        ),
+        check!(
+            BadInput,
+            bad_input_share_malformed_name,
+            "a share name with a slash gives InvalidArgument",
+            share_malformed_name
+        ),
+        check!(
+            BadInput,
+            bad_input_pci_malformed_id,
+            "a PCI device with an empty id gives InvalidArgument",
+            pci_malformed_id
+        ),
+        check!(
+            BadInput,
+            bad_input_pci_missing_device,
+            "a PCI device whose host path does not exist gives InvalidArgument and leaves its id free",
+            pci_missing_device
+        ),
+    ]
+}

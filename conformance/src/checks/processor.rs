@@ -1,0 +1,89 @@
+//! Processor limit updates. Their effect on host scheduling is not visible
+//! through the contract, so these checks cover acceptance and refusals.
+
+use uvm_api::{ProcessorLimits, State};
+
+use super::update::{Update, bad_arguments, refused_outside, works_in};
+use crate::check::Check;
+use crate::ctx::Ctx;
+use crate::step::Step;
+
+fn limits() -> Update {
+    Update::Processor(ProcessorLimits {
+        limit: Some(5000),
+        weight: Some(200),
+        reservation: Some(0),
+    })
+}
+
+pub(super) async fn while_running(ctx: Ctx) -> Step {
+    works_in(&ctx, State::Running, &limits()).await?;
+    let only_weight = Update::Processor(ProcessorLimits {
+        weight: Some(50),
+        ..Default::default()
+    });
+    works_in(&ctx, State::Running, &only_weight)
+        .await
+        .map(|_| ())
+}
+
+pub(super) async fn before_start(ctx: Ctx) -> Step {
+    if let Some(vm) = works_in(&ctx, State::Created, &limits()).await? {
+        crate::step::Must::must(vm.start().await, "start after a processor update")?;
+    }
+    Ok(())
+}
+
+async fn outside(ctx: Ctx) -> Step {
+    refused_outside(&ctx, &limits()).await
+}
+
+async fn out_of_range(ctx: Ctx) -> Step {
+    let bad = [
+        Update::Processor(ProcessorLimits::default()),
+        Update::Processor(ProcessorLimits {
+            weight: Some(0),
+            ..Default::default()
+        }),
+        Update::Processor(ProcessorLimits {
+            limit: Some(10_001),
+            ..Default::default()
+        }),
+        Update::Processor(ProcessorLimits {
+            reservation: Some(20_000),
+            ..Default::default()
+        }),
+    ];
+    bad_arguments(&ctx, &bad).await
+}
+
+/// The processor checks.
+pub(super) fn checks() -> Vec<Check> {
+    use super::check;
+    vec![
+        check!(
+            Processor,
+            processor_update_while_running,
+            "processor limits can be updated while running (NotSupported, changing nothing, if unclaimed)",
+            while_running
+        ),
+        check!(
+            Processor,
+            processor_update_before_start,
+            "processor limits can be set before start, and the VM then starts",
+            before_start
+        ),
+        check!(
+            Processor,
+            processor_update_paused_or_stopped_invalid_state,
+            "a processor update while paused or after stop gives InvalidState",
+            outside
+        ),
+        check!(
+            Processor,
+            processor_limits_out_of_range_invalid_argument,
+            "empty or out-of-range limits give InvalidArgument and change nothing",
+            out_of_range
+        ),
+    ]
+}

@@ -1,0 +1,148 @@
+//! The resource updates (memory, processor limits, CPU group) share their
+//! state rules: valid before start and while running, refused otherwise.
+
+use uvm_api::{Operation, ProcessorLimits, Resource, State, Uvm};
+
+use super::support::{Before, in_state, refused};
+use crate::ctx::Ctx;
+use crate::step::{Must, Step, Want, expect_err};
+
+/// One update call.
+#[derive(Debug, Clone)]
+pub(crate) enum Update {
+    /// `update_memory(size_mib)`.
+    Memory(u64),
+    /// `update_limits(limits)`.
+    Processor(ProcessorLimits),
+    /// `set_cpu_group(id)`.
+    CpuGroup(String),
+}
+
+impl Update {
+    /// The resource it updates.
+    pub(crate) fn resource(&self) -> Resource {
+        match self {
+            Update::Memory(_) => Resource::Memory,
+            Update::Processor(_) => Resource::Processor,
+            Update::CpuGroup(_) => Resource::CpuGroup,
+        }
+    }
+
+    /// Makes the call; `None` if the VM has no manager for it.
+    pub(crate) async fn apply(&self, vm: &dyn Uvm) -> Option<uvm_api::Result<()>> {
+        match self {
+            Update::Memory(mib) => Some(vm.memory()?.update_memory(*mib).await),
+            Update::Processor(limits) => Some(vm.processor()?.update_limits(*limits).await),
+            Update::CpuGroup(id) => Some(vm.cpu_group()?.set_cpu_group(id).await),
+        }
+    }
+
+    /// The call in words.
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            Update::Memory(mib) => format!("update_memory({mib} MiB)"),
+            Update::Processor(l) => format!("update_limits({l:?})"),
+            Update::CpuGroup(id) => format!("set_cpu_group({id:?})"),
+        }
+    }
+}
+
+/// Whether the VM claims the update; fails if it claims it without the manager.
+pub(crate) fn claimed(vm: &dyn Uvm, update: &Update) -> Step<bool> {
+    let r = update.resource();
+    let has = match update {
+        Update::Memory(_) => vm.memory().is_some(),
+        Update::Processor(_) => vm.processor().is_some(),
+        Update::CpuGroup(_) => vm.cpu_group().is_some(),
+    };
+    let claims = vm.supported(r, Operation::Update);
+    if claims && !has {
+        return Err(crate::step::fail(format!(
+            "supported({r}, update) is true but the VM provides no {r} manager"
+        )));
+    }
+    Ok(claims)
+}
+
+/// In `state` (created or running): the update works if claimed, else it is refused.
+pub(crate) async fn works_in(
+    ctx: &Ctx,
+    state: State,
+    update: &Update,
+) -> Step<Option<super::support::Vm>> {
+    let vm = in_state(ctx, state).await?;
+    let what = format!("{} while {state}", update.describe());
+    let before = Before::take(&*vm).await?;
+    let result = update.apply(&*vm).await;
+    if !claimed(&*vm, update)? {
+        refused(
+            &*vm,
+            &before,
+            &what,
+            update.resource(),
+            Operation::Update,
+            result,
+        )
+        .await?;
+        return Ok(None);
+    }
+    result.unwrap_or(Ok(())).must(&what)?;
+    super::support::expect_state(&*vm, state, &what)?;
+    Ok(Some(vm))
+}
+
+/// While paused and after stop, the update gives `InvalidState` (or `NotSupported` if unclaimed).
+pub(crate) async fn refused_outside(ctx: &Ctx, update: &Update) -> Step {
+    for state in [State::Paused, State::Stopped] {
+        let vm = match in_state(ctx, state).await {
+            Ok(vm) => vm,
+            Err(crate::outcome::Outcome::Skipped(_)) => continue,
+            Err(o) => return Err(o),
+        };
+        let what = format!("{} while {state}", update.describe());
+        let before = Before::take(&*vm).await?;
+        let result = update.apply(&*vm).await;
+        if claimed(&*vm, update)? {
+            expect_err(&what, result.unwrap_or(Ok(())), Want::InvalidState(state))?;
+            before.unchanged(&*vm, &what).await?;
+        } else {
+            refused(
+                &*vm,
+                &before,
+                &what,
+                update.resource(),
+                Operation::Update,
+                result,
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Each of `bad` gives `InvalidArgument` (or `NotSupported` if unclaimed), before start and while running.
+pub(crate) async fn bad_arguments(ctx: &Ctx, bad: &[Update]) -> Step {
+    for state in [State::Created, State::Running] {
+        let vm = in_state(ctx, state).await?;
+        for update in bad {
+            let what = format!("{} while {state}", update.describe());
+            let before = Before::take(&*vm).await?;
+            let result = update.apply(&*vm).await;
+            if claimed(&*vm, update)? {
+                expect_err(&what, result.unwrap_or(Ok(())), Want::InvalidArgument)?;
+                before.unchanged(&*vm, &what).await?;
+            } else {
+                refused(
+                    &*vm,
+                    &before,
+                    &what,
+                    update.resource(),
+                    Operation::Update,
+                    result,
+                )
+                .await?;
+            }
+        }
+    }
+    Ok(())
+}
