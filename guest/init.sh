@@ -16,6 +16,10 @@ while read -r module; do
     insmod "/lib/modules/$module" 2>/dev/null || echo "uvm-init: insmod $module failed"
 done < /etc/uvm/modules.order
 ip link set lo up
+# The ACPI power button (a VMM's graceful stop) powers the guest off:
+# acpid reads the "Power Button" input device (modules button + evdev) and
+# runs /etc/acpi/PWRF/00000080 on KEY_POWER. Independent of the agent.
+acpid -c /etc/acpi -l /run/acpid.log -p /run/acpid.pid || echo "uvm-init: acpid failed"
 port=@AGENT_PORT@
 for arg in $(cat /proc/cmdline); do
     case "$arg" in

@@ -1,10 +1,11 @@
 //! [`KvmBackend`]: the `"kvm"` backend.
 
-use std::collections::BTreeSet;
 use std::path::Path;
 
 use async_trait::async_trait;
-use uvm_api::{Action, Backend, Capabilities, Error, GuestOs, Result, Uvm, UvmConfig};
+use uvm_api::{
+    Action, Backend, Capabilities, Error, GuestOs, Operation, Resource, Result, Uvm, UvmConfig,
+};
 
 use crate::boot::payload::RealModePayload;
 use crate::uvm::KvmUvm;
@@ -12,6 +13,15 @@ use crate::vmm::BootSpec;
 
 /// The registry name of this backend.
 pub const NAME: &str = "kvm";
+
+/// The (resource, operation) pairs the kvm backend implements: vsock only
+/// for now (device hot-add comes with the ACPI PCI hotplug work).
+pub const RESOURCES: &[(Resource, Operation)] = &[(Resource::VmSocket, Operation::Add)];
+
+/// Whether the kvm backend implements `operation` on `resource`.
+pub fn supports(resource: Resource, operation: Operation) -> bool {
+    RESOURCES.contains(&(resource, operation))
+}
 
 /// The KVM backend.
 #[derive(Debug, Default, Clone, Copy)]
@@ -53,7 +63,21 @@ impl KvmBackend {
                 backend: NAME.into(),
             });
         }
-        Ok(())
+        // Boot-time devices need the managers this backend does not have yet.
+        let d = &config.devices;
+        let refused = if d.scsi_controllers > 0 || !d.scsi_disks.is_empty() {
+            Some(Resource::Scsi)
+        } else if d.vpmem.is_some() || !d.vpmem_devices.is_empty() {
+            Some(Resource::VPMem)
+        } else if !d.nics.is_empty() {
+            Some(Resource::Network)
+        } else {
+            d.shares.first().map(|s| s.kind.resource())
+        };
+        match refused {
+            Some(resource) => Err(Error::not_supported(resource, Operation::Add)),
+            None => Ok(()),
+        }
     }
 
     /// Creates a VM with its concrete type (console access for tests and tools).
@@ -84,7 +108,7 @@ impl Backend for KvmBackend {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            resources: BTreeSet::new(),
+            resources: RESOURCES.iter().copied().collect(),
             actions: [Action::Pause, Action::Resume].into_iter().collect(),
             restore: false,
         }
@@ -149,6 +173,9 @@ mod tests {
             })
         ));
         assert_eq!(b.name(), "kvm");
-        assert!(b.capabilities().resources.is_empty());
+        assert_eq!(
+            b.capabilities().resources.into_iter().collect::<Vec<_>>(),
+            vec![(Resource::VmSocket, Operation::Add)]
+        );
     }
 }

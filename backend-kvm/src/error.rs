@@ -54,6 +54,9 @@ pub enum VmmError {
         #[source]
         source: std::io::Error,
     },
+    /// A device could not be built or placed.
+    #[error("device: {0}")]
+    Device(String),
     /// The VMM's control thread is gone (the VM has stopped).
     #[error("the VM's monitor has stopped")]
     Gone,

@@ -38,8 +38,21 @@
 //! its kernel has the ACPI `button` driver only as a module, which the test
 //! initramfs does not load (nor does it run an acpid).
 //!
-//! Not yet: capability managers (every `supported()` is false), vsock,
-//! save/restore (`ActionNotSupported`).
+//! - PCI ([`pci`]): a root bus from boot, configuration through port
+//!   `0xcf8`, BARs in a window inside the DSDT's `PCI0._CRS`, MSI-X delivered
+//!   with `KVM_SIGNAL_MSI`, queue notifications as MMIO exits.
+//! - vsock ([`vsock`]): a virtio-vsock function (slot 1, guest CID 3) with an
+//!   in-process host multiplexer behind [`uvm_api::VmSocketManager`]
+//!   (`supported(VmSocket, Add)` is true). A guest that misprograms the
+//!   device (rings or buffers outside its memory) gets `DEVICE_NEEDS_RESET`,
+//!   logged; the VM runs on.
+//! - Guest probe ([`guest_probe`]): the guest agent over that vsock; a
+//!   `Crash` trigger is a triple fault the VMM injects into vCPU 0.
+//! - [`guest_assets`]: the test guest's boot files from `UVM_GUEST_ASSETS`.
+//!
+//! Not yet: every other capability manager (`supported()` is false and the
+//! accessor `None`; a config with boot-time devices is refused with
+//! `NotSupported`), device hot-add, save/restore (`ActionNotSupported`).
 //!
 //! [`probe`] is a separate diagnostic: the `kvm-probe` binary times a few
 //! real-mode exits on `/dev/kvm`.
@@ -50,16 +63,20 @@ pub mod console;
 pub mod cpuid;
 pub mod error;
 pub mod exits;
+pub mod guest_assets;
+pub mod guest_probe;
 pub mod layout;
 pub mod lifecycle;
 pub mod memory;
 pub mod msrs;
+pub mod pci;
 pub mod probe;
 pub mod regs;
 pub mod stats;
 pub mod uvm;
 pub mod vcpu;
 pub mod vmm;
+pub mod vsock;
 
 pub use backend::{KvmBackend, NAME as BACKEND_NAME};
 pub use boot::payload::RealModePayload;

@@ -14,16 +14,18 @@ use async_trait::async_trait;
 use tokio::sync::oneshot;
 use tracing::Instrument;
 use uvm_api::{
-    Action, Error, ExitStatus, Operation, Resource, Result, State, Stats, StopMode, StopReason,
-    Uvm, UvmConfig, op_span,
+    Action, Error, ExitStatus, GuestProbe, Operation, Resource, Result, State, Stats, StopMode,
+    StopReason, Uvm, UvmConfig, VmSocketManager, op_span,
 };
 
 use crate::boot::linux::LinuxBoot;
 use crate::console::ConsoleTap;
 use crate::error::VmmError;
+use crate::guest_probe::KvmGuestProbe;
 use crate::lifecycle::Lifecycle;
 use crate::stats;
 use crate::vmm::{self, BootSpec, Command, VmStats, VmmHandle};
+use crate::vsock::KvmVsock;
 
 /// A VM of the KVM backend.
 pub struct KvmUvm {
@@ -32,22 +34,35 @@ pub struct KvmUvm {
     lifecycle: Arc<Lifecycle>,
     stats: Arc<VmStats>,
     console: Arc<ConsoleTap>,
-    handle: Mutex<Option<VmmHandle>>,
+    handle: Arc<Mutex<Option<VmmHandle>>>,
+    vsock: Arc<KvmVsock>,
+    probe: KvmGuestProbe,
     op: tokio::sync::Mutex<()>,
 }
 
 impl KvmUvm {
     /// A VM that boots `config.kernel` (checked at start), or runs `payload`.
     pub(crate) fn new(config: UvmConfig, boot: Option<BootSpec>) -> Self {
+        let lifecycle = Arc::new(Lifecycle::default());
+        let handle = Arc::new(Mutex::new(None));
+        let vsock = Arc::new(KvmVsock::new(&config.id, lifecycle.clone()));
+        let probe = KvmGuestProbe::new(vsock.clone(), handle.clone());
         KvmUvm {
             config,
             boot,
-            lifecycle: Arc::new(Lifecycle::default()),
+            lifecycle,
             stats: Arc::new(VmStats::default()),
             console: Arc::new(ConsoleTap::default()),
-            handle: Mutex::new(None),
+            handle,
+            vsock,
+            probe,
             op: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// The VM's vsock manager with its concrete type.
+    pub fn vsock(&self) -> &Arc<KvmVsock> {
+        &self.vsock
     }
 
     /// The console output so far (the last 1 MiB), whatever the configured sink.
@@ -95,11 +110,21 @@ impl KvmUvm {
     async fn do_start(&self) -> Result<()> {
         let _op = self.op.lock().await;
         self.lifecycle.state().check(Action::Start)?;
+        let vsock_device = match self.vsock.boot_device() {
+            Ok(d) => d,
+            Err(e) => {
+                self.lifecycle.finish(ExitStatus::with_detail(
+                    StopReason::StartFailed,
+                    e.to_string(),
+                ));
+                return Err(e);
+            }
+        };
         let prepared = async {
             let boot = self.boot_spec()?;
             let config = self.config.clone();
             let tap = self.console.clone();
-            tokio::task::spawn_blocking(move || vmm::prepare(&config, &boot, tap))
+            tokio::task::spawn_blocking(move || vmm::prepare(&config, &boot, tap, vsock_device))
                 .await
                 .map_err(|e| VmmError::Control(format!("VM set-up thread failed: {e}")))?
         }
@@ -108,7 +133,14 @@ impl KvmUvm {
             if !self.lifecycle.set_unless_stopped(State::Running) {
                 return Err(VmmError::Gone);
             }
-            vmm::launch(prepared, self.lifecycle.clone(), self.stats.clone())
+            self.vsock.set_transport(prepared.pci().vsock.clone());
+            let vsock = self.vsock.clone();
+            vmm::launch(
+                prepared,
+                self.lifecycle.clone(),
+                self.stats.clone(),
+                Box::new(move || vsock.shut_down()),
+            )
         });
         match launched {
             Ok(handle) => {
@@ -270,9 +302,8 @@ impl Uvm for KvmUvm {
         ))
     }
 
-    fn supported(&self, _resource: Resource, _operation: Operation) -> bool {
-        // No capability manager exists yet (they come with virtio-pci).
-        false
+    fn supported(&self, resource: Resource, operation: Operation) -> bool {
+        crate::backend::supports(resource, operation)
     }
 
     fn supports_action(&self, action: Action) -> bool {
@@ -280,5 +311,13 @@ impl Uvm for KvmUvm {
             action,
             Action::Start | Action::Stop | Action::Pause | Action::Resume
         )
+    }
+
+    fn vm_socket(&self) -> Option<&dyn VmSocketManager> {
+        Some(&*self.vsock)
+    }
+
+    fn guest_probe(&self) -> Option<&dyn GuestProbe> {
+        Some(&self.probe)
     }
 }

@@ -11,7 +11,7 @@
 //! `EINTR`, then looks at the wanted state.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Once, PoisonError};
 use std::time::Duration;
 
@@ -46,6 +46,7 @@ struct Counts {
 #[derive(Debug)]
 pub struct RunControl {
     want: AtomicU8,
+    crash: AtomicBool,
     counts: Mutex<Counts>,
     changed: Condvar,
 }
@@ -54,6 +55,7 @@ impl Default for RunControl {
     fn default() -> Self {
         RunControl {
             want: AtomicU8::new(Want::Run as u8),
+            crash: AtomicBool::new(false),
             counts: Mutex::new(Counts::default()),
             changed: Condvar::new(),
         }
@@ -68,6 +70,15 @@ impl RunControl {
             1 => Want::Pause,
             _ => Want::Stop,
         }
+    }
+
+    /// Asks vCPU 0 to triple-fault the next time it enters the guest.
+    pub fn request_crash(&self) {
+        self.crash.store(true, Ordering::SeqCst);
+    }
+
+    fn take_crash(&self) -> bool {
+        self.crash.swap(false, Ordering::SeqCst)
     }
 
     /// Sets the wanted state and wakes parked threads.
@@ -286,9 +297,27 @@ fn handle_exit(ctx: &VcpuContext, exit: VcpuExit<'_>) -> Step {
     Step::Continue
 }
 
+/// Makes the vCPU triple-fault on its next entry: an empty IDT and a
+/// pending #UD, whose delivery faults (#GP), whose delivery faults (#DF),
+/// whose delivery faults: the CPU shuts down and KVM exits with
+/// `KVM_EXIT_SHUTDOWN`, exactly as for a triple fault of the guest's own.
+pub fn inject_triple_fault(vcpu: &VcpuFd) -> Result<(), kvm_ioctls::Error> {
+    let mut sregs = vcpu.get_sregs()?;
+    sregs.idt.base = 0;
+    sregs.idt.limit = 0;
+    vcpu.set_sregs(&sregs)?;
+    let mut events = vcpu.get_vcpu_events()?;
+    events.exception.injected = 1;
+    events.exception.nr = 6;
+    events.exception.has_error_code = 0;
+    events.exception.error_code = 0;
+    vcpu.set_vcpu_events(&events)
+}
+
 /// The vCPU thread's body. Returns (and reports) when told to stop or when
 /// the guest ends its run on this vCPU.
 pub fn run(mut vcpu: VcpuFd, ctx: VcpuContext) {
+    let _span = tracing::info_span!("vcpu", vm = %ctx.vm_id, index = ctx.index).entered();
     ctx.clock.attach();
     let run_ptr: *mut kvm_run = vcpu.get_kvm_run();
     KVM_RUN_PTR.with(|p| p.set(run_ptr));
@@ -300,6 +329,12 @@ pub fn run(mut vcpu: VcpuFd, ctx: VcpuContext) {
                 continue;
             }
             Want::Stop => break None,
+        }
+        if ctx.index == 0
+            && ctx.control.take_crash()
+            && let Err(e) = inject_triple_fault(&vcpu)
+        {
+            tracing::error!(vm = %ctx.vm_id, "injecting a triple fault failed: {e}");
         }
         let step = match vcpu.run() {
             Ok(exit) => handle_exit(&ctx, exit),

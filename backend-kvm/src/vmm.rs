@@ -7,7 +7,9 @@
 //! and the first event that ends the run decides the exit reason.
 //!
 //! Port map: COM1 `0x3f8` (IRQ 4), i8042 `0x60`-`0x64` (reset line), CMOS
-//! `0x70`, pvpanic `0x505`, ACPI PM block `0x600` (SCI on IRQ 9). KVM's
+//! `0x70`, pvpanic `0x505`, ACPI PM block `0x600` (SCI on IRQ 9), PCI
+//! configuration mechanism #1 `0xcf8` ([`crate::pci`]; the BAR window is on
+//! the MMIO bus). KVM's
 //! in-kernel PIC/IOAPIC/LAPIC and PIT (with the dummy speaker port `0x61`)
 //! handle the rest of the PC platform.
 
@@ -24,12 +26,13 @@ use uvm_api::{ExitStatus, StopReason, UvmConfig};
 use uvm_devices::acpi::pm::{PM_BASE, PM_LEN, PmDevice, SCI_IRQ};
 use uvm_devices::acpi::tables::{self, AcpiConfig};
 use uvm_devices::bus::{Bus, SharedDevice};
-use uvm_devices::interrupt::IrqLine;
+use uvm_devices::interrupt::{IrqLine, MsiSink};
 use uvm_devices::legacy::cmos::{CMOS_BASE, CMOS_PORTS, Cmos};
 use uvm_devices::legacy::i8042::{I8042, I8042_BASE, I8042_PORTS};
 use uvm_devices::legacy::pvpanic::{PVPANIC_PORT, PvPanic};
 use uvm_devices::legacy::serial::{COM1_BASE, COM1_IRQ, Serial, UART_PORTS};
 use uvm_devices::legacy::{GuestRequest, RequestSink};
+use uvm_devices::virtio::VirtioDevice;
 use vm_memory::{Bytes, GuestAddress};
 use vmm_sys_util::eventfd::EventFd;
 use vmm_sys_util::signal::Killable;
@@ -41,6 +44,7 @@ use crate::error::VmmError;
 use crate::exits::ExitCounters;
 use crate::lifecycle::Lifecycle;
 use crate::memory::{self, GuestMem};
+use crate::pci::{self, KvmMsi, PciDevices};
 use crate::vcpu::{self, RunControl, VcpuClock, VcpuContext, Want};
 use crate::{cpuid, layout, msrs, regs};
 
@@ -64,6 +68,9 @@ pub enum Command {
     PowerButton(oneshot::Sender<bool>),
     /// Stop with this status; answered once every vCPU thread has ended.
     Stop(ExitStatus, oneshot::Sender<()>),
+    /// Make the boot vCPU triple-fault (for `GuestProbe::trigger(Crash)`):
+    /// answers whether the request reached a running vCPU.
+    InjectCrash(oneshot::Sender<bool>),
 }
 
 /// Everything the control thread hears about.
@@ -116,7 +123,8 @@ fn irq_line(vm: &VmFd, gsi: u32) -> Result<Arc<dyn IrqLine>, VmmError> {
 /// A VM built and ready to run.
 pub struct Prepared {
     id: String,
-    vm: VmFd,
+    vm: Arc<VmFd>,
+    pci: PciDevices,
     vcpus: Vec<VcpuFd>,
     mem: Arc<GuestMem>,
     io_bus: Arc<Bus>,
@@ -133,11 +141,35 @@ fn open_kvm() -> Result<Kvm, VmmError> {
     Kvm::new().map_err(VmmError::kvm("open /dev/kvm"))
 }
 
-/// Builds the VM for `config` and loads `boot`. Nothing runs yet.
+impl Prepared {
+    /// The I/O port bus (for tests that drive devices without vCPUs).
+    pub fn io_bus(&self) -> &Arc<Bus> {
+        &self.io_bus
+    }
+
+    /// The MMIO bus.
+    pub fn mmio_bus(&self) -> &Arc<Bus> {
+        &self.mmio_bus
+    }
+
+    /// Guest memory.
+    pub fn memory(&self) -> &Arc<GuestMem> {
+        &self.mem
+    }
+
+    /// The PCI devices.
+    pub fn pci(&self) -> &PciDevices {
+        &self.pci
+    }
+}
+
+/// Builds the VM for `config` and loads `boot`; `vsock` becomes the
+/// virtio-vsock function of the PCI root bus. Nothing runs yet.
 pub fn prepare(
     config: &UvmConfig,
     boot: &BootSpec,
     tap: Arc<ConsoleTap>,
+    vsock: Box<dyn VirtioDevice>,
 ) -> Result<Prepared, VmmError> {
     let vcpu_count = u8::try_from(config.vcpus)
         .ok()
@@ -145,7 +177,7 @@ pub fn prepare(
         .ok_or_else(|| VmmError::Config(format!("{} vCPUs", config.vcpus)))?;
     let mem_bytes = config.memory_mib << 20;
     let kvm = open_kvm()?;
-    let vm = kvm.create_vm().map_err(VmmError::kvm("KVM_CREATE_VM"))?;
+    let vm = Arc::new(kvm.create_vm().map_err(VmmError::kvm("KVM_CREATE_VM"))?);
     let mem = Arc::new(memory::create(mem_bytes)?);
     memory::register(&vm, &mem)?;
     vm.set_tss_address(layout::KVM_TSS_ADDR)
@@ -191,6 +223,9 @@ pub fn prepare(
         1,
     )?;
     io_bus.insert(pm.clone(), u64::from(PM_BASE), u64::from(PM_LEN))?;
+    let mut mmio_bus = Bus::new();
+    let msi: Arc<dyn MsiSink> = Arc::new(KvmMsi::new(&vm));
+    let pci = pci::wire(msi, &mem, vsock, &mut io_bus, &mut mmio_bus)?;
 
     // ACPI.
     let mut acpi = AcpiConfig::new(vcpu_count, layout::PCI_MMIO32);
@@ -232,10 +267,11 @@ pub fn prepare(
     Ok(Prepared {
         id: config.id.clone(),
         vm,
+        pci,
         vcpus,
         mem,
         io_bus: Arc::new(io_bus),
-        mmio_bus: Arc::new(Bus::new()),
+        mmio_bus: Arc::new(mmio_bus),
         pm,
         tx,
         rx,
@@ -258,15 +294,18 @@ impl VmmHandle {
 }
 
 /// Starts the vCPU threads and the control thread.
+/// `on_stop` runs on the control thread once every vCPU thread has ended.
 pub fn launch(
     prepared: Prepared,
     lifecycle: Arc<Lifecycle>,
     stats: Arc<VmStats>,
+    on_stop: Box<dyn FnOnce() + Send>,
 ) -> Result<VmmHandle, VmmError> {
     vcpu::install_kick_handler().map_err(VmmError::io("install the vCPU kick signal handler"))?;
     let Prepared {
         id,
         vm,
+        pci,
         vcpus,
         mem,
         io_bus,
@@ -282,6 +321,8 @@ pub fn launch(
     let mut controller = Controller {
         id: id.clone(),
         vm,
+        _pci: pci,
+        on_stop: Some(on_stop),
         _mem: mem,
         pm,
         control: control.clone(),
@@ -330,7 +371,10 @@ pub fn launch(
 
 struct Controller {
     id: String,
-    vm: VmFd,
+    vm: Arc<VmFd>,
+    // The devices live until the control thread ends.
+    _pci: PciDevices,
+    on_stop: Option<Box<dyn FnOnce() + Send>>,
     // Guest memory must outlive every vCPU thread (joined in `finish`).
     _mem: Arc<GuestMem>,
     pm: Arc<Mutex<PmDevice>>,
@@ -381,6 +425,16 @@ impl Controller {
                     let enabled = lock_pm(&self.pm).press_power_button();
                     tracing::info!(vm = %self.id, "power button pressed (guest listening: {enabled})");
                     let _ = reply.send(enabled);
+                    continue;
+                }
+                VmmEvent::Command(Command::InjectCrash(reply)) => {
+                    let running = self.threads.first().is_some_and(|t| !t.is_finished());
+                    if running {
+                        tracing::warn!(vm = %self.id, "injecting a triple fault into vCPU 0");
+                        self.control.request_crash();
+                        self.kick_all();
+                    }
+                    let _ = reply.send(running);
                     continue;
                 }
                 VmmEvent::Command(Command::Stop(status, reply)) => {
@@ -462,6 +516,9 @@ impl Controller {
                 tracing::error!(vm = %self.id, "a vCPU thread did not stop; leaving it behind");
             }
         }
+        if let Some(on_stop) = self.on_stop.take() {
+            on_stop();
+        }
         let resident = self
             .stats
             .mem
@@ -479,8 +536,14 @@ impl Controller {
         // channel is unbounded; this only answers pending commands).
         self.rx.close();
         while let Ok(event) = self.rx.try_recv() {
-            if let VmmEvent::Command(Command::Stop(_, reply)) = event {
-                let _ = reply.send(());
+            match event {
+                VmmEvent::Command(Command::Stop(_, reply)) => {
+                    let _ = reply.send(());
+                }
+                VmmEvent::Command(Command::InjectCrash(reply)) => {
+                    let _ = reply.send(false);
+                }
+                _ => {}
             }
         }
     }

@@ -370,3 +370,28 @@ async fn stop_before_start_kills_and_bad_kernel_fails_start() {
         assert!(status.detail.unwrap().contains("bzImage"));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_crash_injects_a_triple_fault() {
+    if kvm_missing() {
+        return;
+    }
+    let vm = payload_vm("inject-crash", SERIAL_THEN_SPIN);
+    let probe = vm.guest_probe().unwrap();
+    assert!(matches!(
+        probe.trigger(uvm_api::GuestAction::Crash).await,
+        Err(Error::InvalidState { .. })
+    ));
+    if !has_hardware_virtualization() {
+        eprintln!(
+            "SKIPPED: /dev/kvm not available: this /dev/kvm (no vmx/svm, e.g. kvm_pvm) does not report a triple fault as KVM_EXIT_SHUTDOWN"
+        );
+        return;
+    }
+    vm.start().await.unwrap();
+    probe.trigger(uvm_api::GuestAction::Crash).await.unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(10), vm.wait())
+        .await
+        .expect("injected crash: no exit");
+    assert_eq!(status.reason, StopReason::Crash, "{status}");
+}

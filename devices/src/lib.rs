@@ -11,4 +11,5 @@ pub mod bus;
 pub mod interrupt;
 pub mod legacy;
 pub mod pci;
+pub mod scsi;
 pub mod virtio;

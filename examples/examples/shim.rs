@@ -2,12 +2,20 @@
 //!
 //! ```text
 //! cargo run --example shim -- --backend mock
+//! cargo xtask lab -- shim --backend kvm     # the Debian test guest on nested KVM
 //! ```
 //!
-//! Creates a VM, listens for the guest agent on vsock, starts it, hot-adds a
-//! layer disk and checks the guest sees it, takes a guest connection, reads
-//! stats, removes the disk, and stops the VM gracefully.
+//! Creates a VM, listens for the guest agent on vsock, starts it, waits for
+//! the guest agent, hot-adds a layer disk and checks the guest sees it,
+//! takes a guest connection, reads stats, removes the disk, and stops the
+//! VM gracefully.
+//!
+//! A backend that boots a real kernel (`kvm`) takes it from `--kernel`,
+//! `--initrd` and `--cmdline`, or else from the test guest `cargo xtask
+//! guest` built (`UVM_GUEST_ASSETS` names its `assets.json`; `cargo xtask
+//! lab` sets it).
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -16,6 +24,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uvm_api::{
     ConsoleSink, Error, GuestProbe, Operation, Resource, Result, UvmConfig, VsockListener,
 };
+use uvm_backend_kvm::guest_assets::{AssetsError, GuestAssets};
 use uvm_examples::{
     LayerAttachment, attach_layer, choose_backend, default_registry, detach_layer, shutdown,
 };
@@ -33,6 +42,36 @@ struct Args {
     /// Guest memory in MiB.
     #[arg(long, default_value_t = 512)]
     memory_mib: u64,
+    /// Kernel to boot (backends that boot one; default: the test guest of
+    /// `UVM_GUEST_ASSETS`).
+    #[arg(long)]
+    kernel: Option<PathBuf>,
+    /// Initial ramdisk (with `--kernel`).
+    #[arg(long, requires = "kernel")]
+    initrd: Option<PathBuf>,
+    /// Kernel command line (with `--kernel`).
+    #[arg(long, requires = "kernel")]
+    cmdline: Option<String>,
+}
+
+/// Kernel, initrd and command line for a backend that boots a kernel.
+fn boot_files(args: &Args) -> Result<Option<(PathBuf, Option<PathBuf>, String)>> {
+    if let Some(kernel) = &args.kernel {
+        return Ok(Some((
+            kernel.clone(),
+            args.initrd.clone(),
+            args.cmdline.clone().unwrap_or_default(),
+        )));
+    }
+    match GuestAssets::from_env() {
+        Ok(assets) => Ok(Some((
+            assets.kernel.clone(),
+            Some(assets.initrd.clone()),
+            assets.recommended_cmdline(""),
+        ))),
+        Err(AssetsError::NotSet) => Ok(None),
+        Err(e) => Err(Error::invalid_argument("UVM_GUEST_ASSETS", e.to_string())),
+    }
 }
 
 /// The vsock port the host listens on for the guest.
@@ -40,8 +79,9 @@ const AGENT_PORT: u32 = 1024;
 /// Size of the layer image the demo attaches.
 const LAYER_BYTES: usize = 4 << 20;
 
+/// Runs the demo; exit code 0 when every step worked.
 #[tokio::main]
-async fn main() -> ExitCode {
+pub async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -71,12 +111,31 @@ async fn run(args: Args) -> Result<()> {
     let contents: Vec<u8> = (0..LAYER_BYTES).map(|i| (i % 251) as u8).collect();
     std::fs::write(&layer, &contents).map_err(|e| Error::io("writing the layer image", e))?;
 
-    let config = UvmConfig::builder("shim-demo")
+    let mut builder = UvmConfig::builder("shim-demo")
         .vcpus(args.vcpus)
         .memory_mib(args.memory_mib)
-        .scsi_controllers(1)
-        .console(ConsoleSink::Log)
-        .build()?;
+        .console(ConsoleSink::Log);
+    // A SCSI controller for the layer disk, if the backend has SCSI.
+    if registry
+        .get(&choice.name)?
+        .capabilities()
+        .supports(Resource::Scsi, Operation::Add)
+    {
+        builder = builder.scsi_controllers(1);
+    }
+    if choice.name == uvm_backend_kvm::BACKEND_NAME {
+        let Some((kernel, initrd, cmdline)) = boot_files(&args)? else {
+            return Err(Error::invalid_argument(
+                "--kernel",
+                "the kvm backend boots a kernel: pass --kernel/--initrd/--cmdline or set UVM_GUEST_ASSETS (cargo xtask lab does)",
+            ));
+        };
+        builder = builder.kernel(kernel).cmdline(cmdline);
+        if let Some(initrd) = initrd {
+            builder = builder.initrd(initrd);
+        }
+    }
+    let config = builder.build()?;
     let vm = registry.create(&choice.name, config).await?;
     println!(
         "[1] created VM {} with backend {:?} ({} vCPUs, {} MiB): state {}",
@@ -95,6 +154,14 @@ async fn run(args: Args) -> Result<()> {
     };
     vm.start().await?;
     println!("[2] started: state {}", vm.state());
+    if let Some(probe) = vm.guest_probe() {
+        let asked = std::time::Instant::now();
+        let uptime = probe.uptime().await?;
+        println!(
+            "    the guest agent answers: guest uptime {uptime:.2?} (waited {:.2?} for it)",
+            asked.elapsed()
+        );
+    }
 
     let attachment = match attach_layer(vm.as_ref(), 0, 0, &layer).await {
         Ok(attachment) => {

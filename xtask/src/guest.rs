@@ -17,6 +17,11 @@ pub const BUSYBOX_PACKAGE: &str = "busybox-static";
 pub const INIT: &str = include_str!("../../guest/init.sh");
 /// The guest's module list (`guest/modules.txt`).
 pub const MODULES: &str = include_str!("../../guest/modules.txt");
+/// The power-button handler busybox `acpid` runs on KEY_POWER
+/// (`guest/acpi/power-button.sh`, installed as [`POWER_BUTTON_HANDLER`]).
+pub const POWER_BUTTON: &str = include_str!("../../guest/acpi/power-button.sh");
+/// Where acpid looks for the power-button action (`<confdir>/PWRF/00000080`).
+pub const POWER_BUTTON_HANDLER: &str = "etc/acpi/PWRF/00000080";
 /// The agent's vsock port, substituted into `/init`.
 pub const AGENT_PORT: u32 = 1024;
 /// The kernel command line the guest is meant to boot with (a VMM adds
@@ -193,7 +198,12 @@ pub fn ensure() -> Result<(Assets, bool)> {
     let built_agent = build::build_static(Some("uvm-guest-agent"), "uvm-agent")?;
     let agent_bytes = std::fs::read(&built_agent).map_err(XtaskError::io("read", &built_agent))?;
     let init = INIT.replace("@AGENT_PORT@", &AGENT_PORT.to_string());
-    let inputs = cache::fingerprint(&[init.as_bytes(), MODULES.as_bytes(), &agent_bytes]);
+    let inputs = cache::fingerprint(&[
+        init.as_bytes(),
+        MODULES.as_bytes(),
+        POWER_BUTTON.as_bytes(),
+        &agent_bytes,
+    ]);
 
     let json = dir.join("assets.json");
     if let Ok(assets) = Assets::load(&json)
@@ -214,6 +224,11 @@ pub fn ensure() -> Result<(Assets, bool)> {
     let (mut archive, _) =
         initramfs::base(&busybox, &modules_dir, &v.kernel_release, &wanted, &init)?;
     archive.file("sbin/uvm-agent", agent_bytes, 0o755);
+    archive.file(
+        POWER_BUTTON_HANDLER,
+        POWER_BUTTON.as_bytes().to_vec(),
+        0o755,
+    );
     let initramfs_path = dir.join("initramfs.cpio");
     initramfs::write(&archive, &initramfs_path)?;
     let order = crate::modules::ModuleIndex::scan(&modules_dir)?.closure(&wanted)?;

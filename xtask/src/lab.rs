@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crate::cpio::Entry;
 use crate::error::{Result, XtaskError};
 use crate::guest::{self, Assets};
-use crate::{apt, build, cache, cmd, initramfs};
+use crate::{apt, build, cache, cmd, initramfs, qemu_bundle};
 
 /// The L1 `/init` (`guest/lab/init.sh`).
 pub const INIT: &str = include_str!("../../guest/lab/init.sh");
@@ -117,6 +117,9 @@ pub struct LabOptions {
     pub scratch_gib: u32,
     /// Also copy the ELF vmlinux into the L1.
     pub with_vmlinux: bool,
+    /// Also bring this host's QEMU (with its libraries and the microvm
+    /// firmware) into the L1 ([`crate::qemu_bundle`]).
+    pub with_qemu: bool,
     /// Stream the L1 boot log too, not only the program's output.
     pub verbose: bool,
     /// Program name (a binary of this workspace) or path, and its arguments.
@@ -133,6 +136,7 @@ impl Default for LabOptions {
             cpus: 2,
             scratch_gib: 8,
             with_vmlinux: false,
+            with_qemu: false,
             verbose: false,
             program: Vec::new(),
         }
@@ -160,6 +164,7 @@ pub fn parse(args: &[String]) -> Result<LabOptions> {
             "--print-mode" => options.print_mode = true,
             "--nested" => options.force_nested = true,
             "--with-vmlinux" => options.with_vmlinux = true,
+            "--with-qemu" => options.with_qemu = true,
             "--verbose" | "-v" => options.verbose = true,
             "--timeout" => {
                 options.timeout_secs = number(arg, next)?;
@@ -315,7 +320,18 @@ fn l1_initramfs(
         .unwrap_or("program")
         .to_owned();
     archive.file(&format!("uvm/bin/{name}"), read(program)?, 0o755);
-    let mut script = format!("exec /uvm/bin/{}", shell_quote(&name));
+    let mut script = String::new();
+    if options.with_qemu {
+        let qemu = ensure_qemu()?;
+        let (env, bytes) = qemu_bundle::add(&mut archive, &qemu)?;
+        eprintln!(
+            "xtask lab: --with-qemu: {} with its libraries and firmware ({:.1} MiB) in the L1",
+            qemu.display(),
+            bytes as f64 / (1024.0 * 1024.0)
+        );
+        script.push_str(&env);
+    }
+    script.push_str(&format!("exec /uvm/bin/{}", shell_quote(&name)));
     for arg in &options.program[1..] {
         script.push(' ');
         script.push_str(&shell_quote(arg));
@@ -559,6 +575,10 @@ mod tests {
         let o = parse(&args("kvm-probe --exits 5")).unwrap();
         assert_eq!(o.program, args("kvm-probe --exits 5"));
         assert!(parse(&args("--print-mode")).unwrap().print_mode);
+        let o = parse(&args("--with-qemu -- boot-bench --runs 5")).unwrap();
+        assert!(o.with_qemu);
+        assert_eq!(o.program, args("boot-bench --runs 5"));
+        assert!(!parse(&args("-- x")).unwrap().with_qemu);
         assert!(parse(&args("")).is_err());
         assert!(parse(&args("--bogus -- x")).is_err());
         assert!(parse(&args("--timeout x -- y")).is_err());

@@ -3,76 +3,33 @@
 //! `cargo xtask lab -- kvm-boot-check` (it reads `UVM_GUEST_ASSETS`).
 //!
 //! 1. Boot with the agent, wait for `UVM_GUEST_READY` on the console, report
-//!    the time from `start()`, then a graceful stop (power button, 15 s) and
-//!    report the reason.
+//!    the time from `start()`, then a graceful stop (power button, 15 s):
+//!    the guest's acpid powers off, so the reason must be `Shutdown`.
 //! 2. Boot with `uvm.noagent=1`: `/init` runs `poweroff -f` after
 //!    `UVM_GUEST_READY`; the reason must be `Shutdown` (ACPI S5).
 //!
-//! Exit code 0 when the guest booted both times and powered off through S5;
+//! Exit code 0 when the guest booted both times and powered off through S5
+//! both times (power button, then `poweroff -f`);
 //! 1 otherwise (the guest console is printed on failure).
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use uvm_api::{ConsoleSink, StopMode, StopReason, Uvm, UvmConfig};
+use uvm_backend_kvm::guest_assets::GuestAssets;
 use uvm_backend_kvm::{KvmBackend, KvmUvm};
 
 const READY: &str = "UVM_GUEST_READY";
 const BOOT_TIMEOUT: Duration = Duration::from_secs(240);
 
-struct Assets {
-    bzimage: String,
-    initramfs: String,
-    cmdline: String,
-}
-
-fn assets() -> Result<Assets, String> {
-    let path = std::env::var("UVM_GUEST_ASSETS")
-        .map_err(|_| "UVM_GUEST_ASSETS is not set (run through `cargo xtask lab`)".to_string())?;
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
-    let json: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| format!("{path}: {e}"))?;
-    let field = |name: &str| {
-        json.get(name)
-            .and_then(|v| v.as_str())
-            .map(str::to_owned)
-            .ok_or_else(|| format!("{path} has no {name}"))
-    };
-    Ok(Assets {
-        bzimage: field("bzimage")?,
-        initramfs: field("initramfs")?,
-        cmdline: field("cmdline")?,
-    })
-}
-
-fn tsc_khz() -> Option<u64> {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").ok()?;
-    let mhz: f64 = cpuinfo
-        .lines()
-        .find(|l| l.starts_with("cpu MHz"))?
-        .split_once(':')?
-        .1
-        .trim()
-        .parse()
-        .ok()?;
-    Some((mhz * 1000.0).round() as u64)
-}
-
-fn create(assets: &Assets, id: &str, extra: &str) -> Result<KvmUvm, String> {
-    let mut cmdline = assets.cmdline.clone();
-    if let Some(khz) = tsc_khz() {
-        cmdline.push_str(&format!(" tsc_early_khz={khz}"));
-    }
-    if !extra.is_empty() {
-        cmdline.push(' ');
-        cmdline.push_str(extra);
-    }
+fn create(assets: &GuestAssets, id: &str, extra: &str) -> Result<KvmUvm, String> {
+    let cmdline = assets.recommended_cmdline(extra);
     println!("kvm-boot-check: {id}: cmdline {cmdline:?}");
     let config = UvmConfig::builder(id)
         .vcpus(1)
         .memory_mib(512)
-        .kernel(&assets.bzimage)
-        .initrd(&assets.initramfs)
+        .kernel(&assets.kernel)
+        .initrd(&assets.initrd)
         .cmdline(cmdline)
         .console(ConsoleSink::Discard)
         .build()
@@ -100,7 +57,7 @@ async fn boot(vm: &KvmUvm) -> Result<Duration, String> {
     }
 }
 
-async fn phase_graceful(assets: &Assets) -> Result<StopReason, String> {
+async fn phase_graceful(assets: &GuestAssets) -> Result<StopReason, String> {
     let vm = create(assets, "boot-graceful", "")?;
     let ready = match boot(&vm).await {
         Ok(t) => t,
@@ -129,7 +86,7 @@ async fn phase_graceful(assets: &Assets) -> Result<StopReason, String> {
     );
     if status.reason != StopReason::Shutdown {
         println!(
-            "kvm-boot-check: NOTE: the guest did not answer the ACPI power button (Debian's cloud kernel builds the `button` driver as a module and the test initramfs neither loads it nor runs an acpid that powers off)"
+            "kvm-boot-check: the guest did not answer the ACPI power button (the test initramfs loads `button` + `evdev` and runs busybox acpid, whose /etc/acpi/PWRF/00000080 powers off)"
         );
         let tail: String = vm
             .console_output()
@@ -142,11 +99,12 @@ async fn phase_graceful(assets: &Assets) -> Result<StopReason, String> {
             .collect::<Vec<_>>()
             .join("\n");
         println!("{tail}");
+        return Err(format!("graceful stop: expected Shutdown, got {status}"));
     }
     Ok(status.reason)
 }
 
-async fn phase_poweroff(assets: &Assets) -> Result<(), String> {
+async fn phase_poweroff(assets: &GuestAssets) -> Result<(), String> {
     let vm = create(assets, "boot-poweroff", "uvm.noagent=1")?;
     let result = async {
         let ready = boot(&vm).await?;
@@ -181,7 +139,7 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async {
-        let assets = match assets() {
+        let assets = match GuestAssets::from_env() {
             Ok(a) => a,
             Err(e) => {
                 eprintln!("kvm-boot-check: {e}");

@@ -8,8 +8,11 @@
 //! (through an [`crate::interrupt::IrqLine`]).
 
 pub mod device;
+pub mod net;
 pub mod pci_transport;
+pub mod pmem;
 pub mod queue;
+pub mod scsi;
 pub mod vsock;
 
 pub use device::{ActivateContext, DeviceError, VirtioDevice, VirtioInterrupt};

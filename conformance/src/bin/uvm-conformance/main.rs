@@ -42,6 +42,11 @@ struct Cli {
     /// Only the checks with these names (repeat, or separate with commas).
     #[arg(long, value_delimiter = ',')]
     check: Vec<String>,
+    /// Leaves out the checks with these names (repeat, or separate with
+    /// commas); for example checks whose guest crash would take a nested
+    /// lab's L1 down with it.
+    #[arg(long, value_delimiter = ',')]
+    skip: Vec<String>,
     /// How to print the report.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
@@ -53,6 +58,8 @@ struct Cli {
     jobs: usize,
     /// A JSON `UvmConfig` to use as the template of every VM (no boot devices;
     /// the checks add what they need). The default is 1 vCPU and 256 MiB.
+    /// For `kvm`, a template without a kernel gets the test guest's kernel,
+    /// initrd and command line from `UVM_GUEST_ASSETS` (`cargo xtask lab` sets it).
     #[arg(long)]
     config: Option<PathBuf>,
     /// Lists the checks (name, area, description) and exits.
@@ -128,15 +135,30 @@ fn run(cli: Cli) -> Result<bool, String> {
     backend
         .check_available()
         .map_err(|e| format!("backend {name} is not available on this host: {e}"))?;
-    let template = template(cli.config.as_ref())?;
+    let template = backends::with_boot_files(name, template(cli.config.as_ref())?)?;
     let known: Vec<&str> = all_checks().iter().map(|c| c.name).collect();
-    if let Some(unknown) = cli.check.iter().find(|c| !known.contains(&c.as_str())) {
+    if let Some(unknown) = cli
+        .check
+        .iter()
+        .chain(&cli.skip)
+        .find(|c| !known.contains(&c.as_str()))
+    {
         return Err(format!("no check named {unknown:?} (see --list)"));
     }
+    let names: Vec<String> = if cli.skip.is_empty() {
+        cli.check
+    } else {
+        known
+            .iter()
+            .filter(|n| cli.check.is_empty() || cli.check.iter().any(|c| c == *n))
+            .filter(|n| !cli.skip.iter().any(|s| s == *n))
+            .map(|n| (*n).to_owned())
+            .collect()
+    };
     let options = RunOptions {
         timeout: Duration::from_secs(cli.timeout),
         areas: cli.only,
-        names: cli.check,
+        names,
         parallelism: cli.jobs.max(1),
         ..RunOptions::default()
     };

@@ -1,0 +1,315 @@
+//! The PCI root bus and the virtio-vsock function of a prepared VM, driven
+//! through the VM's own port and MMIO buses the way a guest driver would
+//! (no vCPU runs: this host's /dev/kvm cannot boot Linux), plus the vsock
+//! manager's state rules on a running real-mode VM. Without /dev/kvm they
+//! print "SKIPPED: ..." and return.
+
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use uvm_api::{Error, Operation, Resource, State, StopMode, Uvm, UvmConfig, VMADDR_PORT_ANY};
+use uvm_backend_kvm::console::ConsoleTap;
+use uvm_backend_kvm::pci::{BAR_WINDOW, VSOCK_SLOT};
+use uvm_backend_kvm::vmm::{self, BootSpec, Prepared};
+use uvm_backend_kvm::{KvmBackend, RealModePayload};
+use uvm_devices::virtio::pci_transport::caps;
+use uvm_devices::virtio::status;
+use uvm_devices::virtio::vsock::VsockDevice;
+use vm_memory::{Bytes, GuestAddress};
+
+fn kvm_missing() -> bool {
+    if Path::new("/dev/kvm").exists() {
+        return false;
+    }
+    eprintln!("SKIPPED: /dev/kvm not available: /dev/kvm does not exist on this host");
+    true
+}
+
+/// `jmp $`
+const SPIN: &[u8] = &[0xeb, 0xfe];
+
+fn config(id: &str) -> UvmConfig {
+    UvmConfig::builder(id)
+        .vcpus(1)
+        .memory_mib(16)
+        .build()
+        .unwrap()
+}
+
+fn prepared() -> Prepared {
+    let boot = BootSpec::Payload(RealModePayload {
+        code: SPIN.to_vec(),
+        load_addr: 0x1000,
+    });
+    let device = VsockDevice::new(3, &tokio::runtime::Handle::current());
+    vmm::prepare(
+        &config("pci"),
+        &boot,
+        Arc::new(ConsoleTap::default()),
+        Box::new(device),
+    )
+    .unwrap()
+}
+
+/// A guest driver's view: config space through 0xcf8/0xcfc, BAR 0 through MMIO.
+struct Driver<'a> {
+    vm: &'a Prepared,
+    bar0: u64,
+}
+
+fn cam_address(slot: u8, reg: u8) -> [u8; 4] {
+    (0x8000_0000u32 | (u32::from(slot) << 11) | u32::from(reg & 0xfc)).to_le_bytes()
+}
+
+fn cfg_read32(vm: &Prepared, slot: u8, reg: u8) -> u32 {
+    assert!(vm.io_bus().write(0xcf8, &cam_address(slot, reg)));
+    let mut d = [0u8; 4];
+    assert!(vm.io_bus().read(0xcfc, &mut d));
+    u32::from_le_bytes(d)
+}
+
+fn cfg_write16(vm: &Prepared, slot: u8, reg: u8, v: u16) {
+    assert!(vm.io_bus().write(0xcf8, &cam_address(slot, reg)));
+    assert!(vm.io_bus().write(0xcfc, &v.to_le_bytes()));
+}
+
+impl<'a> Driver<'a> {
+    fn enable(vm: &'a Prepared) -> Self {
+        let lo = cfg_read32(vm, VSOCK_SLOT, 0x10);
+        let hi = cfg_read32(vm, VSOCK_SLOT, 0x14);
+        let bar0 = (u64::from(hi) << 32) | u64::from(lo & !0xf);
+        // Memory decoding + bus mastering, as pci_enable_device does.
+        cfg_write16(vm, VSOCK_SLOT, 0x04, 0x6);
+        Driver { vm, bar0 }
+    }
+
+    fn write(&self, off: u64, v: u64, len: usize) {
+        assert!(
+            self.vm
+                .mmio_bus()
+                .write(self.bar0 + off, &v.to_le_bytes()[..len])
+        );
+    }
+
+    fn read8(&self, off: u64) -> u8 {
+        let mut d = [0u8; 1];
+        assert!(self.vm.mmio_bus().read(self.bar0 + off, &mut d));
+        d[0]
+    }
+
+    fn status(&self) -> u8 {
+        self.read8(0x14)
+    }
+
+    /// Status handshake up to FEATURES_OK with VIRTIO_F_VERSION_1.
+    fn negotiate(&self) {
+        self.write(0x14, u64::from(status::ACKNOWLEDGE | status::DRIVER), 1);
+        self.write(0x08, 1, 4); // driver_feature_select = 1
+        self.write(0x0c, 1, 4); // VERSION_1 (bit 32)
+        self.write(
+            0x14,
+            u64::from(status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK),
+            1,
+        );
+        assert_ne!(self.status() & status::FEATURES_OK, 0);
+    }
+
+    fn queue(&self, q: u16, desc: u64, avail: u64, used: u64) {
+        self.write(0x16, u64::from(q), 2); // queue_select
+        self.write(0x18, 16, 2); // queue_size
+        self.write(0x20, desc, 8);
+        self.write(0x28, avail, 8);
+        self.write(0x30, used, 8);
+        self.write(0x1c, 1, 2); // queue_enable
+    }
+
+    fn driver_ok(&self) {
+        self.write(
+            0x14,
+            u64::from(
+                status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK | status::DRIVER_OK,
+            ),
+            1,
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_vsock_function_is_enumerable_through_port_0xcf8() {
+    if kvm_missing() {
+        return;
+    }
+    let vm = prepared();
+    let host_bridge = cfg_read32(&vm, 0, 0);
+    assert_eq!(host_bridge, 0x29c0_8086);
+    // virtio vendor, modern device id 0x1040 + 19 (vsock).
+    assert_eq!(cfg_read32(&vm, VSOCK_SLOT, 0), 0x1053_1af4);
+    // An empty slot reads as all ones.
+    assert_eq!(cfg_read32(&vm, 7, 0), 0xffff_ffff);
+    let driver = Driver::enable(&vm);
+    let (base, size) = BAR_WINDOW;
+    assert!(driver.bar0 >= base && driver.bar0 + caps::BAR0_SIZE <= base + size);
+    // The device configuration holds the guest CID.
+    assert_eq!(driver.read8(caps::DEVICE_OFFSET), 3);
+    assert_eq!(driver.status(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_outside_guest_memory_breaks_the_device_not_the_host() {
+    if kvm_missing() {
+        return;
+    }
+    let vm = prepared();
+    let driver = Driver::enable(&vm);
+    driver.negotiate();
+    let outside = 0x7_0000_0000; // far beyond the 16 MiB of RAM
+    for q in 0..3 {
+        driver.queue(q, outside, outside + 0x1000, outside + 0x2000);
+    }
+    driver.driver_ok();
+    assert_ne!(
+        driver.status() & status::DEVICE_NEEDS_RESET,
+        0,
+        "a queue outside guest memory must mark the device broken"
+    );
+    assert!(!vm.pci().vsock.lock().unwrap().is_active());
+    // A reset by the guest recovers the device.
+    driver.write(0x14, 0, 1);
+    assert_eq!(driver.status(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_tx_descriptor_breaks_the_device_not_the_host() {
+    if kvm_missing() {
+        return;
+    }
+    let vm = prepared();
+    let driver = Driver::enable(&vm);
+    driver.negotiate();
+    // Rings inside guest memory: queue q at 0x10000 + q * 0x3000.
+    let ring = |q: u64| 0x10000 + q * 0x3000;
+    for q in 0..3u16 {
+        let r = ring(u64::from(q));
+        driver.queue(q, r, r + 0x1000, r + 0x2000);
+    }
+    driver.driver_ok();
+    assert_eq!(driver.status() & status::DEVICE_NEEDS_RESET, 0);
+    assert!(vm.pci().vsock.lock().unwrap().is_active());
+    // tx (queue 1): one descriptor whose buffer lies outside guest memory.
+    let mem = vm.memory();
+    let tx = ring(1);
+    let mut desc = Vec::new();
+    desc.extend_from_slice(&0x7_0000_0000u64.to_le_bytes()); // addr
+    desc.extend_from_slice(&64u32.to_le_bytes()); // len
+    desc.extend_from_slice(&0u16.to_le_bytes()); // flags
+    desc.extend_from_slice(&0u16.to_le_bytes()); // next
+    mem.write_slice(&desc, GuestAddress(tx)).unwrap();
+    // avail: flags 0, idx 1, ring[0] = 0.
+    mem.write_slice(&[0, 0, 1, 0, 0, 0], GuestAddress(tx + 0x1000))
+        .unwrap();
+    driver.write(caps::NOTIFY_OFFSET + 4, 1, 2);
+    assert_ne!(
+        driver.status() & status::DEVICE_NEEDS_RESET,
+        0,
+        "a descriptor outside guest memory must mark the device broken"
+    );
+    // Further notifications are ignored, without panicking.
+    driver.write(caps::NOTIFY_OFFSET + 4, 1, 2);
+    driver.write(caps::NOTIFY_OFFSET, 0, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vsock_manager_follows_the_state_table() {
+    if kvm_missing() {
+        return;
+    }
+    let vm = KvmBackend::new()
+        .create_with_payload(
+            config("vsock-states"),
+            RealModePayload {
+                code: SPIN.to_vec(),
+                load_addr: 0x1000,
+            },
+        )
+        .unwrap();
+    assert!(vm.supported(Resource::VmSocket, Operation::Add));
+    for r in [
+        Resource::Scsi,
+        Resource::VPMem,
+        Resource::Network,
+        Resource::Pci,
+    ] {
+        assert!(!vm.supported(r, Operation::Add), "{r}");
+    }
+    assert!(vm.scsi().is_none() && vm.network().is_none() && vm.pci().is_none());
+    let sockets = vm.vm_socket().unwrap();
+    assert!(vm.guest_probe().is_some());
+
+    // Created: listen works, connect does not.
+    let mut listener = sockets.listen(5000).await.unwrap();
+    assert_eq!(listener.port(), 5000);
+    assert!(matches!(
+        sockets.listen(5000).await,
+        Err(Error::AlreadyExists {
+            resource: Resource::VmSocket,
+            ..
+        })
+    ));
+    assert!(matches!(
+        sockets.listen(VMADDR_PORT_ANY).await,
+        Err(Error::InvalidArgument { .. })
+    ));
+    assert!(matches!(
+        sockets.connect(1024).await,
+        Err(Error::InvalidState {
+            state: State::Created,
+            ..
+        })
+    ));
+
+    // Running: the (real-mode) guest has no vsock driver, so connects are
+    // refused at once instead of hanging.
+    vm.start().await.unwrap();
+    match sockets.connect(1024).await {
+        Err(Error::Io { source, .. }) => {
+            assert_eq!(source.kind(), std::io::ErrorKind::ConnectionRefused)
+        }
+        Err(other) => panic!("expected connection refused, got {other}"),
+        Ok(_) => panic!("expected connection refused, got a stream"),
+    }
+    assert!(matches!(
+        sockets.connect(VMADDR_PORT_ANY).await,
+        Err(Error::InvalidArgument { .. })
+    ));
+
+    // A pending accept ends with InvalidState when the VM stops.
+    let pending = tokio::spawn(async move {
+        let r = listener.accept().await.map(|_| ());
+        (r, listener)
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    vm.stop(StopMode::Force).await.unwrap();
+    let (result, mut listener) = tokio::time::timeout(Duration::from_secs(5), pending)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(result, Err(Error::InvalidState { .. })),
+        "{result:?}"
+    );
+    assert!(matches!(
+        listener.accept().await.map(|_| ()),
+        Err(Error::InvalidState { .. })
+    ));
+    assert!(matches!(
+        sockets.listen(5001).await,
+        Err(Error::InvalidState { .. })
+    ));
+    assert!(matches!(
+        sockets.connect(1024).await,
+        Err(Error::InvalidState { .. })
+    ));
+}

@@ -1,0 +1,25 @@
+//! # uvm-bench: boot benchmarks in the nested lab
+//!
+//! `boot-bench` (run it with `cargo xtask lab --with-qemu -- boot-bench
+//! --runs 5`) boots the Debian test guest N times with backend-kvm and N
+//! times with `qemu-system-x86_64 -M microvm -accel kvm` on the same
+//! `/dev/kvm`, same kernel, initramfs and command line, and reports per run
+//! and as medians:
+//!
+//! - the time from `start()` (kvm) or spawning QEMU to `UVM_GUEST_READY` on
+//!   the serial console, and to the agent's first answer over vsock (for
+//!   backend-kvm once it offers `guest_probe()`);
+//! - the VMM's resident memory while the guest is up, and how much of it
+//!   is beyond guest memory (process `Rss` minus the `Rss` of the guest RAM
+//!   mapping, from `/proc/<pid>/smaps`).
+
+pub mod agent;
+pub mod assets;
+pub mod error;
+pub mod kvm;
+pub mod qemu;
+pub mod sample;
+pub mod smaps;
+pub mod stats;
+
+pub use error::{BenchError, Result};
