@@ -72,3 +72,32 @@ pub trait VirtioDevice: Send {
     /// an ioeventfd).
     fn queue_notify(&mut self, queue: u16) -> Result<(), DeviceError>;
 }
+
+/// Copies the window `[offset, offset + data.len())` of a device's
+/// configuration bytes `config` into `data`; bytes past its end read as
+/// zero. The common body of [`VirtioDevice::read_config`].
+pub fn read_config_window(config: &[u8], offset: u64, data: &mut [u8]) {
+    for (i, b) in data.iter_mut().enumerate() {
+        *b = offset
+            .checked_add(i as u64)
+            .and_then(|o| usize::try_from(o).ok())
+            .and_then(|o| config.get(o))
+            .copied()
+            .unwrap_or(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_config_window;
+
+    #[test]
+    fn config_window_reads_zero_past_the_end() {
+        let config = [1u8, 2, 3, 4];
+        let mut data = [0xffu8; 4];
+        read_config_window(&config, 2, &mut data);
+        assert_eq!(data, [3, 4, 0, 0]);
+        read_config_window(&config, u64::MAX, &mut data);
+        assert_eq!(data, [0; 4]);
+    }
+}

@@ -15,7 +15,7 @@ pub mod queue;
 pub mod scsi;
 pub mod vsock;
 
-pub use device::{ActivateContext, DeviceError, VirtioDevice, VirtioInterrupt};
+pub use device::{ActivateContext, DeviceError, VirtioDevice, VirtioInterrupt, read_config_window};
 
 /// Guest memory as the virtio devices see it.
 pub type GuestMemory = vm_memory::GuestMemoryMmap;

@@ -9,6 +9,7 @@ use virtio_queue::{Queue, QueueOwnedT};
 use vm_memory::GuestAddressSpace;
 
 use super::backend::NetBackend;
+use crate::virtio::device::read_config_window;
 use crate::virtio::queue::{QueueError, add_used, pop_chain};
 use crate::virtio::{
     ActivateContext, DeviceError, GuestMemoryHandle, VIRTIO_F_VERSION_1, VirtioDevice,
@@ -285,14 +286,7 @@ impl VirtioDevice for NetDevice {
         cfg[..6].copy_from_slice(&self.mac);
         cfg[6..8].copy_from_slice(&LINK_UP.to_le_bytes());
         cfg[8..10].copy_from_slice(&1u16.to_le_bytes()); // max_virtqueue_pairs
-        for (i, b) in data.iter_mut().enumerate() {
-            *b = offset
-                .checked_add(i as u64)
-                .and_then(|o| usize::try_from(o).ok())
-                .and_then(|o| cfg.get(o))
-                .copied()
-                .unwrap_or(0);
-        }
+        read_config_window(&cfg, offset, data);
     }
 
     fn write_config(&mut self, offset: u64, _data: &[u8]) {

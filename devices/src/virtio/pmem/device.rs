@@ -7,6 +7,7 @@ use std::sync::Arc;
 use virtio_queue::{DescriptorChain, Queue};
 use vm_memory::GuestAddressSpace;
 
+use crate::virtio::device::read_config_window;
 use crate::virtio::queue::{QueueError, add_used, pop_chain};
 use crate::virtio::{
     ActivateContext, DeviceError, GuestMemory, GuestMemoryHandle, VIRTIO_F_VERSION_1, VirtioDevice,
@@ -167,14 +168,7 @@ impl VirtioDevice for PmemDevice {
         let mut cfg = [0u8; 16];
         cfg[..8].copy_from_slice(&self.start.to_le_bytes());
         cfg[8..].copy_from_slice(&self.size.to_le_bytes());
-        for (i, b) in data.iter_mut().enumerate() {
-            *b = offset
-                .checked_add(i as u64)
-                .and_then(|o| usize::try_from(o).ok())
-                .and_then(|o| cfg.get(o))
-                .copied()
-                .unwrap_or(0);
-        }
+        read_config_window(&cfg, offset, data);
     }
 
     fn write_config(&mut self, offset: u64, _data: &[u8]) {

@@ -15,6 +15,7 @@ use super::events::EventState;
 use super::release::LunRelease;
 use super::request::handle_command;
 use crate::scsi::{LunTable, ScsiDisk, ScsiError};
+use crate::virtio::device::read_config_window;
 use crate::virtio::queue::{add_used, pop_chain};
 use crate::virtio::{
     ActivateContext, DeviceError, GuestMemoryHandle, VIRTIO_F_VERSION_1, VirtioDevice,
@@ -250,14 +251,7 @@ impl VirtioDevice for VirtioScsiDevice {
 
     fn read_config(&self, offset: u64, data: &mut [u8]) {
         let cfg = self.inner.lock().config.bytes();
-        for (i, b) in data.iter_mut().enumerate() {
-            *b = offset
-                .checked_add(i as u64)
-                .and_then(|o| usize::try_from(o).ok())
-                .and_then(|o| cfg.get(o))
-                .copied()
-                .unwrap_or(0);
-        }
+        read_config_window(&cfg, offset, data);
     }
 
     fn write_config(&mut self, offset: u64, data: &[u8]) {

@@ -13,6 +13,7 @@ use vm_memory::GuestAddressSpace;
 use super::muxer::{Muxer, MuxerError};
 use super::packet::{HDR_SIZE, Header, MAX_PAYLOAD};
 use super::stream::{Connect, HostListener};
+use crate::virtio::device::read_config_window;
 use crate::virtio::queue::{QueueError, add_used, pop_chain};
 use crate::virtio::{
     ActivateContext, DeviceError, GuestMemoryHandle, VIRTIO_F_VERSION_1, VirtioDevice,
@@ -326,14 +327,7 @@ impl VirtioDevice for VsockDevice {
 
     fn read_config(&self, offset: u64, data: &mut [u8]) {
         let cfg = self.guest_cid.to_le_bytes();
-        for (i, b) in data.iter_mut().enumerate() {
-            *b = offset
-                .checked_add(i as u64)
-                .and_then(|o| usize::try_from(o).ok())
-                .and_then(|o| cfg.get(o))
-                .copied()
-                .unwrap_or(0);
-        }
+        read_config_window(&cfg, offset, data);
     }
 
     fn write_config(&mut self, offset: u64, _data: &[u8]) {
