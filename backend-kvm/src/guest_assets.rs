@@ -43,6 +43,9 @@ pub struct GuestAssets {
     pub initrd: PathBuf,
     /// The command line `assets.json` suggests (without `tsc_early_khz`).
     pub cmdline: String,
+    /// The vsock port the guest agent listens on (`agent_port`, default
+    /// [`uvm_guest_agent::DEFAULT_PORT`]).
+    pub agent_port: u32,
 }
 
 impl GuestAssets {
@@ -75,10 +78,18 @@ impl GuestAssets {
                 .map(str::to_owned)
                 .ok_or_else(|| malformed(format!("no string field {name:?}")))
         };
+        let agent_port = match json.get("agent_port") {
+            None => uvm_guest_agent::DEFAULT_PORT,
+            Some(port) => port
+                .as_u64()
+                .and_then(|p| u32::try_from(p).ok())
+                .ok_or_else(|| malformed(format!("agent_port {port} is not a port number")))?,
+        };
         Ok(GuestAssets {
             kernel: field("bzimage")?.into(),
             initrd: field("initramfs")?.into(),
             cmdline: field("cmdline")?,
+            agent_port,
         })
     }
 
@@ -136,6 +147,13 @@ mod tests {
         .unwrap();
         assert_eq!(a.kernel, PathBuf::from("/k"));
         assert_eq!(a.initrd, PathBuf::from("/i"));
+        assert_eq!(a.agent_port, uvm_guest_agent::DEFAULT_PORT);
+        let b = GuestAssets::parse(
+            Path::new("a.json"),
+            r#"{"bzimage":"/k","initramfs":"/i","cmdline":"","agent_port":2048}"#,
+        )
+        .unwrap();
+        assert_eq!(b.agent_port, 2048);
         let c = a.recommended_cmdline("uvm.noagent=1");
         assert!(c.starts_with("console=ttyS0 quiet"), "{c}");
         assert!(c.ends_with(" uvm.noagent=1"), "{c}");

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use uvm_api::{ConsoleSink, StopMode, Uvm, UvmConfig};
 use uvm_backend_kvm::{KvmBackend, KvmUvm};
 
-use crate::assets::{GuestAssets, READY};
+use crate::assets::{GuestAssets, READY, boot_cmdline};
 use crate::error::{BenchError, Result};
 use crate::sample::{Sample, Vmm};
 use crate::smaps;
@@ -27,9 +27,9 @@ fn create(run: &KvmRun<'_>, id: &str) -> Result<KvmUvm> {
     let config = UvmConfig::builder(id)
         .vcpus(1)
         .memory_mib(u64::from(run.memory_mib))
-        .kernel(&run.assets.bzimage)
-        .initrd(&run.assets.initramfs)
-        .cmdline(run.assets.boot_cmdline())
+        .kernel(&run.assets.kernel)
+        .initrd(&run.assets.initrd)
+        .cmdline(boot_cmdline(run.assets))
         .console(ConsoleSink::Discard)
         .build()
         .map_err(BenchError::uvm("configuration"))?;

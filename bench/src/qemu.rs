@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant};
 
 use crate::agent;
-use crate::assets::{GuestAssets, READY};
+use crate::assets::{GuestAssets, READY, boot_cmdline};
 use crate::error::{BenchError, Result};
 use crate::sample::{Sample, Vmm};
 use crate::smaps;
@@ -58,10 +58,10 @@ pub fn command(run: &QemuRun<'_>, cid: u32) -> Command {
         .args(["-nodefaults", "-no-user-config", "-display", "none"])
         .args(["-serial", "stdio"])
         .arg("-kernel")
-        .arg(&run.assets.bzimage)
+        .arg(&run.assets.kernel)
         .arg("-initrd")
-        .arg(&run.assets.initramfs)
-        .args(["-append", &run.assets.boot_cmdline()])
+        .arg(&run.assets.initrd)
+        .args(["-append", &boot_cmdline(run.assets)])
         .args(["-device", &format!("vhost-vsock-device,guest-cid={cid}")])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -180,8 +180,8 @@ mod tests {
     #[test]
     fn builds_the_microvm_command() {
         let assets = GuestAssets {
-            bzimage: "/g/vmlinuz".into(),
-            initramfs: "/g/initramfs.cpio".into(),
+            kernel: "/g/vmlinuz".into(),
+            initrd: "/g/initramfs.cpio".into(),
             cmdline: "console=ttyS0".into(),
             agent_port: 1024,
         };

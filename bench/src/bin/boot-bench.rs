@@ -12,7 +12,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use uvm_bench::assets::GuestAssets;
+use uvm_bench::assets::{self, boot_cmdline};
 use uvm_bench::kvm::{self, KvmRun};
 use uvm_bench::qemu::{self, QemuRun};
 use uvm_bench::sample::{Sample, table};
@@ -103,7 +103,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 /// `--kvm-child N`: one backend-kvm boot in this fresh process.
 fn child(args: &Args, number: usize) -> Result<bool> {
-    let assets = GuestAssets::from_env()?;
+    let assets = assets::from_env()?;
     let run = KvmRun {
         assets: &assets,
         memory_mib: args.memory_mib,
@@ -115,8 +115,8 @@ fn child(args: &Args, number: usize) -> Result<bool> {
 }
 
 fn run(args: &Args) -> Result<bool> {
-    let assets = GuestAssets::from_env()?;
-    println!("boot-bench: cmdline {:?}", assets.boot_cmdline());
+    let assets = assets::from_env()?;
+    println!("boot-bench: cmdline {:?}", boot_cmdline(&assets));
     let mut samples = Vec::new();
     let mut failures = 0;
     let runtime = runtime()?;
