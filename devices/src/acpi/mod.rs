@@ -5,9 +5,11 @@
 //!
 //! Guest power-off arrives as S5 on PM1a control, reboot through the FADT
 //! reset register; a graceful stop raises the fixed power-button event
-//! ([`pm::PmDevice::press_power_button`]). PCI hotplug will use a GPE
-//! ([`pm::PmDevice::raise_gpe`]) and DSDT methods passed in through
-//! [`tables::AcpiConfig::top_level_aml`] / [`tables::AcpiConfig::root_bridge_aml`].
+//! ([`pm::PmDevice::press_power_button`]). PCI hotplug ([`pci_hotplug`])
+//! raises a GPE ([`pm::PmDevice::raise_gpe`]) whose DSDT methods come in
+//! through [`tables::AcpiConfig::top_level_aml`] /
+//! [`tables::AcpiConfig::root_bridge_aml`].
 
+pub mod pci_hotplug;
 pub mod pm;
 pub mod tables;

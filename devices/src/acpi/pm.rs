@@ -137,6 +137,12 @@ impl PmDevice {
         Ok(self.gpe_en & (1 << gpe) != 0)
     }
 
+    /// Whether the guest has enabled general-purpose event `gpe` (its ACPI
+    /// subsystem is up and has a handler for it).
+    pub fn gpe_enabled(&self, gpe: u32) -> bool {
+        gpe < GPE_COUNT && self.gpe_en & (1 << gpe) != 0
+    }
+
     /// The PM1 status register, for tests and diagnostics.
     pub fn pm1_status(&self) -> u16 {
         self.pm1_sts
