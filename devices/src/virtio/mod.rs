@@ -8,6 +8,7 @@
 //! (through an [`crate::interrupt::IrqLine`]).
 
 pub mod device;
+pub mod fs;
 pub mod net;
 pub mod pci_transport;
 pub mod pmem;

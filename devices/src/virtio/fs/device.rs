@@ -1,0 +1,289 @@
+//! The virtio-fs device model: configuration and queues are the device's,
+//! the data plane is the vhost-user backend's.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use virtio_queue::{Queue, QueueT};
+use vm_memory::GuestAddressSpace;
+use vmm_sys_util::eventfd::EventFd;
+
+use super::config::FsConfig;
+use super::irq::{IrqThread, new_eventfd};
+use super::memory::{host_address, memory_table};
+use super::session::{RingConfig, Session};
+use super::{FsError, VIRTIO_ID_FS};
+use crate::virtio::device::read_config_window;
+use crate::virtio::{ActivateContext, DeviceError, GuestMemory, VirtioDevice, VirtioInterrupt};
+
+/// Largest split-ring size (virtio 1.x).
+const MAX_QUEUE_SIZE: u16 = 32768;
+
+/// What exists while the device runs.
+struct Active {
+    /// Kick eventfd per queue; `None` for a queue the driver left disabled.
+    kicks: Vec<Option<EventFd>>,
+    /// Rings the backend runs.
+    started: Vec<usize>,
+    /// Forwards the backend's calls as interrupts.
+    irq: IrqThread,
+}
+
+/// A virtio-fs device (type 26) whose requests a vhost-user backend
+/// (virtiofsd) serves. Queue 0 is the hiprio queue, queues 1..=N the
+/// request queues.
+///
+/// Guest memory must be file-backed and mapped shared (one memfd), or
+/// activation fails with [`FsError::AnonymousMemory`].
+pub struct VhostUserFs {
+    session: Session,
+    config: FsConfig,
+    queue_size: u16,
+    active: Option<Active>,
+}
+
+impl VhostUserFs {
+    /// Connects to the backend listening on `socket_path` and negotiates a
+    /// share named `tag` (1 to 36 bytes) with one hiprio queue and
+    /// `num_request_queues` request queues of at most `queue_size`
+    /// entries (a power of two).
+    pub fn connect(
+        socket_path: &Path,
+        tag: &str,
+        num_request_queues: u16,
+        queue_size: u16,
+    ) -> Result<Self, FsError> {
+        let config = FsConfig::new(tag, num_request_queues)?;
+        if queue_size == 0 || queue_size > MAX_QUEUE_SIZE || !queue_size.is_power_of_two() {
+            return Err(FsError::InvalidQueueSize(queue_size));
+        }
+        let num_queues = 1 + usize::from(num_request_queues);
+        let session = Session::connect(socket_path, num_queues)?;
+        tracing::info!(
+            tag,
+            socket = %socket_path.display(),
+            num_request_queues,
+            "virtio-fs device connected to its vhost-user backend"
+        );
+        Ok(VhostUserFs {
+            session,
+            config,
+            queue_size,
+            active: None,
+        })
+    }
+
+    /// The tag the guest mounts the share by.
+    pub fn tag(&self) -> &str {
+        self.config.tag()
+    }
+
+    /// Whether the device is activated.
+    pub fn is_active(&self) -> bool {
+        self.active.is_some()
+    }
+
+    /// Whether the backend hung up while the device was active.
+    pub fn backend_disconnected(&self) -> bool {
+        self.active.as_ref().is_some_and(|a| a.irq.disconnected())
+    }
+
+    /// Activates the device with a typed error ([`VirtioDevice::activate`]
+    /// reports the same failure through `set_needs_reset`).
+    pub fn try_activate(&mut self, ctx: ActivateContext) -> Result<(), FsError> {
+        self.deactivate();
+        let want = self.session.num_queues();
+        if ctx.queues.len() != want {
+            return Err(FsError::QueueCount {
+                want,
+                got: ctx.queues.len(),
+            });
+        }
+        let mem = ctx.mem.memory();
+        // Check everything the guest or the VMM got wrong before the
+        // backend hears of it.
+        let table = memory_table(&mem)?;
+        let rings = ring_configs(&mem, &ctx.queues)?;
+        self.session.set_features(ctx.features)?;
+        self.session.set_mem_table(&table)?;
+
+        let mut kicks: Vec<Option<EventFd>> = (0..want).map(|_| None).collect();
+        let mut calls = Vec::with_capacity(rings.len());
+        let mut started = Vec::with_capacity(rings.len());
+        for (index, ring) in rings {
+            let result = start_ring(&mut self.session, index, &ring);
+            match result {
+                Ok((kick, call)) => {
+                    if let Some(slot) = kicks.get_mut(index) {
+                        *slot = Some(kick);
+                    }
+                    calls.push((index as u16, call));
+                    started.push(index);
+                }
+                Err(e) => {
+                    self.stop_rings(&started);
+                    return Err(e);
+                }
+            }
+        }
+        let irq = match IrqThread::spawn(calls, self.session.socket_fd(), ctx.interrupt) {
+            Ok(irq) => irq,
+            Err(e) => {
+                self.stop_rings(&started);
+                return Err(e);
+            }
+        };
+        tracing::info!(
+            tag = self.tag(),
+            rings = started.len(),
+            "virtio-fs device activated"
+        );
+        self.active = Some(Active {
+            kicks,
+            started,
+            irq,
+        });
+        Ok(())
+    }
+
+    /// Stops the rings and the interrupt thread, if running.
+    fn deactivate(&mut self) {
+        let Some(active) = self.active.take() else {
+            return;
+        };
+        let Active {
+            kicks,
+            started,
+            irq,
+        } = active;
+        if irq.disconnected() {
+            tracing::debug!("vhost-user backend gone; rings not stopped");
+        } else {
+            self.stop_rings(&started);
+        }
+        drop(irq);
+        drop(kicks);
+        tracing::debug!(tag = self.tag(), "virtio-fs device deactivated");
+    }
+
+    /// GET_VRING_BASE on each of `rings` (best effort).
+    fn stop_rings(&mut self, rings: &[usize]) {
+        for &index in rings {
+            match self.session.stop_ring(index) {
+                Ok(base) => tracing::debug!(index, base, "virtio-fs ring stopped"),
+                Err(error) => tracing::warn!(index, %error, "cannot stop a virtio-fs ring"),
+            }
+        }
+    }
+}
+
+/// The ring addresses of every enabled queue, translated for the backend.
+fn ring_configs(
+    mem: &GuestMemory,
+    queues: &[Option<Queue>],
+) -> Result<Vec<(usize, RingConfig)>, FsError> {
+    let mut out = Vec::with_capacity(queues.len());
+    for (index, queue) in queues.iter().enumerate() {
+        let Some(q) = queue else {
+            tracing::debug!(index, "virtio-fs queue not enabled by the driver");
+            continue;
+        };
+        let qi = index as u16;
+        out.push((
+            index,
+            RingConfig {
+                size: q.size(),
+                max_size: q.max_size(),
+                desc: host_address(mem, qi, q.desc_table())?,
+                avail: host_address(mem, qi, q.avail_ring())?,
+                used: host_address(mem, qi, q.used_ring())?,
+                base: q.next_avail(),
+            },
+        ));
+    }
+    Ok(out)
+}
+
+/// Creates the eventfds of ring `index` and starts it; returns (kick, call).
+fn start_ring(
+    session: &mut Session,
+    index: usize,
+    ring: &RingConfig,
+) -> Result<(EventFd, EventFd), FsError> {
+    let kick = new_eventfd("a kick eventfd")?;
+    let call = new_eventfd("a call eventfd")?;
+    session.start_ring(index, ring, &call, &kick)?;
+    Ok((kick, call))
+}
+
+impl Drop for VhostUserFs {
+    fn drop(&mut self) {
+        self.deactivate();
+    }
+}
+
+impl VirtioDevice for VhostUserFs {
+    fn device_type(&self) -> u32 {
+        VIRTIO_ID_FS
+    }
+
+    fn queue_max_sizes(&self) -> Vec<u16> {
+        vec![self.queue_size; self.session.num_queues()]
+    }
+
+    fn device_features(&self) -> u64 {
+        self.session.guest_features()
+    }
+
+    fn ack_features(&mut self, features: u64) {
+        // The backend learns them at activation (SET_FEATURES), where the
+        // transport passes them again.
+        tracing::debug!(
+            features = format_args!("{features:#x}"),
+            "virtio-fs features acknowledged"
+        );
+    }
+
+    fn read_config(&self, offset: u64, data: &mut [u8]) {
+        read_config_window(&self.config.to_bytes(), offset, data);
+    }
+
+    fn write_config(&mut self, offset: u64, _data: &[u8]) {
+        tracing::warn!(offset, "virtio-fs configuration is read-only");
+    }
+
+    fn activate(&mut self, ctx: ActivateContext) -> Result<(), DeviceError> {
+        let interrupt: Arc<dyn VirtioInterrupt> = ctx.interrupt.clone();
+        self.try_activate(ctx).map_err(|error| {
+            tracing::error!(%error, tag = self.tag(), "virtio-fs activation failed");
+            // DeviceError has no variant for a backend failure; reporting
+            // here first keeps the precise reason (the transport's own
+            // report is then a no-op).
+            interrupt.set_needs_reset(&format!("virtio-fs activation failed: {error}"));
+            DeviceError::NotActivated
+        })
+    }
+
+    fn reset(&mut self) {
+        self.deactivate();
+    }
+
+    fn queue_notify(&mut self, queue: u16) -> Result<(), DeviceError> {
+        let active = self.active.as_ref().ok_or(DeviceError::NotActivated)?;
+        let slot = active
+            .kicks
+            .get(usize::from(queue))
+            .ok_or(DeviceError::NoSuchQueue(queue))?;
+        match slot {
+            Some(kick) => {
+                if let Err(error) = kick.write(1) {
+                    // Only a saturated counter fails, and then the backend
+                    // has a kick pending anyway.
+                    tracing::debug!(queue, %error, "virtio-fs kick not written");
+                }
+            }
+            None => tracing::debug!(queue, "notification for a disabled virtio-fs queue"),
+        }
+        Ok(())
+    }
+}
