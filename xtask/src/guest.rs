@@ -25,8 +25,11 @@ pub const POWER_BUTTON_HANDLER: &str = "etc/acpi/PWRF/00000080";
 /// The agent's vsock port, substituted into `/init`.
 pub const AGENT_PORT: u32 = 1024;
 /// The kernel command line the guest is meant to boot with (a VMM adds
-/// `tsc_early_khz=<host kHz>` under TCG).
-pub const CMDLINE: &str = "console=ttyS0 reboot=k panic=-1";
+/// `tsc_early_khz=<host kHz>` under TCG). `iomem=relaxed` lets the agent
+/// map a virtio-fs device's configuration through sysfs to read its tag
+/// (the 6.1 kernel has no `/sys/fs/virtiofs`; its `IO_STRICT_DEVMEM`
+/// refuses mappings of BARs a driver has claimed).
+pub const CMDLINE: &str = "console=ttyS0 reboot=k panic=-1 iomem=relaxed";
 /// Version of the `assets.json` layout.
 pub const SCHEMA: u32 = 1;
 

@@ -8,6 +8,7 @@ pub mod net;
 pub mod proc;
 pub mod scsi;
 pub mod shares;
+pub mod virtio_pci;
 pub mod vsock;
 pub mod wait;
 

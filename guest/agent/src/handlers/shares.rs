@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use super::virtio_pci::{self, VirtioPciError};
 use super::{HandlerError, HandlerResult, guest_path, read_trimmed};
 use crate::protocol::{Share, SharesReply, WritableReply};
 use crate::system::System;
@@ -47,22 +48,59 @@ pub fn virtiofs_mounts(text: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// `list_shares`: the tags of `/sys/fs/virtiofs/*/tag` (none when the
-/// directory is missing: no virtio-fs driver or device), each with its
-/// first virtio-fs mount point from `/proc/mounts`.
-pub fn list_shares(root: &Path) -> HandlerResult<SharesReply> {
+/// Length of the tag field of `struct virtio_fs_config`.
+pub const TAG_LEN: usize = 36;
+/// Size of `struct virtio_fs_config` (the tag and `num_request_queues`).
+pub const CONFIG_LEN: usize = 40;
+
+/// Why a virtio-fs device's tag could not be read from its configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum TagError {
+    /// The device configuration could not be read.
+    #[error(transparent)]
+    Device(#[from] VirtioPciError),
+    /// The tag field is empty.
+    #[error("the tag is empty")]
+    Empty,
+    /// The tag is not UTF-8.
+    #[error("the tag is not UTF-8: {0}")]
+    NotUtf8(#[from] std::str::Utf8Error),
+}
+
+/// The tag in a virtio-fs device configuration: the bytes of the tag field
+/// up to the first NUL (all [`TAG_LEN`] when there is none).
+pub fn parse_tag(config: &[u8]) -> Result<String, TagError> {
+    let field = config.get(..TAG_LEN).unwrap_or(config);
+    let end = field.iter().position(|&b| b == 0).unwrap_or(field.len());
+    match std::str::from_utf8(&field[..end])? {
+        "" => Err(TagError::Empty),
+        tag => Ok(tag.to_owned()),
+    }
+}
+
+/// The tag of the virtio-fs device on PCI function `pci_dir`, read from
+/// its device configuration in its memory BAR.
+pub fn pci_tag(pci_dir: &Path) -> Result<String, TagError> {
+    parse_tag(&virtio_pci::read_device_cfg(pci_dir, CONFIG_LEN)?)
+}
+
+/// A tag of `/sys/fs/virtiofs` with the virtio device (`virtioN`) its
+/// `device` link names, if it has one.
+struct SysfsTag {
+    tag: String,
+    device: Option<String>,
+}
+
+/// The tags of `/sys/fs/virtiofs/*/tag` (kernels since 6.9); none when
+/// the directory is missing.
+fn sysfs_tags(root: &Path) -> HandlerResult<Vec<SysfsTag>> {
     let dir = root.join("sys/fs/virtiofs");
     let entries = match std::fs::read_dir(&dir) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(SharesReply { shares: Vec::new() });
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(HandlerError::io(format!("read_dir {}", dir.display()), e)),
     };
-    let mounts = std::fs::read_to_string(root.join("proc/mounts"))
-        .map(|text| virtiofs_mounts(&text))
-        .unwrap_or_default();
-    let mut shares = Vec::new();
+    let mut tags = Vec::new();
     for entry in entries {
         let entry =
             entry.map_err(|e| HandlerError::io(format!("read_dir {}", dir.display()), e))?;
@@ -70,14 +108,67 @@ pub fn list_shares(root: &Path) -> HandlerResult<SharesReply> {
         let Ok(tag) = read_trimmed(&entry.path().join("tag")) else {
             continue;
         };
-        let mounted_at = mounts
-            .iter()
-            .find(|(source, _)| *source == tag)
-            .map(|(_, target)| target.clone());
-        shares.push(Share { tag, mounted_at });
+        let device = std::fs::read_link(entry.path().join("device"))
+            .ok()
+            .and_then(|target| Some(target.file_name()?.to_str()?.to_owned()));
+        tags.push(SysfsTag { tag, device });
     }
-    shares.sort_by(|a, b| a.tag.cmp(&b.tag));
-    shares.dedup_by(|a, b| a.tag == b.tag);
+    Ok(tags)
+}
+
+/// The tags of the virtio-fs devices on PCI functions, read from their
+/// device configuration, leaving out the virtio devices in `known`. A
+/// device whose tag cannot be read is skipped (and reported on stderr).
+fn pci_tags(root: &Path, known: &[String]) -> Vec<String> {
+    let devices = match virtio_pci::devices(root, virtio_pci::VIRTIO_ID_FS) {
+        Ok(devices) => devices,
+        Err(e) => {
+            eprintln!("uvm-agent: list_shares: virtio devices: {e}");
+            return Vec::new();
+        }
+    };
+    devices
+        .into_iter()
+        .filter(|device| !known.contains(&device.name))
+        .filter_map(|device| match pci_tag(&device.pci_dir) {
+            Ok(tag) => Some(tag),
+            Err(e) => {
+                eprintln!(
+                    "uvm-agent: list_shares: skipping virtio-fs device {} ({}): {e}",
+                    device.name,
+                    device.pci_dir.display()
+                );
+                None
+            }
+        })
+        .collect()
+}
+
+/// `list_shares`: the virtio-fs tags, each with its first virtio-fs mount
+/// point from `/proc/mounts`, sorted and without duplicates. Tags come
+/// from `/sys/fs/virtiofs/*/tag` where the kernel has it, and for every
+/// other virtio-fs device on a PCI function (all of them on older kernels)
+/// from the device configuration in its BAR. None without any device.
+pub fn list_shares(root: &Path) -> HandlerResult<SharesReply> {
+    let sysfs = sysfs_tags(root)?;
+    let known: Vec<String> = sysfs.iter().filter_map(|t| t.device.clone()).collect();
+    let mut tags: Vec<String> = sysfs.into_iter().map(|t| t.tag).collect();
+    tags.extend(pci_tags(root, &known));
+    tags.sort();
+    tags.dedup();
+    let mounts = std::fs::read_to_string(root.join("proc/mounts"))
+        .map(|text| virtiofs_mounts(&text))
+        .unwrap_or_default();
+    let shares = tags
+        .into_iter()
+        .map(|tag| {
+            let mounted_at = mounts
+                .iter()
+                .find(|(source, _)| *source == tag)
+                .map(|(_, target)| target.clone());
+            Share { tag, mounted_at }
+        })
+        .collect();
     Ok(SharesReply { shares })
 }
 
@@ -131,6 +222,108 @@ mod tests {
                 },
             ]
         );
+    }
+
+    use crate::handlers::virtio_pci::{VIRTIO_ID_FS, fake};
+
+    const VIRTIO_ID_NET: u16 = 1;
+
+    fn share(tag: &str, mounted_at: Option<&str>) -> Share {
+        Share {
+            tag: tag.into(),
+            mounted_at: mounted_at.map(Into::into),
+        }
+    }
+
+    /// Two virtio-fs devices ("alpha" on virtio3, "layer-2" on virtio4)
+    /// and a virtio-net one with a tag-like config, "alpha" mounted.
+    fn pci_tree(r: &Path) {
+        let config = fake::config(&fake::virtio_caps());
+        fake::add_device(r, 6, 3, VIRTIO_ID_FS, &config, b"alpha");
+        fake::add_device(r, 7, 4, VIRTIO_ID_FS, &config, b"layer-2\0junk");
+        fake::add_device(r, 3, 0, VIRTIO_ID_NET, &config, b"not-a-share");
+        fs::create_dir_all(r.join("proc")).unwrap();
+        fs::write(
+            r.join("proc/mounts"),
+            "proc /proc proc rw 0 0\nalpha /run/uvm/shares/alpha virtiofs rw 0 0\nlayer-2 /x tmpfs rw 0 0\n",
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn without_sysfs_tags_come_from_the_pci_config() {
+        let root = tempfile::tempdir().unwrap();
+        pci_tree(root.path());
+        assert_eq!(
+            list_shares(root.path()).unwrap().shares,
+            vec![
+                share("alpha", Some("/run/uvm/shares/alpha")),
+                share("layer-2", None)
+            ]
+        );
+    }
+
+    #[test]
+    fn broken_devices_are_skipped() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        pci_tree(r);
+        let looping = fake::config(&[(0x40, 0x50, 1, 0, 0, 0x38), (0x50, 0x40, 3, 0, 0, 1)]);
+        fake::add_device(r, 8, 5, VIRTIO_ID_FS, &looping, b"looping");
+        let past_end = fake::config(&[(0x40, 0, 4, 0, 0x7fe0, 0x1000)]);
+        fake::add_device(r, 9, 6, VIRTIO_ID_FS, &past_end, b"past-end");
+        let config = fake::config(&fake::virtio_caps());
+        fake::add_device(r, 10, 7, VIRTIO_ID_FS, &config, b"");
+        fake::add_device(r, 11, 8, VIRTIO_ID_FS, &config, b"bad\xff");
+        let unreadable = fake::add_device(r, 12, 9, VIRTIO_ID_FS, &config, b"gone");
+        fs::remove_file(unreadable.join("config")).unwrap();
+        let tags: Vec<String> = list_shares(r)
+            .unwrap()
+            .shares
+            .into_iter()
+            .map(|s| s.tag)
+            .collect();
+        assert_eq!(tags, ["alpha", "layer-2"]);
+    }
+
+    #[test]
+    fn sysfs_and_pci_tags_merge() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        pci_tree(r);
+        let config = fake::config(&fake::virtio_caps());
+        fake::add_device(r, 8, 5, VIRTIO_ID_FS, &config, b"stale");
+        for (n, tag) in [(3, "alpha"), (5, "from-sysfs")] {
+            let dir = r.join(format!("sys/fs/virtiofs/{n}"));
+            fs::create_dir_all(&dir).unwrap();
+            fs::write(dir.join("tag"), format!("{tag}\n")).unwrap();
+        }
+        // Only virtio5 says which device it is: its config is not read.
+        std::os::unix::fs::symlink(
+            "../../../devices/pci0000:00/0000:00:08.0/virtio5",
+            r.join("sys/fs/virtiofs/5/device"),
+        )
+        .unwrap();
+        assert_eq!(
+            list_shares(r).unwrap().shares,
+            vec![
+                share("alpha", Some("/run/uvm/shares/alpha")),
+                share("from-sysfs", None),
+                share("layer-2", None),
+            ]
+        );
+    }
+
+    #[test]
+    fn tags_are_parsed_from_the_config() {
+        assert_eq!(parse_tag(b"vfs\0x\0").unwrap(), "vfs");
+        let long = [b'a'; CONFIG_LEN];
+        assert_eq!(parse_tag(&long).unwrap(), "a".repeat(TAG_LEN));
+        assert!(matches!(parse_tag(&[0; CONFIG_LEN]), Err(TagError::Empty)));
+        assert!(matches!(
+            parse_tag(b"\xc3\x28\0"),
+            Err(TagError::NotUtf8(_))
+        ));
     }
 
     #[test]
