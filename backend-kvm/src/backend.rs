@@ -1,11 +1,13 @@
 //! [`KvmBackend`]: the `"kvm"` backend.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use uvm_api::{
     Action, Backend, Capabilities, Error, GuestOs, Operation, Resource, Result, Uvm, UvmConfig,
 };
+
+use uvm_devices::virtio::fs::find_virtiofsd;
 
 use crate::boot::payload::RealModePayload;
 use crate::uvm::KvmUvm;
@@ -14,18 +16,37 @@ use crate::vmm::BootSpec;
 /// The registry name of this backend.
 pub const NAME: &str = "kvm";
 
-/// The (resource, operation) pairs the kvm backend implements: vsock only
-/// for now (device hot-add comes with the ACPI PCI hotplug work).
-pub const RESOURCES: &[(Resource, Operation)] = &[(Resource::VmSocket, Operation::Add)];
+/// The (resource, operation) pairs the kvm backend implements: vsock,
+/// and SCSI, VPMem and network add and remove (cold and hot plug, see
+/// [`crate::managers`]).
+pub const RESOURCES: &[(Resource, Operation)] = &[
+    (Resource::VmSocket, Operation::Add),
+    (Resource::Scsi, Operation::Add),
+    (Resource::Scsi, Operation::Remove),
+    (Resource::VPMem, Operation::Add),
+    (Resource::VPMem, Operation::Remove),
+    (Resource::Network, Operation::Add),
+    (Resource::Network, Operation::Remove),
+];
 
-/// Whether the kvm backend implements `operation` on `resource`.
-pub fn supports(resource: Resource, operation: Operation) -> bool {
+/// The pairs added when a `virtiofsd` binary is available (shared folders).
+pub const SHARE_RESOURCES: &[(Resource, Operation)] = &[
+    (Resource::VirtioFs, Operation::Add),
+    (Resource::VirtioFs, Operation::Remove),
+];
+
+/// Whether the kvm backend implements `operation` on `resource`, given
+/// whether it has a `virtiofsd` to serve shared folders with.
+pub fn supports(resource: Resource, operation: Operation, virtiofsd: bool) -> bool {
     RESOURCES.contains(&(resource, operation))
+        || (virtiofsd && SHARE_RESOURCES.contains(&(resource, operation)))
 }
 
 /// The KVM backend.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct KvmBackend;
+#[derive(Debug, Default, Clone)]
+pub struct KvmBackend {
+    virtiofsd: Option<PathBuf>,
+}
 
 /// Why this host cannot boot Linux guests with KVM, or `None` if it can.
 /// `cpuinfo` is the text of `/proc/cpuinfo`.
@@ -52,7 +73,15 @@ pub fn unavailable_reason(dev_kvm_exists: bool, cpuinfo: &str) -> Option<String>
 impl KvmBackend {
     /// The backend.
     pub fn new() -> Self {
-        KvmBackend
+        KvmBackend {
+            virtiofsd: find_virtiofsd(),
+        }
+    }
+
+    /// A backend serving shared folders with `virtiofsd` (`None`: no
+    /// shared folders), instead of the one [`find_virtiofsd`] finds.
+    pub fn with_virtiofsd(virtiofsd: Option<PathBuf>) -> Self {
+        KvmBackend { virtiofsd }
     }
 
     fn check(config: &UvmConfig) -> Result<()> {
@@ -63,27 +92,14 @@ impl KvmBackend {
                 backend: NAME.into(),
             });
         }
-        // Boot-time devices need the managers this backend does not have yet.
-        let d = &config.devices;
-        let refused = if d.scsi_controllers > 0 || !d.scsi_disks.is_empty() {
-            Some(Resource::Scsi)
-        } else if d.vpmem.is_some() || !d.vpmem_devices.is_empty() {
-            Some(Resource::VPMem)
-        } else if !d.nics.is_empty() {
-            Some(Resource::Network)
-        } else {
-            d.shares.first().map(|s| s.kind.resource())
-        };
-        match refused {
-            Some(resource) => Err(Error::not_supported(resource, Operation::Add)),
-            None => Ok(()),
-        }
+        Ok(())
     }
 
-    /// Creates a VM with its concrete type (console access for tests and tools).
+    /// Creates a VM with its concrete type (console access for tests and
+    /// tools), with the configuration's boot-time devices added.
     pub fn create_vm(&self, config: UvmConfig) -> Result<KvmUvm> {
         Self::check(&config)?;
-        Ok(KvmUvm::new(config, None))
+        KvmUvm::new(config, None, self.virtiofsd.clone())
     }
 
     /// Creates a VM whose boot vCPU runs `payload` in real mode instead of a
@@ -96,7 +112,11 @@ impl KvmBackend {
         payload: RealModePayload,
     ) -> Result<KvmUvm> {
         Self::check(&config)?;
-        Ok(KvmUvm::new(config, Some(BootSpec::Payload(payload))))
+        KvmUvm::new(
+            config,
+            Some(BootSpec::Payload(payload)),
+            self.virtiofsd.clone(),
+        )
     }
 }
 
@@ -108,7 +128,15 @@ impl Backend for KvmBackend {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            resources: RESOURCES.iter().copied().collect(),
+            resources: RESOURCES
+                .iter()
+                .chain(if self.virtiofsd.is_some() {
+                    SHARE_RESOURCES
+                } else {
+                    &[]
+                })
+                .copied()
+                .collect(),
             actions: [Action::Pause, Action::Resume].into_iter().collect(),
             restore: false,
         }
@@ -157,7 +185,7 @@ mod tests {
 
     #[tokio::test]
     async fn refuses_windows_and_restore() {
-        let b = KvmBackend::new();
+        let b = KvmBackend::with_virtiofsd(None);
         let config = UvmConfig::builder("w")
             .guest_os(GuestOs::Windows)
             .build()
@@ -173,9 +201,10 @@ mod tests {
             })
         ));
         assert_eq!(b.name(), "kvm");
-        assert_eq!(
-            b.capabilities().resources.into_iter().collect::<Vec<_>>(),
-            vec![(Resource::VmSocket, Operation::Add)]
-        );
+        let resources = b.capabilities().resources;
+        assert!(resources.contains(&(Resource::Scsi, Operation::Add)));
+        assert!(resources.contains(&(Resource::Network, Operation::Remove)));
+        assert!(!resources.contains(&(Resource::VirtioFs, Operation::Add)));
+        assert!(!resources.contains(&(Resource::Pci, Operation::Add)));
     }
 }

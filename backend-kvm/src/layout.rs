@@ -39,6 +39,25 @@ pub const HIMEM_START: u64 = 0x10_0000;
 /// KVM's TSS (three pages below the BIOS ROM, Intel only, harmless on AMD).
 pub const KVM_TSS_ADDR: usize = 0xfffb_d000;
 
+/// Lowest start of the device memory window (virtio-pmem): 64 GiB.
+pub const DEVICE_MEMORY_MIN_BASE: u64 = 64 << 30;
+/// End of the device memory window (512 GiB, under the 40 physical
+/// address bits of the smallest CPU models we run on).
+pub const DEVICE_MEMORY_END: u64 = 512 << 30;
+
+/// Start of the device memory window for `bytes` of guest RAM: above the
+/// RAM, 1 GiB aligned, at least [`DEVICE_MEMORY_MIN_BASE`].
+pub fn device_memory_base(bytes: u64) -> u64 {
+    let ram_end = ram_ranges(bytes)
+        .last()
+        .map(|(start, len)| start + len)
+        .unwrap_or(0);
+    ram_end
+        .div_ceil(1 << 30)
+        .saturating_mul(1 << 30)
+        .max(DEVICE_MEMORY_MIN_BASE)
+}
+
 /// The RAM ranges (start, length) for `bytes` of guest memory.
 pub fn ram_ranges(bytes: u64) -> Vec<(u64, u64)> {
     let low = bytes.min(MMIO_HOLE_START);
@@ -60,5 +79,11 @@ mod tests {
             ram_ranges(4 << 30),
             vec![(0, 3 << 30), (HIGH_RAM_START, 1 << 30)]
         );
+    }
+
+    #[test]
+    fn device_memory_lies_above_ram() {
+        assert_eq!(device_memory_base(256 << 20), DEVICE_MEMORY_MIN_BASE);
+        assert_eq!(device_memory_base(100 << 30), 101 << 30);
     }
 }

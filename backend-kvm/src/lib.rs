@@ -11,7 +11,8 @@
 //!   the rest from 4 GiB), in-kernel irqchip and PIT, CPUID from KVM with
 //!   per-vCPU APIC ids and the hypervisor bit ([`cpuid`]), boot MSRs
 //!   ([`msrs`]), ACPI tables with fixed hardware (FADT/PM1a/GPE0, SCI on
-//!   IRQ 9, MADT, DSDT with `_S5` and a `PNP0A03` root bridge).
+//!   IRQ 9, MADT, DSDT with `_S5`, a `PNP0A03` root bridge and its
+//!   hot-pluggable slots); the PIT discards lost ticks ([`pit`]).
 //! - Linux direct boot ([`boot::linux`]): bzImage via linux-loader, 64-bit
 //!   boot protocol with identity page tables; or a real-mode test payload
 //!   ([`boot::payload`]) through [`KvmBackend::create_with_payload`].
@@ -50,9 +51,18 @@
 //!   `Crash` trigger is a triple fault the VMM injects into vCPU 0.
 //! - [`guest_assets`]: the test guest's boot files from `UVM_GUEST_ASSETS`.
 //!
-//! Not yet: every other capability manager (`supported()` is false and the
-//! accessor `None`; a config with boot-time devices is refused with
-//! `NotSupported`), device hot-add, save/restore (`ActionNotSupported`).
+//! - Device hot-add ([`hotplug`], [`managers`]): SCSI controllers
+//!   (virtio-scsi, LUNs added and removed through its event queue), VPMem
+//!   devices (virtio-pmem, the image mapped above guest RAM) and NICs
+//!   (virtio-net on a tap) are virtio-pci functions; before start they are
+//!   on the bus at boot, while running they arrive through ACPI PCI hotplug
+//!   (a register block at `0xae00` and GPE 1, the guest's acpiphp scans the
+//!   slot) and leave when the guest ejects them (two-phase removal).
+//!   `supported()` is true for add and remove of these three.
+//!
+//! Not yet: shared folders, PCI passthrough, memory/processor updates
+//! (`supported()` false, accessor `None`; a config with boot-time shares is
+//! refused with `NotSupported`), save/restore (`ActionNotSupported`).
 //!
 //! [`probe`] is a separate diagnostic: the `kvm-probe` binary times a few
 //! real-mode exits on `/dev/kvm`.
@@ -65,11 +75,14 @@ pub mod error;
 pub mod exits;
 pub mod guest_assets;
 pub mod guest_probe;
+pub mod hotplug;
 pub mod layout;
 pub mod lifecycle;
+pub mod managers;
 pub mod memory;
 pub mod msrs;
 pub mod pci;
+pub mod pit;
 pub mod probe;
 pub mod regs;
 pub mod stats;

@@ -1,9 +1,14 @@
-//! Guest memory: anonymous mappings registered with KVM as memory slots, and
+//! Guest memory: shared mappings of one memfd, registered with KVM as memory slots, and
 //! how much of them is resident on the host.
+
+use std::fs::File;
+use std::os::fd::FromRawFd;
+use std::sync::Arc;
 
 use kvm_ioctls::VmFd;
 use vm_memory::{
-    GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion, MemoryRegionAddress,
+    FileOffset, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion,
+    MemoryRegionAddress,
 };
 
 use crate::error::VmmError;
@@ -13,16 +18,44 @@ use crate::layout;
 pub type GuestMem = GuestMemoryMmap<()>;
 
 /// Maps `bytes` of guest RAM in the PC layout ([`layout::ram_ranges`]).
+///
+/// The RAM is one memfd mapped shared, so that a vhost-user backend (the
+/// virtio-fs daemon) can map the same pages; it behaves like anonymous
+/// memory otherwise (zero-filled, allocated on first touch).
 pub fn create(bytes: u64) -> Result<GuestMem, VmmError> {
-    let ranges = layout::ram_ranges(bytes)
-        .into_iter()
-        .map(|(start, len)| {
-            usize::try_from(len)
-                .map(|len| (GuestAddress(start), len))
-                .map_err(|_| VmmError::Memory(format!("{len} bytes do not fit in usize")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    GuestMemoryMmap::from_ranges(&ranges).map_err(|e| VmmError::Memory(e.to_string()))
+    let ranges = layout::ram_ranges(bytes);
+    let total: u64 = ranges.iter().map(|(_, len)| len).sum();
+    let file = memfd(total)?;
+    let mut offset = 0u64;
+    let mut regions = Vec::with_capacity(ranges.len());
+    for (start, len) in ranges {
+        let size = usize::try_from(len)
+            .map_err(|_| VmmError::Memory(format!("{len} bytes do not fit in usize")))?;
+        regions.push((
+            GuestAddress(start),
+            size,
+            Some(FileOffset::from_arc(file.clone(), offset)),
+        ));
+        offset += len;
+    }
+    GuestMemoryMmap::from_ranges_with_files(&regions).map_err(|e| VmmError::Memory(e.to_string()))
+}
+
+/// A memory file of `len` bytes.
+fn memfd(len: u64) -> Result<Arc<File>, VmmError> {
+    // SAFETY: the name is a NUL-terminated string literal; memfd_create
+    // returns a new descriptor (or -1) and touches no other memory.
+    let fd = unsafe { libc::memfd_create(c"uvm-guest-ram".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(VmmError::io("memfd_create for guest RAM")(
+            std::io::Error::last_os_error(),
+        ));
+    }
+    // SAFETY: `fd` is a fresh descriptor this function owns from here on.
+    let file = unsafe { File::from_raw_fd(fd) };
+    file.set_len(len)
+        .map_err(VmmError::io("sizing the guest RAM memfd"))?;
+    Ok(Arc::new(file))
 }
 
 fn host_range(region: &<GuestMem as GuestMemoryBackend>::R) -> Result<(u64, u64), VmmError> {

@@ -6,7 +6,7 @@
 //! VM with `StartFailed` and the cause. Operations are serialised by an
 //! async lock; the guest may end the run at any time (the first exit wins).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -14,18 +14,66 @@ use async_trait::async_trait;
 use tokio::sync::oneshot;
 use tracing::Instrument;
 use uvm_api::{
-    Action, Error, ExitStatus, GuestProbe, Operation, Resource, Result, State, Stats, StopMode,
-    StopReason, Uvm, UvmConfig, VmSocketManager, op_span,
+    Action, BootDevices, Error, ExitStatus, GuestProbe, NetworkManager, Operation, Resource,
+    Result, ScsiManager, SharedFolderManager, State, Stats, StopMode, StopReason, Uvm, UvmConfig,
+    VmSocketManager, VpmemManager, op_span,
 };
 
 use crate::boot::linux::LinuxBoot;
 use crate::console::ConsoleTap;
 use crate::error::VmmError;
 use crate::guest_probe::KvmGuestProbe;
+use crate::hotplug::DeviceHub;
 use crate::lifecycle::Lifecycle;
+use crate::managers::ManagerContext;
+use crate::managers::net::KvmNetwork;
+use crate::managers::pmem::KvmVpmem;
+use crate::managers::scsi::KvmScsi;
+use crate::managers::shares::KvmShares;
 use crate::stats;
 use crate::vmm::{self, BootSpec, Command, VmStats, VmmHandle};
 use crate::vsock::KvmVsock;
+
+/// The capability managers of a VM.
+struct Managers {
+    scsi: KvmScsi,
+    vpmem: KvmVpmem,
+    network: KvmNetwork,
+    shares: KvmShares,
+}
+
+impl Managers {
+    /// The VM stopped: pending removals complete, device threads stop.
+    fn shut_down(&self) {
+        self.scsi.shut_down();
+        self.vpmem.shut_down();
+        self.network.shut_down();
+        self.shares.shut_down();
+    }
+
+    /// Adds the configuration's boot-time devices (cold plug).
+    fn add_boot_devices(&self, devices: &BootDevices) -> Result<()> {
+        for index in 0..devices.scsi_controllers {
+            self.scsi.do_add_controller(index)?;
+        }
+        for disk in &devices.scsi_disks {
+            self.scsi.do_add_disk(disk.clone())?;
+        }
+        if let Some(controller) = devices.vpmem {
+            self.vpmem.do_add_controller(controller)?;
+        }
+        for device in &devices.vpmem_devices {
+            self.vpmem.do_add_device(device.clone())?;
+        }
+        for nic in &devices.nics {
+            self.network.do_add_nic(nic.clone())?;
+        }
+        for share in &devices.shares {
+            self.shares.do_add_share(share.clone())?;
+        }
+        Ok(())
+    }
+}
 
 /// A VM of the KVM backend.
 pub struct KvmUvm {
@@ -36,18 +84,43 @@ pub struct KvmUvm {
     console: Arc<ConsoleTap>,
     handle: Arc<Mutex<Option<VmmHandle>>>,
     vsock: Arc<KvmVsock>,
+    hub: Arc<DeviceHub>,
+    managers: Arc<Managers>,
     probe: KvmGuestProbe,
     op: tokio::sync::Mutex<()>,
 }
 
 impl KvmUvm {
-    /// A VM that boots `config.kernel` (checked at start), or runs `payload`.
-    pub(crate) fn new(config: UvmConfig, boot: Option<BootSpec>) -> Self {
+    /// A VM that boots `config.kernel` (checked at start), or runs
+    /// `payload`, with the configuration's boot-time devices added.
+    /// `virtiofsd` serves shared folders (none without it).
+    pub(crate) fn new(
+        config: UvmConfig,
+        boot: Option<BootSpec>,
+        virtiofsd: Option<PathBuf>,
+    ) -> Result<Self> {
         let lifecycle = Arc::new(Lifecycle::default());
         let handle = Arc::new(Mutex::new(None));
         let vsock = Arc::new(KvmVsock::new(&config.id, lifecycle.clone()));
         let probe = KvmGuestProbe::new(vsock.clone(), handle.clone());
-        KvmUvm {
+        let hub = Arc::new(DeviceHub::new(&config.id));
+        let ctx = ManagerContext {
+            vm_id: config.id.clone(),
+            lifecycle: lifecycle.clone(),
+            hub: hub.clone(),
+        };
+        let managers = Arc::new(Managers {
+            scsi: KvmScsi::new(ctx.clone()),
+            vpmem: KvmVpmem::new(ctx.clone(), config.memory_mib << 20),
+            network: KvmNetwork::new(ctx.clone()),
+            shares: KvmShares::new(ctx, virtiofsd),
+        });
+        if let Err(e) = managers.add_boot_devices(&config.devices) {
+            managers.shut_down();
+            hub.shut_down();
+            return Err(e);
+        }
+        Ok(KvmUvm {
             config,
             boot,
             lifecycle,
@@ -55,9 +128,17 @@ impl KvmUvm {
             console: Arc::new(ConsoleTap::default()),
             handle,
             vsock,
+            hub,
+            managers,
             probe,
             op: tokio::sync::Mutex::new(()),
-        }
+        })
+    }
+
+    /// Releases every device of a VM that has stopped (or never ran).
+    fn release_devices(&self) {
+        self.hub.shut_down();
+        self.managers.shut_down();
     }
 
     /// The VM's vsock manager with its concrete type.
@@ -124,9 +205,12 @@ impl KvmUvm {
             let boot = self.boot_spec()?;
             let config = self.config.clone();
             let tap = self.console.clone();
-            tokio::task::spawn_blocking(move || vmm::prepare(&config, &boot, tap, vsock_device))
-                .await
-                .map_err(|e| VmmError::Control(format!("VM set-up thread failed: {e}")))?
+            let hub = self.hub.clone();
+            tokio::task::spawn_blocking(move || {
+                vmm::prepare(&config, &boot, tap, vsock_device, &hub)
+            })
+            .await
+            .map_err(|e| VmmError::Control(format!("VM set-up thread failed: {e}")))?
         }
         .await;
         let launched = prepared.and_then(|prepared| {
@@ -135,11 +219,16 @@ impl KvmUvm {
             }
             self.vsock.set_transport(prepared.pci().vsock.clone());
             let vsock = self.vsock.clone();
+            let managers = self.managers.clone();
             vmm::launch(
                 prepared,
+                self.hub.clone(),
                 self.lifecycle.clone(),
                 self.stats.clone(),
-                Box::new(move || vsock.shut_down()),
+                Box::new(move || {
+                    vsock.shut_down();
+                    managers.shut_down();
+                }),
             )
         });
         match launched {
@@ -150,6 +239,7 @@ impl KvmUvm {
             }
             Err(e) => {
                 tracing::warn!("start failed: {e}");
+                self.release_devices();
                 self.lifecycle.finish(ExitStatus::with_detail(
                     StopReason::StartFailed,
                     e.to_string(),
@@ -173,6 +263,7 @@ impl KvmUvm {
             }
             None => {
                 self.lifecycle.finish(status);
+                self.release_devices();
             }
         }
     }
@@ -303,7 +394,7 @@ impl Uvm for KvmUvm {
     }
 
     fn supported(&self, resource: Resource, operation: Operation) -> bool {
-        crate::backend::supports(resource, operation)
+        crate::backend::supports(resource, operation, self.managers.shares.available())
     }
 
     fn supports_action(&self, action: Action) -> bool {
@@ -311,6 +402,25 @@ impl Uvm for KvmUvm {
             action,
             Action::Start | Action::Stop | Action::Pause | Action::Resume
         )
+    }
+
+    fn scsi(&self) -> Option<&dyn ScsiManager> {
+        Some(&self.managers.scsi)
+    }
+
+    fn vpmem(&self) -> Option<&dyn VpmemManager> {
+        Some(&self.managers.vpmem)
+    }
+
+    fn network(&self) -> Option<&dyn NetworkManager> {
+        Some(&self.managers.network)
+    }
+
+    fn shared_folders(&self) -> Option<&dyn SharedFolderManager> {
+        self.managers
+            .shares
+            .available()
+            .then_some(&self.managers.shares as &dyn SharedFolderManager)
     }
 
     fn vm_socket(&self) -> Option<&dyn VmSocketManager> {

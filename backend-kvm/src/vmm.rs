@@ -8,21 +8,23 @@
 //!
 //! Port map: COM1 `0x3f8` (IRQ 4), i8042 `0x60`-`0x64` (reset line), CMOS
 //! `0x70`, pvpanic `0x505`, ACPI PM block `0x600` (SCI on IRQ 9), PCI
+//! hotplug register block `0xae00` ([`crate::hotplug`]), PCI
 //! configuration mechanism #1 `0xcf8` ([`crate::pci`]; the BAR window is on
 //! the MMIO bus). KVM's
-//! in-kernel PIC/IOAPIC/LAPIC and PIT (with the dummy speaker port `0x61`)
-//! handle the rest of the PC platform.
+//! in-kernel PIC/IOAPIC/LAPIC and PIT ([`crate::pit`]: dummy speaker port
+//! `0x61`, lost ticks discarded) handle the rest of the PC platform.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use kvm_bindings::{KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY, kvm_clock_data, kvm_pit_config};
+use kvm_bindings::{KVM_MAX_CPUID_ENTRIES, kvm_clock_data};
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio::sync::oneshot;
 use uvm_api::{ExitStatus, StopReason, UvmConfig};
+use uvm_devices::acpi::pci_hotplug::{EjectSink, PCIHP_BASE, PCIHP_LEN, PciHotplug, hotplug_aml};
 use uvm_devices::acpi::pm::{PM_BASE, PM_LEN, PmDevice, SCI_IRQ};
 use uvm_devices::acpi::tables::{self, AcpiConfig};
 use uvm_devices::bus::{Bus, SharedDevice};
@@ -32,7 +34,7 @@ use uvm_devices::legacy::i8042::{I8042, I8042_BASE, I8042_PORTS};
 use uvm_devices::legacy::pvpanic::{PVPANIC_PORT, PvPanic};
 use uvm_devices::legacy::serial::{COM1_BASE, COM1_IRQ, Serial, UART_PORTS};
 use uvm_devices::legacy::{GuestRequest, RequestSink};
-use uvm_devices::virtio::VirtioDevice;
+use uvm_devices::virtio::{GuestMemoryHandle, VirtioDevice};
 use vm_memory::{Bytes, GuestAddress};
 use vmm_sys_util::eventfd::EventFd;
 use vmm_sys_util::signal::Killable;
@@ -42,11 +44,12 @@ use crate::boot::payload::RealModePayload;
 use crate::console::{ConsoleTap, ConsoleWriter};
 use crate::error::VmmError;
 use crate::exits::ExitCounters;
+use crate::hotplug::{DeviceHub, HOTPLUG_SLOTS, LiveBus};
 use crate::lifecycle::Lifecycle;
 use crate::memory::{self, GuestMem};
 use crate::pci::{self, KvmMsi, PciDevices};
 use crate::vcpu::{self, RunControl, VcpuClock, VcpuContext, Want};
-use crate::{cpuid, layout, msrs, regs};
+use crate::{cpuid, layout, msrs, pit, regs};
 
 /// What the boot vCPU runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +90,8 @@ pub enum VmmEvent {
     },
     /// A request of the async API.
     Command(Command),
+    /// The guest ejected the device in this PCI slot.
+    Ejected(u8),
 }
 
 /// Figures the stats call reads while the VM runs (and frozen after).
@@ -170,6 +175,7 @@ pub fn prepare(
     boot: &BootSpec,
     tap: Arc<ConsoleTap>,
     vsock: Box<dyn VirtioDevice>,
+    hub: &Arc<DeviceHub>,
 ) -> Result<Prepared, VmmError> {
     let vcpu_count = u8::try_from(config.vcpus)
         .ok()
@@ -184,12 +190,7 @@ pub fn prepare(
         .map_err(VmmError::kvm("KVM_SET_TSS_ADDR"))?;
     vm.create_irq_chip()
         .map_err(VmmError::kvm("KVM_CREATE_IRQCHIP"))?;
-    let pit = kvm_pit_config {
-        flags: KVM_PIT_SPEAKER_DUMMY,
-        ..Default::default()
-    };
-    vm.create_pit2(pit)
-        .map_err(VmmError::kvm("KVM_CREATE_PIT2"))?;
+    pit::create(&vm)?;
 
     let (tx, rx) = unbounded_channel();
     let requests: RequestSink = {
@@ -223,13 +224,32 @@ pub fn prepare(
         1,
     )?;
     io_bus.insert(pm.clone(), u64::from(PM_BASE), u64::from(PM_LEN))?;
+    let hotplug = {
+        let tx = tx.clone();
+        let ejected: EjectSink = Arc::new(move |slot| {
+            let _ = tx.send(VmmEvent::Ejected(slot));
+        });
+        Arc::new(Mutex::new(PciHotplug::new(ejected)))
+    };
+    io_bus.insert(hotplug.clone(), u64::from(PCIHP_BASE), u64::from(PCIHP_LEN))?;
     let mut mmio_bus = Bus::new();
     let msi: Arc<dyn MsiSink> = Arc::new(KvmMsi::new(&vm));
-    let pci = pci::wire(msi, &mem, vsock, &mut io_bus, &mut mmio_bus)?;
+    let pci = pci::wire(msi.clone(), &mem, vsock, &mut io_bus, &mut mmio_bus)?;
+    hub.attach(LiveBus {
+        vm: vm.clone(),
+        root: pci.root.clone(),
+        hotplug,
+        pm: pm.clone(),
+        mem: GuestMemoryHandle::new((*mem).clone()),
+        msi,
+    })
+    .map_err(|e| VmmError::Device(e.to_string()))?;
 
     // ACPI.
     let mut acpi = AcpiConfig::new(vcpu_count, layout::PCI_MMIO32);
     acpi.pvpanic_port = Some(PVPANIC_PORT as u16);
+    let slots: Vec<u8> = HOTPLUG_SLOTS.collect();
+    (acpi.root_bridge_aml, acpi.top_level_aml) = hotplug_aml(&slots);
     let image = tables::build(&acpi, layout::ACPI_ADDR, layout::ACPI_MAX)?;
     mem.write_slice(&image.bytes, GuestAddress(image.base))
         .map_err(|e| VmmError::Memory(e.to_string()))?;
@@ -297,6 +317,7 @@ impl VmmHandle {
 /// `on_stop` runs on the control thread once every vCPU thread has ended.
 pub fn launch(
     prepared: Prepared,
+    hub: Arc<DeviceHub>,
     lifecycle: Arc<Lifecycle>,
     stats: Arc<VmStats>,
     on_stop: Box<dyn FnOnce() + Send>,
@@ -321,7 +342,8 @@ pub fn launch(
     let mut controller = Controller {
         id: id.clone(),
         vm,
-        _pci: pci,
+        pci: Some(pci),
+        hub,
         on_stop: Some(on_stop),
         _mem: mem,
         pm,
@@ -372,8 +394,9 @@ pub fn launch(
 struct Controller {
     id: String,
     vm: Arc<VmFd>,
-    // The devices live until the control thread ends.
-    _pci: PciDevices,
+    // The devices live until the VM has stopped (dropped in `finish`).
+    pci: Option<PciDevices>,
+    hub: Arc<DeviceHub>,
     on_stop: Option<Box<dyn FnOnce() + Send>>,
     // Guest memory must outlive every vCPU thread (joined in `finish`).
     _mem: Arc<GuestMem>,
@@ -411,6 +434,10 @@ impl Controller {
                     status: None,
                 } => {
                     tracing::debug!(vm = %self.id, vcpu = index, "vCPU thread ended");
+                    continue;
+                }
+                VmmEvent::Ejected(slot) => {
+                    self.hub.on_eject(slot);
                     continue;
                 }
                 VmmEvent::Command(Command::Pause(reply)) => {
@@ -516,9 +543,14 @@ impl Controller {
                 tracing::error!(vm = %self.id, "a vCPU thread did not stop; leaving it behind");
             }
         }
+        // Pending removals complete: the devices are gone with the VM.
+        self.hub.shut_down();
         if let Some(on_stop) = self.on_stop.take() {
             on_stop();
         }
+        // The devices (and the host files, taps and threads they hold) go
+        // before anyone hears that the VM stopped.
+        drop(self.pci.take());
         let resident = self
             .stats
             .mem

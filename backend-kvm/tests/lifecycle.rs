@@ -194,7 +194,8 @@ async fn pause_resume_stats_and_invalid_transitions() {
     let frozen = vm.stats().await.unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(vm.stats().await.unwrap().uptime, frozen.uptime);
-    assert!(!vm.supported(Resource::Scsi, Operation::Add));
+    assert!(vm.supported(Resource::Scsi, Operation::Add));
+    assert!(!vm.supported(Resource::Pci, Operation::Add));
     assert!(!vm.supports_action(Action::Save));
     assert!(vm.supports_action(Action::Pause));
     assert!(matches!(

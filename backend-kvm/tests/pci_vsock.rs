@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use uvm_api::{Error, Operation, Resource, State, StopMode, Uvm, UvmConfig, VMADDR_PORT_ANY};
 use uvm_backend_kvm::console::ConsoleTap;
+use uvm_backend_kvm::hotplug::DeviceHub;
 use uvm_backend_kvm::pci::{BAR_WINDOW, VSOCK_SLOT};
 use uvm_backend_kvm::vmm::{self, BootSpec, Prepared};
 use uvm_backend_kvm::{KvmBackend, RealModePayload};
@@ -50,6 +51,7 @@ fn prepared() -> Prepared {
         &boot,
         Arc::new(ConsoleTap::default()),
         Box::new(device),
+        &Arc::new(DeviceHub::new("pci")),
     )
     .unwrap()
 }
@@ -236,15 +238,13 @@ async fn vsock_manager_follows_the_state_table() {
         )
         .unwrap();
     assert!(vm.supported(Resource::VmSocket, Operation::Add));
-    for r in [
-        Resource::Scsi,
-        Resource::VPMem,
-        Resource::Network,
-        Resource::Pci,
-    ] {
+    for r in [Resource::Scsi, Resource::VPMem, Resource::Network] {
+        assert!(vm.supported(r, Operation::Add), "{r}");
+    }
+    for r in [Resource::Pci, Resource::Plan9, Resource::Memory] {
         assert!(!vm.supported(r, Operation::Add), "{r}");
     }
-    assert!(vm.scsi().is_none() && vm.network().is_none() && vm.pci().is_none());
+    assert!(vm.scsi().is_some() && vm.network().is_some() && vm.pci().is_none());
     let sockets = vm.vm_socket().unwrap();
     assert!(vm.guest_probe().is_some());
 

@@ -299,6 +299,25 @@ fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(XtaskError::io("read", path))
 }
 
+/// Where `virtiofsd` lands in the L1 (exported as `UVM_VIRTIOFSD`).
+const VIRTIOFSD_INSIDE: &str = "/usr/bin/virtiofsd";
+
+/// This host's `virtiofsd`: `$UVM_VIRTIOFSD`, then `PATH`, then
+/// `~/.cargo/bin` (where `cargo install virtiofsd` puts it).
+fn find_virtiofsd() -> Option<PathBuf> {
+    let from_env = std::env::var_os("UVM_VIRTIOFSD").map(PathBuf::from);
+    let on_path = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|d| d.join("virtiofsd"))
+            .find(|p| p.is_file())
+    });
+    let cargo_bin = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo/bin/virtiofsd"));
+    [from_env, on_path, cargo_bin]
+        .into_iter()
+        .flatten()
+        .find(|p| p.is_file())
+}
+
 /// Builds the L1 initramfs in `dir` and returns its path.
 fn l1_initramfs(
     dir: &Path,
@@ -330,6 +349,21 @@ fn l1_initramfs(
             bytes as f64 / (1024.0 * 1024.0)
         );
         script.push_str(&env);
+    }
+    match find_virtiofsd() {
+        Some(virtiofsd) => {
+            let bytes = qemu_bundle::add_program(&mut archive, &virtiofsd, VIRTIOFSD_INSIDE)?;
+            eprintln!(
+                "xtask lab: {} with its libraries ({:.1} MiB) in the L1 for shared folders",
+                virtiofsd.display(),
+                bytes as f64 / (1024.0 * 1024.0)
+            );
+            script.push_str(&format!("export UVM_VIRTIOFSD={VIRTIOFSD_INSIDE}\n"));
+        }
+        None => eprintln!(
+            "xtask lab: no virtiofsd on this host (cargo install virtiofsd --locked): \
+             no shared folders in the L1"
+        ),
     }
     script.push_str(&format!("exec /uvm/bin/{}", shell_quote(&name)));
     for arg in &options.program[1..] {

@@ -49,6 +49,23 @@ fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(XtaskError::io("read", path))
 }
 
+/// Adds the program `host` at `inside`, with the shared libraries `ldd`
+/// lists for it; returns the bytes added.
+pub fn add_program(archive: &mut Archive, host: &Path, inside: &str) -> Result<u64> {
+    let ldd = cmd::require("ldd", "ldd comes with libc-bin")?;
+    let text = cmd::output(Command::new(ldd).arg(host))?;
+    let mut bytes = 0u64;
+    for lib in parse_ldd(&text)? {
+        let data = read(&lib)?;
+        bytes += data.len() as u64;
+        archive.file(&lib.to_string_lossy(), data, 0o755);
+    }
+    let data = read(host)?;
+    bytes += data.len() as u64;
+    archive.file(inside, data, 0o755);
+    Ok(bytes)
+}
+
 /// Adds QEMU, its libraries and firmware to `archive`; returns the lines
 /// `run.sh` should export (`UVM_QEMU`, `UVM_QEMU_FIRMWARE`) and the bytes added.
 pub fn add(archive: &mut Archive, qemu: &Path) -> Result<(String, u64)> {

@@ -1,0 +1,279 @@
+//! [`KvmScsi`]: SCSI controllers as virtio-scsi functions, disks as LUNs.
+//!
+//! Controller `i` is a virtio-scsi function in PCI slot
+//! [`SCSI_FIRST_SLOT`]` + i`, so controllers sit in slot order (the guest
+//! agent numbers virtio-scsi hosts by PCI address). Every disk is LUN
+//! `lun` of target 0; a LUN added to a running controller is announced
+//! through the virtio-scsi event queue (transport reset, rescan) and a
+//! removed one likewise (transport reset, removed); its id is free again
+//! once the guest has released it. Formats: raw image files and whole
+//! block devices; anything else is refused (`InvalidArgument`, argument
+//! `format`). Images are never probed.
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use tracing::Instrument;
+use uvm_api::config::{MAX_LUNS_PER_CONTROLLER, MAX_SCSI_CONTROLLERS};
+use uvm_api::{DiskFormat, Error, Removal, Resource, Result, ScsiDisk, ScsiManager, op_span};
+use uvm_devices::scsi::{DiskImage, ImageKind, ScsiDisk as ScsiLun, ScsiError};
+use uvm_devices::virtio::scsi::{ScsiHost, VirtioScsiDevice};
+
+use super::ids::IdTable;
+use super::{ManagerContext, Unplug, complete_all, lock};
+
+/// PCI slot of controller 0.
+pub const SCSI_FIRST_SLOT: u8 = 2;
+
+struct Controller {
+    host: ScsiHost,
+    slot: u8,
+}
+
+#[derive(Default)]
+struct ScsiState {
+    controllers: IdTable<u8, Controller>,
+    disks: IdTable<(u8, u8), ()>,
+}
+
+/// The SCSI manager of one VM.
+pub struct KvmScsi {
+    ctx: ManagerContext,
+    state: Arc<Mutex<ScsiState>>,
+}
+
+fn controller_id(index: u8) -> String {
+    format!("controller {index}")
+}
+
+fn disk_error(disk: &ScsiDisk, e: ScsiError) -> Error {
+    match e {
+        ScsiError::Open { path, source } => {
+            Error::io(format!("opening disk image {}", path.display()), source)
+        }
+        ScsiError::NotRegularFile(p) => Error::invalid_argument(
+            "path",
+            format!("{} is not a regular file (format raw)", p.display()),
+        ),
+        ScsiError::NotBlockDevice(p) => Error::invalid_argument(
+            "path",
+            format!(
+                "{} is not a block device (format block_device)",
+                p.display()
+            ),
+        ),
+        ScsiError::TooSmall(p) => Error::invalid_argument(
+            "path",
+            format!("{} is smaller than one 512-byte block", p.display()),
+        ),
+        ScsiError::LunInUse(_) => Error::already_exists(Resource::Scsi, disk.address()),
+        other => Error::backend(other),
+    }
+}
+
+impl KvmScsi {
+    /// The manager for the VM of `ctx`.
+    pub fn new(ctx: ManagerContext) -> Self {
+        KvmScsi {
+            ctx,
+            state: Arc::new(Mutex::new(ScsiState::default())),
+        }
+    }
+
+    pub(crate) fn do_add_controller(&self, index: u8) -> Result<()> {
+        self.ctx.check_state()?;
+        if index >= MAX_SCSI_CONTROLLERS {
+            return Err(Error::LimitReached {
+                resource: Resource::Scsi,
+                limit: format!(
+                    "{MAX_SCSI_CONTROLLERS} controllers (indices 0..{MAX_SCSI_CONTROLLERS})"
+                ),
+            });
+        }
+        let device = VirtioScsiDevice::new(1);
+        let host = device.host();
+        let slot = SCSI_FIRST_SLOT + index;
+        {
+            let mut state = lock(&self.state);
+            if state.controllers.contains(&index) {
+                return Err(Error::already_exists(Resource::Scsi, controller_id(index)));
+            }
+            state.controllers.insert(index, Controller { host, slot });
+        }
+        // No manager lock across the hub: device callbacks take it.
+        let plugged = self.ctx.hub.plug(
+            slot,
+            &format!("virtio-scsi controller {index}"),
+            Box::new(device),
+            None,
+        );
+        if let Err(e) = plugged {
+            lock(&self.state).controllers.forget(&index);
+            return Err(self.ctx.hub_error(Resource::Scsi, e));
+        }
+        Ok(())
+    }
+
+    fn do_remove_controller(&self, index: u8) -> Result<Removal> {
+        self.ctx.check_state()?;
+        let state = lock(&self.state);
+        let Some(slot) = state.controllers.attached(&index).map(|c| c.slot) else {
+            return Err(Error::not_found(Resource::Scsi, controller_id(index)));
+        };
+        let disks = state.disks.all().filter(|((c, _), _)| *c == index).count();
+        if disks > 0 {
+            return Err(Error::invalid_argument(
+                "index",
+                format!("controller {index} still holds {disks} disk(s); remove them first"),
+            ));
+        }
+        drop(state);
+        Unplug {
+            resource: Resource::Scsi,
+            table: |s: &mut ScsiState| &mut s.controllers,
+            released: |_: &mut ScsiState, _: &Controller| {},
+        }
+        .start(&self.ctx, &self.state, index, slot, &controller_id(index))
+    }
+
+    pub(crate) fn do_add_disk(&self, disk: ScsiDisk) -> Result<()> {
+        self.ctx.check_state()?;
+        disk.validate()?;
+        if disk.lun >= MAX_LUNS_PER_CONTROLLER {
+            return Err(Error::invalid_argument(
+                "lun",
+                format!("{} is not below {MAX_LUNS_PER_CONTROLLER}", disk.lun),
+            ));
+        }
+        let kind = match disk.format {
+            DiskFormat::Raw => ImageKind::Raw,
+            DiskFormat::BlockDevice => ImageKind::BlockDevice,
+            other => {
+                return Err(Error::invalid_argument(
+                    "format",
+                    format!(
+                        "{other:?} disks are not supported by the kvm backend (raw and block_device are)"
+                    ),
+                ));
+            }
+        };
+        let key = (disk.controller, disk.lun);
+        let host = {
+            let mut state = lock(&self.state);
+            let Some(host) = state
+                .controllers
+                .attached(&disk.controller)
+                .map(|c| c.host.clone())
+            else {
+                return Err(Error::not_found(
+                    Resource::Scsi,
+                    controller_id(disk.controller),
+                ));
+            };
+            if state.disks.contains(&key) {
+                return Err(Error::already_exists(Resource::Scsi, disk.address()));
+            }
+            // Reserved now; the device is called with no manager lock held
+            // (its release callbacks take this lock from inside the device).
+            state.disks.insert(key, ());
+            host
+        };
+        let attached = self.attach_lun(&host, &disk, kind);
+        if attached.is_err() {
+            lock(&self.state).disks.forget(&key);
+        }
+        attached
+    }
+
+    fn attach_lun(&self, host: &ScsiHost, disk: &ScsiDisk, kind: ImageKind) -> Result<()> {
+        if disk.path.is_dir() {
+            return Err(Error::invalid_argument(
+                "path",
+                format!("{} is a directory, not an image", disk.path.display()),
+            ));
+        }
+        let image =
+            DiskImage::open(&disk.path, kind, disk.read_only).map_err(|e| disk_error(disk, e))?;
+        let serial = format!("uvm-{}-{}", disk.controller, disk.lun);
+        host.add_lun(u16::from(disk.lun), ScsiLun::new(image, &serial))
+            .map_err(|e| disk_error(disk, e))?;
+        tracing::info!(vm = %self.ctx.vm_id, address = %disk.address(), read_only = disk.read_only, "SCSI disk attached");
+        Ok(())
+    }
+
+    fn do_remove_disk(&self, controller: u8, lun: u8) -> Result<Removal> {
+        self.ctx.check_state()?;
+        let id = format!("{controller}:{lun}");
+        let mut state = lock(&self.state);
+        let key = (controller, lun);
+        if state.disks.attached(&key).is_none() {
+            return Err(Error::not_found(Resource::Scsi, id));
+        }
+        let Some(host) = state
+            .controllers
+            .all()
+            .find(|(c, _)| **c == controller)
+            .map(|(_, c)| c.host.clone())
+        else {
+            return Err(Error::not_found(Resource::Scsi, id));
+        };
+        let (removal, completer) = Removal::pending(Resource::Scsi, id);
+        state.disks.begin_release(&key, completer);
+        drop(state);
+        let release = match host.remove_lun(u16::from(lun)) {
+            Ok(r) => r,
+            Err(e) => {
+                let mut state = lock(&self.state);
+                if state.disks.finish_release(&key).is_some() {
+                    state.disks.insert(key, ());
+                }
+                return Err(Error::backend(e));
+            }
+        };
+        let weak = Arc::downgrade(&self.state);
+        release.on_release(move || {
+            let Some(state) = weak.upgrade() else { return };
+            let done = lock(&state).disks.finish_release(&key);
+            if let Some((Some(completer), _)) = done {
+                completer.complete();
+            }
+        });
+        Ok(removal)
+    }
+
+    /// The VM stopped: every pending removal completes, the table empties.
+    pub fn shut_down(&self) {
+        let (mut completers, _) = lock(&self.state).disks.drain();
+        completers.extend(lock(&self.state).controllers.drain().0);
+        complete_all(completers);
+    }
+}
+
+#[async_trait]
+impl ScsiManager for KvmScsi {
+    async fn add_controller(&self, index: u8) -> Result<()> {
+        let span = op_span(&self.ctx.vm_id, "scsi add_controller");
+        async { self.do_add_controller(index) }
+            .instrument(span)
+            .await
+    }
+
+    async fn remove_controller(&self, index: u8) -> Result<Removal> {
+        let span = op_span(&self.ctx.vm_id, "scsi remove_controller");
+        async { self.do_remove_controller(index) }
+            .instrument(span)
+            .await
+    }
+
+    async fn add_disk(&self, disk: ScsiDisk) -> Result<()> {
+        let span = op_span(&self.ctx.vm_id, "scsi add_disk");
+        async { self.do_add_disk(disk) }.instrument(span).await
+    }
+
+    async fn remove_disk(&self, controller: u8, lun: u8) -> Result<Removal> {
+        let span = op_span(&self.ctx.vm_id, "scsi remove_disk");
+        async { self.do_remove_disk(controller, lun) }
+            .instrument(span)
+            .await
+    }
+}
