@@ -159,7 +159,19 @@ impl Backend for KvmBackend {
     }
 
     async fn create(&self, config: UvmConfig) -> Result<Box<dyn Uvm>> {
-        Ok(Box::new(self.create_vm(config)?))
+        // A boot-time NIC's tap may still be held by a VM that is stopping.
+        let deadline = tokio::time::Instant::now() + crate::managers::net::TAP_BUSY_WAIT;
+        loop {
+            match self.create_vm(config.clone()) {
+                Err(e)
+                    if crate::managers::net::tap_busy(&e)
+                        && tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                result => return Ok(Box::new(result?)),
+            }
+        }
     }
 
     async fn restore(&self, _snapshot: &Path) -> Result<Box<dyn Uvm>> {

@@ -336,6 +336,31 @@ impl KvmUvm {
     }
 }
 
+/// Dropping the last handle of a VM that has not stopped stops it by
+/// force (the guest would otherwise run on with nobody to stop it) and
+/// releases its devices.
+impl Drop for KvmUvm {
+    fn drop(&mut self) {
+        if self.lifecycle.state().is_stopped() {
+            return;
+        }
+        let status = ExitStatus::with_detail(StopReason::Killed, "the VM's handle was dropped");
+        match self.vmm() {
+            Some(vmm) => {
+                tracing::warn!(vm = %self.config.id, "dropped while not stopped; stopping it");
+                let (tx, _rx) = oneshot::channel();
+                if vmm.send(Command::Stop(status, tx)).is_err() {
+                    self.release_devices();
+                }
+            }
+            None => {
+                self.lifecycle.finish(status);
+                self.release_devices();
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl Uvm for KvmUvm {
     fn id(&self) -> &str {

@@ -205,6 +205,7 @@ pub fn ensure() -> Result<(Assets, bool)> {
         init.as_bytes(),
         MODULES.as_bytes(),
         POWER_BUTTON.as_bytes(),
+        CMDLINE.as_bytes(),
         &agent_bytes,
     ]);
 

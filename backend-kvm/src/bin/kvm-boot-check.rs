@@ -5,6 +5,8 @@
 //! 1. Boot with the agent, wait for `UVM_GUEST_READY` on the console, report
 //!    the time from `start()`, then a graceful stop (power button, 15 s):
 //!    the guest's acpid powers off, so the reason must be `Shutdown`.
+//!    Before the stop, when the backend serves shared folders, a virtio-fs
+//!    share is hot-added and the guest must list its file through the agent.
 //! 2. Boot with `uvm.noagent=1`: `/init` runs `poweroff -f` after
 //!    `UVM_GUEST_READY`; the reason must be `Shutdown` (ACPI S5).
 //!
@@ -15,7 +17,7 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use uvm_api::{ConsoleSink, StopMode, StopReason, Uvm, UvmConfig};
+use uvm_api::{ConsoleSink, ShareKind, SharedFolder, StopMode, StopReason, Uvm, UvmConfig};
 use uvm_backend_kvm::guest_assets::GuestAssets;
 use uvm_backend_kvm::{KvmBackend, KvmUvm};
 
@@ -57,6 +59,48 @@ async fn boot(vm: &KvmUvm) -> Result<Duration, String> {
     }
 }
 
+/// Hot-adds a virtio-fs share and waits until the guest lists its file.
+async fn hot_add_share(vm: &KvmUvm) -> Result<(), String> {
+    let Some(shares) = vm.shared_folders() else {
+        println!("kvm-boot-check: no virtiofsd: share hot-add skipped");
+        return Ok(());
+    };
+    let probe = vm.guest_probe().ok_or("no guest probe")?;
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    std::fs::write(dir.path().join("hello.txt"), b"hello").map_err(|e| e.to_string())?;
+    let added = Instant::now();
+    shares
+        .add_share(SharedFolder {
+            kind: ShareKind::VirtioFs,
+            name: "bootcheck".into(),
+            host_path: dir.path().to_path_buf(),
+            read_only: true,
+            allowed_files: Vec::new(),
+        })
+        .await
+        .map_err(|e| format!("add_share: {e}"))?;
+    let returned = added.elapsed();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        match probe.list_share("bootcheck").await {
+            Ok(files) if files.iter().any(|f| f == "hello.txt") => {
+                println!(
+                    "kvm-boot-check: share hot-added (call {returned:.3?}), guest lists {files:?} {:.3?} after the call returned",
+                    added.elapsed() - returned
+                );
+                return Ok(());
+            }
+            Ok(files) => last = format!("{files:?}"),
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Err(format!(
+        "the guest never listed the hot-added share: {last}"
+    ))
+}
+
 async fn phase_graceful(assets: &GuestAssets) -> Result<StopReason, String> {
     let vm = create(assets, "boot-graceful", "")?;
     let ready = match boot(&vm).await {
@@ -73,6 +117,11 @@ async fn phase_graceful(assets: &GuestAssets) -> Result<StopReason, String> {
         "kvm-boot-check: at ready: vCPU time {:.3?}, resident {:?} bytes, exits {:?}",
         stats.processor.total_runtime, stats.memory.host_resident_bytes, stats.counters
     );
+    if let Err(e) = hot_add_share(&vm).await {
+        dump(&vm);
+        let _ = vm.stop(StopMode::Force).await;
+        return Err(e);
+    }
     let t = Instant::now();
     vm.stop(StopMode::Graceful {
         timeout: Duration::from_secs(15),

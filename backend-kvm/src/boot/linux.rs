@@ -100,12 +100,16 @@ impl LinuxBoot {
             .map(|(_, len)| *len)
             .unwrap_or(0);
         if let Some(path) = &self.initrd {
-            let data = std::fs::read(path).map_err(|source| VmmError::BootFile {
+            // Streamed from the file into guest memory: a heap buffer of the
+            // initrd's size would stay with the process (glibc raises its
+            // mmap threshold after freeing one), tens of MiB per boot.
+            let boot_file = |source| VmmError::BootFile {
                 what: "initrd",
                 path: path.clone(),
                 source,
-            })?;
-            let size = data.len() as u64;
+            };
+            let mut file = File::open(path).map_err(boot_file)?;
+            let size = file.metadata().map_err(boot_file)?.len();
             let max = u64::from(params.hdr.initrd_addr_max).min(low_end.saturating_sub(1));
             let addr = (max + 1)
                 .checked_sub(size)
@@ -116,8 +120,10 @@ impl LinuxBoot {
                         "the initrd ({size} bytes) does not fit in guest memory above the kernel"
                     ))
                 })?;
-            mem.write_slice(&data, GuestAddress(addr))
-                .map_err(|e| VmmError::Memory(e.to_string()))?;
+            let len = usize::try_from(size)
+                .map_err(|_| VmmError::Config(format!("an initrd of {size} bytes")))?;
+            mem.read_exact_volatile_from(GuestAddress(addr), &mut file, len)
+                .map_err(|e| VmmError::Memory(format!("loading the initrd: {e}")))?;
             params.hdr.ramdisk_image = addr as u32;
             params.hdr.ramdisk_size = size as u32;
         }

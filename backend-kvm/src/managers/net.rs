@@ -147,6 +147,15 @@ fn tap_error(nic: &Nic, e: TapError) -> Error {
     }
 }
 
+/// How long an add waits for a tap another VM is still closing.
+pub(crate) const TAP_BUSY_WAIT: Duration = Duration::from_secs(3);
+
+/// Whether `e` says the tap is attached elsewhere (`EBUSY` from
+/// `TUNSETIFF`): a VM that is still stopping may hold it for a moment.
+pub(crate) fn tap_busy(e: &Error) -> bool {
+    matches!(e, Error::Io { source, .. } if source.raw_os_error() == Some(libc::EBUSY))
+}
+
 impl KvmNetwork {
     /// The manager for the VM of `ctx`.
     pub fn new(ctx: ManagerContext) -> Self {
@@ -230,7 +239,20 @@ impl KvmNetwork {
 impl NetworkManager for KvmNetwork {
     async fn add_nic(&self, nic: Nic) -> Result<()> {
         let span = op_span(&self.ctx.vm_id, "network add_nic");
-        async { self.do_add_nic(nic) }.instrument(span).await
+        async {
+            let deadline = tokio::time::Instant::now() + TAP_BUSY_WAIT;
+            loop {
+                match self.do_add_nic(nic.clone()) {
+                    Err(e) if tap_busy(&e) && tokio::time::Instant::now() < deadline => {
+                        tracing::debug!(endpoint = %nic.endpoint, "tap busy; retrying");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    result => return result,
+                }
+            }
+        }
+        .instrument(span)
+        .await
     }
 
     async fn remove_nic(&self, id: &str) -> Result<Removal> {

@@ -90,6 +90,13 @@ pub(crate) trait DeviceKind: Send + Sync {
         false
     }
 
+    /// The same device as `spec` as the guest sees it, for a second VM
+    /// running at the same time: host resources one VM holds exclusively
+    /// (a tap) are swapped for others. The default is `spec` itself.
+    fn for_another_vm(&self, spec: &Spec) -> Spec {
+        spec.clone()
+    }
+
     /// Whether the VM has the manager this kind is added through.
     fn has_manager(&self, vm: &dyn Uvm) -> bool;
 

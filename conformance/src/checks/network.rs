@@ -56,6 +56,17 @@ impl DeviceKind for NicKind {
         nic(spec).map(|n| n.id.clone()).unwrap_or_default()
     }
 
+    fn for_another_vm(&self, spec: &Spec) -> Spec {
+        match nic(spec) {
+            // A tap serves one VM at a time; the guest sees the same NIC.
+            Some(n) => Spec::Nic(Nic {
+                endpoint: format!("{}b", n.endpoint),
+                ..n.clone()
+            }),
+            None => spec.clone(),
+        }
+    }
+
     fn boot(&self, config: &mut UvmConfig, spec: &Spec) -> bool {
         match nic(spec) {
             Some(n) => {

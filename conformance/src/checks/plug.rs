@@ -145,7 +145,7 @@ pub(crate) async fn cold_and_hot_agree(ctx: Ctx, kind: &'static dyn DeviceKind) 
     let cold = create(&ctx).await?;
     let hot = create(&ctx).await?;
     let cold_spec = kind.fixture(&ctx, 2)?;
-    let hot_spec = kind.fixture(&ctx, 2)?;
+    let hot_spec = kind.for_another_vm(&kind.fixture(&ctx, 2)?);
     if !claims(kind, &*cold, Operation::Add)? {
         refuse_add(kind, &*cold, &cold_spec, "a cold plug").await?;
         hot.start().await.must("start")?;

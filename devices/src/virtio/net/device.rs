@@ -120,6 +120,11 @@ impl Active {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         tracing::debug!("virtio-net backend full; frame dropped");
                     }
+                    // EIO: the tap's link is down (nobody brought the host
+                    // side up); the frame is lost like on an unplugged cable.
+                    Err(e) if e.raw_os_error() == Some(libc::EIO) => {
+                        tracing::debug!("virtio-net backend link down; frame dropped");
+                    }
                     Err(e) => tracing::warn!("virtio-net backend send failed: {e}"),
                 }
             }
