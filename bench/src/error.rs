@@ -37,6 +37,16 @@ pub enum BenchError {
     /// The VM or VMM process ended early or misbehaved.
     #[error("{0}")]
     Vm(String),
+    /// QEMU refused a QMP command.
+    #[error("QMP {command}: {class}: {desc}")]
+    Qmp {
+        /// The command.
+        command: String,
+        /// QEMU's error class (`GenericError`, ...).
+        class: String,
+        /// QEMU's description.
+        desc: String,
+    },
     /// Bad command-line arguments.
     #[error("usage: {0}")]
     Usage(String),

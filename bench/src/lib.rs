@@ -1,4 +1,4 @@
-//! # uvm-bench: boot benchmarks in the nested lab
+//! # uvm-bench: boot and hot-add benchmarks in the nested lab
 //!
 //! `boot-bench` (run it with `cargo xtask lab --with-qemu -- boot-bench
 //! --runs 5`) boots the Debian test guest N times with backend-kvm and N
@@ -12,10 +12,16 @@
 //! - the VMM's resident memory while the guest is up, and how much of it
 //!   is beyond guest memory (process `Rss` minus the `Rss` of the guest RAM
 //!   mapping, from `/proc/<pid>/smaps`).
+//!
+//! `hotplug-bench` (`cargo xtask lab [--with-qemu] -- hotplug-bench --runs
+//! 5`) measures hot-add latency on one running guest per VMM: from the add
+//! call returning to the guest agent seeing a SCSI LUN, a NIC, a pmem
+//! device or a share, and the removal (see [`hotplug`]).
 
 pub mod agent;
 pub mod assets;
 pub mod error;
+pub mod hotplug;
 pub mod kvm;
 pub mod qemu;
 pub mod sample;

@@ -1,7 +1,8 @@
 //! `cargo xtask lab --with-qemu`: puts this host's `qemu-system-x86_64`, its
 //! shared libraries (from `ldd`, at the paths the dynamic loader looks for
-//! them) and the firmware `-M microvm` needs into the L1 initramfs, so that
-//! QEMU can run on the L1's `/dev/kvm` next to backend-kvm.
+//! them) and the firmware `-M microvm` and `-M pc` need into the L1
+//! initramfs, so that QEMU can run on the L1's `/dev/kvm` next to
+//! backend-kvm.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,12 +15,37 @@ use crate::error::{Result, XtaskError};
 pub const QEMU_INSIDE: &str = "/usr/bin/qemu-system-x86_64";
 /// The L1 directory passed to QEMU as `-L` (`UVM_QEMU_FIRMWARE`).
 pub const FIRMWARE_INSIDE: &str = "/uvm/qemu/firmware";
-/// Debian's QEMU data directory on the host.
-pub const FIRMWARE_HOST: &str = "/usr/share/qemu";
-/// The firmware files a microvm Linux boot reads, by the names QEMU asks
-/// for: `bios-microvm.bin` is qboot (`qboot.rom`, a symlink in Debian),
-/// `linuxboot_dma.bin` and `pvh.bin` are the option ROMs of `-kernel`.
-pub const FIRMWARE: &[&str] = &["bios-microvm.bin", "linuxboot_dma.bin", "pvh.bin"];
+/// The host directories firmware is looked up in, in order: Debian's QEMU
+/// data directory, and SeaBIOS's (package `seabios`, which Debian's QEMU
+/// also searches).
+pub const FIRMWARE_HOST: &[&str] = &["/usr/share/qemu", "/usr/share/seabios"];
+/// The firmware files a Linux boot with `-kernel` reads, by the names QEMU
+/// asks for. `-M microvm` (boot-bench): `bios-microvm.bin` is qboot
+/// (`qboot.rom`, a symlink in Debian), `linuxboot_dma.bin` and `pvh.bin`
+/// are the option ROMs of `-kernel`. `-M pc` (hotplug-bench, for its ACPI
+/// PCI hotplug): SeaBIOS as `bios-256k.bin`, `linuxboot_dma.bin`, and
+/// `kvmvapic.bin` (the TPR-patching option ROM pc loads). Hot-added NICs
+/// are given `romfile=""`, so no NIC option ROM is needed.
+pub const FIRMWARE: &[&str] = &[
+    "bios-microvm.bin",
+    "linuxboot_dma.bin",
+    "pvh.bin",
+    "bios-256k.bin",
+    "kvmvapic.bin",
+];
+
+/// The first of `dirs` holding `name` (symlinks followed when read).
+pub fn find_firmware(dirs: &[&str], name: &str) -> Result<PathBuf> {
+    dirs.iter()
+        .map(|dir| Path::new(dir).join(name))
+        .find(|path| path.exists())
+        .ok_or_else(|| {
+            XtaskError::Other(format!(
+                "QEMU firmware {name} is in none of {} (apt-get install qemu-system-x86 seabios)",
+                dirs.join(", ")
+            ))
+        })
+}
 
 /// The absolute paths in `ldd` output: the libraries (`name => /path (addr)`)
 /// and the dynamic loader (`/path (addr)`); the vDSO has none.
@@ -83,7 +109,7 @@ pub fn add(archive: &mut Archive, qemu: &Path) -> Result<(String, u64)> {
     }
     add_file(archive, QEMU_INSIDE, qemu, 0o755)?;
     for name in FIRMWARE {
-        let source = Path::new(FIRMWARE_HOST).join(name);
+        let source = find_firmware(FIRMWARE_HOST, name)?;
         add_file(
             archive,
             &format!("{FIRMWARE_INSIDE}/{name}"),
@@ -112,5 +138,25 @@ mod tests {
             ]
         );
         assert!(parse_ldd("\tlibfoo.so => not found\n").is_err());
+    }
+
+    #[test]
+    fn finds_firmware_in_the_first_directory_that_has_it() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        std::fs::write(a.path().join("x.bin"), b"a").unwrap();
+        std::fs::write(b.path().join("x.bin"), b"b").unwrap();
+        std::fs::write(b.path().join("y.bin"), b"b").unwrap();
+        let (da, db) = (a.path().to_str().unwrap(), b.path().to_str().unwrap());
+        assert_eq!(
+            find_firmware(&[da, db], "x.bin").unwrap(),
+            a.path().join("x.bin")
+        );
+        assert_eq!(
+            find_firmware(&[da, db], "y.bin").unwrap(),
+            b.path().join("y.bin")
+        );
+        let err = find_firmware(&[da, db], "z.bin").unwrap_err().to_string();
+        assert!(err.contains("z.bin"), "{err}");
     }
 }

@@ -1,0 +1,98 @@
+//! backend-kvm's guest for the hot-add runs: one VM booted like
+//! `boot-bench` does (1 vCPU, the guest assets' kernel, initramfs and
+//! command line) with the controllers the kinds need present from boot,
+//! measured as an [`ApiTarget`].
+
+use std::time::{Duration, Instant};
+
+use uvm_api::{ConsoleSink, GuestProbe, StopMode, Uvm, UvmConfig};
+use uvm_backend_kvm::{KvmBackend, KvmUvm};
+
+use super::api::{ApiTarget, add_controllers};
+use super::device::Names;
+use super::kind::Kind;
+use crate::assets::{GuestAssets, boot_cmdline};
+use crate::error::{BenchError, Result};
+
+/// The VMM's name in reports.
+pub const VMM: &str = "backend-kvm";
+
+/// What the kvm guest boots.
+#[derive(Debug, Clone)]
+pub struct KvmGuest<'a> {
+    /// The guest.
+    pub assets: &'a GuestAssets,
+    /// Guest memory in MiB.
+    pub memory_mib: u32,
+    /// How long the boot may take.
+    pub timeout: Duration,
+}
+
+/// Creates the VM (with the controllers `kinds` need), starts it and waits
+/// until the guest agent answers; returns the target and the time from
+/// `start()` to that answer.
+pub async fn boot(guest: &KvmGuest<'_>, kinds: &[Kind]) -> Result<(ApiTarget, Duration)> {
+    let config = UvmConfig::builder("hotplug-bench")
+        .vcpus(1)
+        .memory_mib(u64::from(guest.memory_mib))
+        .kernel(&guest.assets.kernel)
+        .initrd(&guest.assets.initrd)
+        .cmdline(boot_cmdline(guest.assets))
+        .console(ConsoleSink::Discard)
+        .build()
+        .map_err(BenchError::uvm("configuration"))?;
+    let vm = KvmBackend::new()
+        .create_vm(config)
+        .map_err(BenchError::uvm("create"))?;
+    match start(&vm, guest, kinds).await {
+        Ok(after) => Ok((ApiTarget::new(Box::new(vm), VMM, Names::KVM), after)),
+        Err(e) => {
+            eprintln!(
+                "hotplug-bench: backend-kvm: guest console tail:\n{}",
+                console_tail(&vm, 30)
+            );
+            let _ = vm.stop(StopMode::Force).await;
+            let _ = tokio::time::timeout(Duration::from_secs(30), vm.wait()).await;
+            Err(e)
+        }
+    }
+}
+
+async fn start(vm: &KvmUvm, guest: &KvmGuest<'_>, kinds: &[Kind]) -> Result<Duration> {
+    add_controllers(vm, kinds).await?;
+    let started = Instant::now();
+    vm.start().await.map_err(BenchError::uvm("start"))?;
+    let probe = vm
+        .guest_probe()
+        .ok_or_else(|| BenchError::Vm("backend-kvm offers no guest probe".into()))?;
+    tokio::select! {
+        answered = agent_up(probe, started, guest.timeout) => answered,
+        status = vm.wait() => {
+            Err(BenchError::Vm(format!("the VM stopped while booting: {status}")))
+        }
+    }
+}
+
+fn console_tail(vm: &KvmUvm, lines: usize) -> String {
+    let text = vm.console_output();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Asks `probe` for the uptime until it answers; returns the time since
+/// `started`.
+pub async fn agent_up(
+    probe: &dyn GuestProbe,
+    started: Instant,
+    timeout: Duration,
+) -> Result<Duration> {
+    loop {
+        match probe.uptime().await {
+            Ok(_) => return Ok(started.elapsed()),
+            Err(e) if started.elapsed() >= timeout => {
+                return Err(BenchError::Vm(format!("the agent did not answer: {e}")));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+        }
+    }
+}
