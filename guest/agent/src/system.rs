@@ -134,16 +134,46 @@ impl System for RealSystem {
     }
 
     fn writable(&self, path: &Path) -> io::Result<bool> {
-        let path = c_path(path)?;
-        // SAFETY: `path` is a valid NUL-terminated string for the call.
-        let rc = unsafe { libc::access(path.as_ptr(), libc::W_OK) };
-        if rc == 0 {
-            return Ok(true);
+        let c = c_path(path)?;
+        // SAFETY: `c` is a valid NUL-terminated string for the call.
+        let rc = unsafe { libc::access(c.as_ptr(), libc::W_OK) };
+        if rc != 0 {
+            let error = io::Error::last_os_error();
+            return match error.raw_os_error() {
+                Some(libc::EROFS | libc::EACCES | libc::EPERM) => Ok(false),
+                _ => Err(error),
+            };
         }
-        let error = io::Error::last_os_error();
-        match error.raw_os_error() {
-            Some(libc::EROFS | libc::EACCES | libc::EPERM) => Ok(false),
-            _ => Err(error),
+        // access() trusts the mode bits; a file system whose server refuses
+        // writes (virtio-fs served read-only) only says so on a real write.
+        // Try one: open the file for writing, or create and remove a probe
+        // file in the directory.
+        let refused = |e: &io::Error| {
+            matches!(
+                e.raw_os_error(),
+                Some(libc::EROFS | libc::EACCES | libc::EPERM)
+            )
+        };
+        if path.is_dir() {
+            let probe = path.join(format!(".uvm-agent-writable-{}", std::process::id()));
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&probe)
+            {
+                Ok(_) => {
+                    std::fs::remove_file(&probe)?;
+                    Ok(true)
+                }
+                Err(e) if refused(&e) => Ok(false),
+                Err(e) => Err(e),
+            }
+        } else {
+            match std::fs::OpenOptions::new().write(true).open(path) {
+                Ok(_) => Ok(true),
+                Err(e) if refused(&e) => Ok(false),
+                Err(e) => Err(e),
+            }
         }
     }
 
@@ -344,5 +374,22 @@ pub mod fake {
                 Ok(())
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod real_system_tests {
+    use super::*;
+
+    #[test]
+    fn writable_probes_directories_and_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(RealSystem.writable(dir.path()).unwrap());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"x").unwrap();
+        assert!(RealSystem.writable(&file).unwrap());
+        assert_eq!(std::fs::read(&file).unwrap(), b"x", "not truncated");
+        assert!(RealSystem.writable(&dir.path().join("missing")).is_err());
     }
 }
