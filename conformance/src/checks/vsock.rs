@@ -90,6 +90,9 @@ async fn guest_dials(
     payload: &[u8],
 ) -> Step {
     let p = probe(vm)?;
+    // The I/O limit starts once the guest is up: a nested guest may take
+    // longer than that to boot.
+    p.uptime().await.must("the guest agent answering")?;
     let server = tokio::spawn(serve_once(listener));
     let reply = tokio::time::timeout(IO_LIMIT, p.dial_host(port, payload))
         .await
@@ -371,6 +374,7 @@ async fn concurrent_connections(ctx: Ctx) -> Step {
             Ok::<(), crate::outcome::Outcome>(())
         }
     });
+    p.uptime().await.must("the guest agent answering")?;
     let results = tokio::time::timeout(IO_LIMIT, futures::future::join_all(dials))
         .await
         .map_err(|_| {

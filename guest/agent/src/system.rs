@@ -77,21 +77,36 @@ impl System for RealSystem {
         let target = c_path(target)?;
         let fstype = c_str(fstype)?;
         let flags = if read_only { libc::MS_RDONLY } else { 0 };
-        // SAFETY: all pointers are valid NUL-terminated strings that outlive
-        // the call; a null data pointer means "no options".
-        let rc = unsafe {
-            libc::mount(
-                source.as_ptr(),
-                target.as_ptr(),
-                fstype.as_ptr(),
-                flags,
-                std::ptr::null(),
-            )
+        let attempt = || {
+            // SAFETY: all pointers are valid NUL-terminated strings that
+            // outlive the call; a null data pointer means "no options".
+            let rc = unsafe {
+                libc::mount(
+                    source.as_ptr(),
+                    target.as_ptr(),
+                    fstype.as_ptr(),
+                    flags,
+                    std::ptr::null(),
+                )
+            };
+            if rc == 0 {
+                Ok(())
+            } else {
+                Err(io::Error::last_os_error())
+            }
         };
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
+        match attempt() {
+            // A dead mount (its device was removed) sits on the target:
+            // detach it and mount again.
+            Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+                // SAFETY: `target` is a valid NUL-terminated string for the call.
+                let rc = unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+                if rc != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                attempt()
+            }
+            other => other,
         }
     }
 

@@ -162,14 +162,22 @@ pub fn list_shares(root: &Path) -> HandlerResult<SharesReply> {
     let shares = tags
         .into_iter()
         .map(|tag| {
+            // A share removed and added again leaves its old mount behind,
+            // dead (ENOTCONN): only a mount that answers counts.
             let mounted_at = mounts
                 .iter()
-                .find(|(source, _)| *source == tag)
+                .filter(|(source, _)| *source == tag)
+                .find(|(_, target)| mount_answers(root, target))
                 .map(|(_, target)| target.clone());
             Share { tag, mounted_at }
         })
         .collect();
     Ok(SharesReply { shares })
+}
+
+/// Whether the mount at `target` (a guest path) answers a `stat`.
+fn mount_answers(root: &Path, target: &str) -> bool {
+    std::fs::metadata(root.join(target.trim_start_matches('/'))).is_ok()
 }
 
 /// `writable`: whether `path` exists and may be written (through
@@ -190,6 +198,26 @@ mod tests {
     use std::fs;
 
     #[test]
+    fn a_mount_that_does_not_answer_does_not_count() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        let dir = r.join("sys/fs/virtiofs/0");
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("tag"), "vfs1\n").unwrap();
+        fs::create_dir_all(r.join("proc")).unwrap();
+        fs::write(
+            r.join("proc/mounts"),
+            "vfs1 /dead virtiofs rw 0 0\nvfs1 /live virtiofs rw 0 0\n",
+        )
+        .unwrap();
+        fs::create_dir_all(r.join("live")).unwrap();
+        let reply = list_shares(r).unwrap();
+        assert_eq!(reply.shares[0].mounted_at.as_deref(), Some("/live"));
+        fs::remove_dir(r.join("live")).unwrap();
+        assert_eq!(list_shares(r).unwrap().shares[0].mounted_at, None);
+    }
+
+    #[test]
     fn lists_tags_and_their_mounts() {
         let root = tempfile::tempdir().unwrap();
         let r = root.path();
@@ -204,6 +232,9 @@ mod tests {
             "proc /proc proc rw 0 0\nvfs1 /run/uvm/shares/vfs1 virtiofs rw,relatime 0 0\nmy\\040share /mnt/a\\040b virtiofs ro 0 0\nvfs2 /x tmpfs rw 0 0\n",
         )
         .unwrap();
+        for target in ["run/uvm/shares/vfs1", "mnt/a b"] {
+            fs::create_dir_all(r.join(target)).unwrap();
+        }
         let reply = list_shares(r).unwrap();
         assert_eq!(
             reply.shares,
@@ -248,6 +279,7 @@ mod tests {
             "proc /proc proc rw 0 0\nalpha /run/uvm/shares/alpha virtiofs rw 0 0\nlayer-2 /x tmpfs rw 0 0\n",
         )
         .unwrap();
+        fs::create_dir_all(r.join("run/uvm/shares/alpha")).unwrap();
     }
 
     #[test]
