@@ -12,7 +12,7 @@
 //! stopped and the staging directory removed.
 //!
 //! Only virtio-fs: Plan9 and VSMB answer `NotSupported`. Without a
-//! `virtiofsd` binary ([`find_virtiofsd`]) virtio-fs is not supported
+//! `virtiofsd` binary ([`find_virtiofsd`](uvm_devices::virtio::fs::find_virtiofsd)) virtio-fs is not supported
 //! either, and `supported(VirtioFs, ..)` says so.
 
 use std::path::{Path, PathBuf};
