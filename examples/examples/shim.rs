@@ -232,7 +232,14 @@ async fn show_disk_in_guest(
     attachment: &LayerAttachment,
     contents: &[u8],
 ) -> Result<()> {
-    let Some(disk) = find_disk(probe, attachment).await? else {
+    // A hot-added disk takes the guest a moment to scan.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut found = find_disk(probe, attachment).await?;
+    while found.is_none() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        found = find_disk(probe, attachment).await?;
+    }
+    let Some(disk) = found else {
         if matches!(attachment, LayerAttachment::Vpmem { .. }) {
             let pmem = probe.pmem_devices().await?;
             println!("    guest sees pmem devices: {pmem:?}");
