@@ -3,12 +3,12 @@
 //! KVM's default PIT policy re-delivers every timer tick the guest did not
 //! acknowledge in time. When the guest runs slowly (nested virtualization
 //! under emulation, a loaded host, a vCPU parked for a pause) ticks pile
-//! up, and the `kvm-pit` worker then injects the backlog back to back: in
-//! the nested lab this pinned the `kvm-pit` worker and the vCPU thread at
-//! 100 % for minutes (soft lockups in the L1 kernel). Linux does not need
-//! the backlog (it keeps time with the TSC and kvmclock and moves off the
-//! PIT to the local APIC timer early), so we discard lost ticks, as QEMU's
-//! `lost_tick_policy=discard` does.
+//! up and the `kvm-pit` worker injects the backlog back to back. Linux does
+//! not need the backlog (it keeps time with the TSC and kvmclock and moves
+//! off the PIT to the local APIC timer early), so we discard lost ticks, as
+//! QEMU's `lost_tick_policy=discard` does. (This was a suspect for the
+//! nested lab's L1 soft lockups, with `kvm-pit` and a vCPU thread spinning;
+//! they still happen with reinjection off, so it was not the cause.)
 
 use kvm_bindings::{KVM_PIT_SPEAKER_DUMMY, KVMIO, kvm_pit_config, kvm_reinject_control};
 use kvm_ioctls::VmFd;
