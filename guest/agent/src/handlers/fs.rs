@@ -27,8 +27,18 @@ pub fn mount(
         )));
     }
     let target = guest_path(root, path)?;
-    std::fs::create_dir_all(&target)
-        .map_err(|e| HandlerError::io(format!("mkdir {}", target.display()), e))?;
+    let mkdir = |e| HandlerError::io(format!("mkdir {}", target.display()), e);
+    match std::fs::create_dir_all(&target) {
+        // A dead mount of a removed share sits at the path (ENOTCONN):
+        // unmount it, then the path is an ordinary directory again.
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+            system
+                .unmount(&target)
+                .map_err(|e| HandlerError::io(format!("unmount dead mount {path}"), e))?;
+            std::fs::create_dir_all(&target).map_err(mkdir)?;
+        }
+        other => other.map_err(mkdir)?,
+    }
     system
         .mount(tag, &target, VIRTIOFS, read_only)
         .map_err(|e| HandlerError::io(format!("mount {VIRTIOFS} {tag} on {path}"), e))?;
