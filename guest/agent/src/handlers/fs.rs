@@ -28,10 +28,18 @@ pub fn mount(
     }
     let target = guest_path(root, path)?;
     let mkdir = |e| HandlerError::io(format!("mkdir {}", target.display()), e);
+    let dead_mount = |e: &std::io::Error| {
+        e.raw_os_error() == Some(libc::ENOTCONN)
+            || std::fs::metadata(&target)
+                .err()
+                .and_then(|m| m.raw_os_error())
+                == Some(libc::ENOTCONN)
+    };
     match std::fs::create_dir_all(&target) {
-        // A dead mount of a removed share sits at the path (ENOTCONN):
-        // unmount it, then the path is an ordinary directory again.
-        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+        // A dead mount of a removed share sits at the path (mkdir says
+        // EEXIST or ENOTCONN, stat says ENOTCONN): unmount it, then the path
+        // is an ordinary directory again.
+        Err(e) if dead_mount(&e) => {
             system
                 .unmount(&target)
                 .map_err(|e| HandlerError::io(format!("unmount dead mount {path}"), e))?;
