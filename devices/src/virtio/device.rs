@@ -32,6 +32,22 @@ pub struct ActivateContext {
     pub interrupt: Arc<dyn VirtioInterrupt>,
 }
 
+impl ActivateContext {
+    /// Takes queue `index` out of the context; `QueueMissing` if the driver
+    /// did not enable it (or the device has no such queue).
+    pub fn take_queue(&mut self, index: u16) -> Result<Queue, DeviceError> {
+        self.take_optional_queue(index)
+            .ok_or(DeviceError::QueueMissing(index))
+    }
+
+    /// Takes queue `index` out of the context, if the driver enabled it.
+    pub fn take_optional_queue(&mut self, index: u16) -> Option<Queue> {
+        self.queues
+            .get_mut(usize::from(index))
+            .and_then(Option::take)
+    }
+}
+
 /// Why a device operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {

@@ -175,13 +175,8 @@ impl VirtioDevice for PmemDevice {
         tracing::warn!(offset, "virtio-pmem configuration is read-only");
     }
 
-    fn activate(&mut self, ctx: ActivateContext) -> Result<(), DeviceError> {
-        let queue = ctx
-            .queues
-            .into_iter()
-            .next()
-            .flatten()
-            .ok_or(DeviceError::QueueMissing(0))?;
+    fn activate(&mut self, mut ctx: ActivateContext) -> Result<(), DeviceError> {
+        let queue = ctx.take_queue(0)?;
         self.active = Some(Active {
             mem: ctx.mem,
             queue,

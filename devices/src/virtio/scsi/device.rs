@@ -258,14 +258,13 @@ impl VirtioDevice for VirtioScsiDevice {
         self.inner.lock().config.write(offset, data);
     }
 
-    fn activate(&mut self, ctx: ActivateContext) -> Result<(), DeviceError> {
-        let mut queues = ctx.queues.into_iter();
-        let control = queues
-            .next()
-            .flatten()
-            .ok_or(DeviceError::QueueMissing(CONTROL_QUEUE))?;
-        let event = queues.next().flatten();
-        let requests: Vec<Option<Queue>> = queues.collect();
+    fn activate(&mut self, mut ctx: ActivateContext) -> Result<(), DeviceError> {
+        let control = ctx.take_queue(CONTROL_QUEUE)?;
+        let event = ctx.take_optional_queue(EVENT_QUEUE);
+        let requests: Vec<Option<Queue>> = std::mem::take(&mut ctx.queues)
+            .into_iter()
+            .skip(usize::from(FIRST_REQUEST_QUEUE))
+            .collect();
         if requests.first().is_none_or(Option::is_none) {
             return Err(DeviceError::QueueMissing(FIRST_REQUEST_QUEUE));
         }

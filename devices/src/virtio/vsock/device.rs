@@ -334,17 +334,10 @@ impl VirtioDevice for VsockDevice {
         tracing::warn!(offset, "vsock configuration is read-only");
     }
 
-    fn activate(&mut self, ctx: ActivateContext) -> Result<(), DeviceError> {
-        let mut queues = ctx.queues.into_iter();
-        let rx = queues
-            .next()
-            .flatten()
-            .ok_or(DeviceError::QueueMissing(RX_QUEUE))?;
-        let tx = queues
-            .next()
-            .flatten()
-            .ok_or(DeviceError::QueueMissing(TX_QUEUE))?;
-        let event = queues.next().flatten();
+    fn activate(&mut self, mut ctx: ActivateContext) -> Result<(), DeviceError> {
+        let rx = ctx.take_queue(RX_QUEUE)?;
+        let tx = ctx.take_queue(TX_QUEUE)?;
+        let event = ctx.take_optional_queue(EVENT_QUEUE);
         self.inner.lock().active = Some(Active {
             mem: ctx.mem,
             rx,
