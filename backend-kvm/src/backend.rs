@@ -10,6 +10,7 @@ use uvm_api::{
 use uvm_devices::virtio::fs::find_virtiofsd;
 
 use crate::boot::payload::RealModePayload;
+use crate::managers::net::retry_while_tap_busy;
 use crate::uvm::KvmUvm;
 use crate::vmm::BootSpec;
 
@@ -160,18 +161,8 @@ impl Backend for KvmBackend {
 
     async fn create(&self, config: UvmConfig) -> Result<Box<dyn Uvm>> {
         // A boot-time NIC's tap may still be held by a VM that is stopping.
-        let deadline = tokio::time::Instant::now() + crate::managers::net::TAP_BUSY_WAIT;
-        loop {
-            match self.create_vm(config.clone()) {
-                Err(e)
-                    if crate::managers::net::tap_busy(&e)
-                        && tokio::time::Instant::now() < deadline =>
-                {
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                }
-                result => return Ok(Box::new(result?)),
-            }
-        }
+        let vm = retry_while_tap_busy(|| self.create_vm(config.clone())).await?;
+        Ok(Box::new(vm))
     }
 
     async fn restore(&self, _snapshot: &Path) -> Result<Box<dyn Uvm>> {

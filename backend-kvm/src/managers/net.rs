@@ -148,12 +148,29 @@ fn tap_error(nic: &Nic, e: TapError) -> Error {
 }
 
 /// How long an add waits for a tap another VM is still closing.
-pub(crate) const TAP_BUSY_WAIT: Duration = Duration::from_secs(3);
+const TAP_BUSY_WAIT: Duration = Duration::from_secs(3);
+/// Pause between attempts while a tap is busy.
+const TAP_BUSY_RETRY: Duration = Duration::from_millis(20);
 
 /// Whether `e` says the tap is attached elsewhere (`EBUSY` from
 /// `TUNSETIFF`): a VM that is still stopping may hold it for a moment.
-pub(crate) fn tap_busy(e: &Error) -> bool {
+fn tap_busy(e: &Error) -> bool {
     matches!(e, Error::Io { source, .. } if source.raw_os_error() == Some(libc::EBUSY))
+}
+
+/// Runs `attempt` (which opens taps) until it succeeds, fails for another
+/// reason than a busy tap, or [`TAP_BUSY_WAIT`] has passed.
+pub(crate) async fn retry_while_tap_busy<T>(mut attempt: impl FnMut() -> Result<T>) -> Result<T> {
+    let deadline = tokio::time::Instant::now() + TAP_BUSY_WAIT;
+    loop {
+        match attempt() {
+            Err(e) if tap_busy(&e) && tokio::time::Instant::now() < deadline => {
+                tracing::debug!("tap busy; retrying");
+                tokio::time::sleep(TAP_BUSY_RETRY).await;
+            }
+            result => return result,
+        }
+    }
 }
 
 impl KvmNetwork {
@@ -239,20 +256,9 @@ impl KvmNetwork {
 impl NetworkManager for KvmNetwork {
     async fn add_nic(&self, nic: Nic) -> Result<()> {
         let span = op_span(&self.ctx.vm_id, "network add_nic");
-        async {
-            let deadline = tokio::time::Instant::now() + TAP_BUSY_WAIT;
-            loop {
-                match self.do_add_nic(nic.clone()) {
-                    Err(e) if tap_busy(&e) && tokio::time::Instant::now() < deadline => {
-                        tracing::debug!(endpoint = %nic.endpoint, "tap busy; retrying");
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
-                    result => return result,
-                }
-            }
-        }
-        .instrument(span)
-        .await
+        retry_while_tap_busy(|| self.do_add_nic(nic.clone()))
+            .instrument(span)
+            .await
     }
 
     async fn remove_nic(&self, id: &str) -> Result<Removal> {
