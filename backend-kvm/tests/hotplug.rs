@@ -6,57 +6,34 @@
 
 #![cfg(test)]
 
+mod support;
+
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use support::{config, kvm_missing, spin_payload};
 use uvm_api::{
-    DiskFormat, Error, ImageFormat, Operation, Resource, ScsiDisk, State, StopMode, Uvm, UvmConfig,
+    DiskFormat, Error, ImageFormat, Operation, Resource, ScsiDisk, State, StopMode, Uvm,
     VpmemController, VpmemDevice,
 };
+use uvm_backend_kvm::KvmBackend;
 use uvm_backend_kvm::console::ConsoleTap;
 use uvm_backend_kvm::hotplug::{DeviceHub, ExtraMemory, HubError};
 use uvm_backend_kvm::vmm::{self, BootSpec, Prepared};
-use uvm_backend_kvm::{KvmBackend, RealModePayload};
 use uvm_devices::acpi::pci_hotplug::{PCIHP_BASE, PCIHP_GPE};
 use uvm_devices::acpi::pm::{GPE0_OFFSET, PM_BASE};
 use uvm_devices::virtio::scsi::VirtioScsiDevice;
 use uvm_devices::virtio::vsock::VsockDevice;
 use vm_memory::mmap::MmapRegion;
 
-fn kvm_missing() -> bool {
-    if Path::new("/dev/kvm").exists() {
-        return false;
-    }
-    eprintln!("SKIPPED: /dev/kvm not available: /dev/kvm does not exist on this host");
-    true
-}
-
-/// `jmp $`
-const SPIN: &[u8] = &[0xeb, 0xfe];
-
-fn config(id: &str) -> UvmConfig {
-    UvmConfig::builder(id)
-        .vcpus(1)
-        .memory_mib(16)
-        .build()
-        .unwrap()
-}
-
-fn payload() -> RealModePayload {
-    RealModePayload {
-        code: SPIN.to_vec(),
-        load_addr: 0x1000,
-    }
-}
-
 fn prepared(hub: &Arc<DeviceHub>) -> Prepared {
     let device = VsockDevice::new(3, &tokio::runtime::Handle::current());
     vmm::prepare(
         &config("hotplug"),
-        &BootSpec::Payload(payload()),
+        &BootSpec::Payload(spin_payload()),
         Arc::new(ConsoleTap::default()),
         Box::new(device),
         hub,
@@ -261,7 +238,7 @@ async fn cold_plugged_devices_boot_and_pending_removals_complete_at_stop() {
     cfg.devices.scsi_controllers = 1;
     cfg.devices.scsi_disks.push(disk(0));
     let vm = KvmBackend::new()
-        .create_with_payload(cfg, payload())
+        .create_with_payload(cfg, spin_payload())
         .unwrap();
     assert!(vm.supported(Resource::Scsi, Operation::Add));
     assert!(vm.supported(Resource::VPMem, Operation::Remove));
@@ -417,7 +394,7 @@ async fn shares_run_one_daemon_each_and_stop_them_with_the_vm() {
         .shares
         .push(share("boot", uvm_api::ShareKind::VirtioFs));
     let vm = KvmBackend::with_virtiofsd(Some(virtiofsd))
-        .create_with_payload(cfg, payload())
+        .create_with_payload(cfg, spin_payload())
         .unwrap();
     assert!(vm.supported(Resource::VirtioFs, Operation::Add));
     assert!(!vm.supported(Resource::Plan9, Operation::Add));
@@ -457,7 +434,7 @@ async fn shares_run_one_daemon_each_and_stop_them_with_the_vm() {
     assert!(virtiofsd_children().is_empty(), "daemons stop with the VM");
 
     let without = KvmBackend::with_virtiofsd(None)
-        .create_with_payload(config("no-fs"), payload())
+        .create_with_payload(config("no-fs"), spin_payload())
         .unwrap();
     assert!(!without.supported(Resource::VirtioFs, Operation::Add));
     assert!(without.shared_folders().is_none());

@@ -5,22 +5,17 @@
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
+mod support;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+use support::kvm_missing;
 
 use uvm_api::{Action, Error, Operation, Resource, State, StopMode, StopReason, Uvm, UvmConfig};
 use uvm_backend_kvm::{KvmBackend, KvmUvm, RealModePayload};
 
 const LOAD: u64 = 0x1000;
-
-fn kvm_missing() -> bool {
-    if Path::new("/dev/kvm").exists() {
-        return false;
-    }
-    eprintln!("SKIPPED: /dev/kvm not available: /dev/kvm does not exist on this host");
-    true
-}
 
 fn payload_vm(id: &str, code: &[u8]) -> KvmUvm {
     let config = UvmConfig::builder(id)

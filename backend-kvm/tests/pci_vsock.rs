@@ -6,45 +6,25 @@
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
-use std::path::Path;
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use uvm_api::{Error, Operation, Resource, State, StopMode, Uvm, UvmConfig, VMADDR_PORT_ANY};
+use support::{config, kvm_missing, spin_payload};
+use uvm_api::{Error, Operation, Resource, State, StopMode, Uvm, VMADDR_PORT_ANY};
+use uvm_backend_kvm::KvmBackend;
 use uvm_backend_kvm::console::ConsoleTap;
 use uvm_backend_kvm::hotplug::DeviceHub;
 use uvm_backend_kvm::pci::{BAR_WINDOW, VSOCK_SLOT};
 use uvm_backend_kvm::vmm::{self, BootSpec, Prepared};
-use uvm_backend_kvm::{KvmBackend, RealModePayload};
 use uvm_devices::virtio::pci_transport::caps;
 use uvm_devices::virtio::status;
 use uvm_devices::virtio::vsock::VsockDevice;
 use vm_memory::{Bytes, GuestAddress};
 
-fn kvm_missing() -> bool {
-    if Path::new("/dev/kvm").exists() {
-        return false;
-    }
-    eprintln!("SKIPPED: /dev/kvm not available: /dev/kvm does not exist on this host");
-    true
-}
-
-/// `jmp $`
-const SPIN: &[u8] = &[0xeb, 0xfe];
-
-fn config(id: &str) -> UvmConfig {
-    UvmConfig::builder(id)
-        .vcpus(1)
-        .memory_mib(16)
-        .build()
-        .unwrap()
-}
-
 fn prepared() -> Prepared {
-    let boot = BootSpec::Payload(RealModePayload {
-        code: SPIN.to_vec(),
-        load_addr: 0x1000,
-    });
+    let boot = BootSpec::Payload(spin_payload());
     let device = VsockDevice::new(3, &tokio::runtime::Handle::current());
     vmm::prepare(
         &config("pci"),
@@ -229,13 +209,7 @@ async fn vsock_manager_follows_the_state_table() {
         return;
     }
     let vm = KvmBackend::new()
-        .create_with_payload(
-            config("vsock-states"),
-            RealModePayload {
-                code: SPIN.to_vec(),
-                load_addr: 0x1000,
-            },
-        )
+        .create_with_payload(config("vsock-states"), spin_payload())
         .unwrap();
     assert!(vm.supported(Resource::VmSocket, Operation::Add));
     for r in [Resource::Scsi, Resource::VPMem, Resource::Network] {
