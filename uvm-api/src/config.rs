@@ -306,13 +306,8 @@ impl UvmConfig {
                 validate::absolute_path("path", &dev.path),
             );
         }
-        if let Some(c) = d.vpmem
-            && (c.max_devices == 0 || c.max_size_bytes == 0)
-        {
-            p.add(
-                "devices.vpmem",
-                "max_devices and max_size_bytes must be above zero",
-            );
+        if let Some(c) = d.vpmem {
+            p.check("devices.vpmem", c.validate());
         }
         let (mut ids, mut macs) = (HashSet::new(), HashSet::new());
         for (i, nic) in d.nics.iter().enumerate() {

@@ -78,6 +78,20 @@ pub struct VpmemController {
     pub max_size_bytes: u64,
 }
 
+impl VpmemController {
+    /// Checks both limits are above zero (`InvalidArgument`, argument
+    /// `controller`).
+    pub fn validate(&self) -> Result<()> {
+        if self.max_devices == 0 || self.max_size_bytes == 0 {
+            return Err(crate::Error::invalid_argument(
+                "controller",
+                "max_devices and max_size_bytes must be above zero",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// A persistent-memory device backed by an image file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VpmemDevice {

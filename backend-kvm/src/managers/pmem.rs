@@ -89,12 +89,7 @@ impl KvmVpmem {
                 what: "the VPMem controller".to_owned(),
             });
         }
-        if controller.max_devices == 0 || controller.max_size_bytes == 0 {
-            return Err(Error::invalid_argument(
-                "controller",
-                "max_devices and max_size_bytes must be above zero",
-            ));
-        }
+        controller.validate()?;
         state.controller = Some(controller);
         Ok(())
     }
