@@ -223,11 +223,6 @@ impl DeviceHub {
         self.lock().reserved.remove(&slot);
     }
 
-    /// Whether the VM is running with its bus live.
-    pub fn is_live(&self) -> bool {
-        self.lock().live.is_some()
-    }
-
     /// Plugs `device` into `slot` (cold before start, hot while running);
     /// `what` names it in logs. `memory`, if any, becomes guest memory with it.
     pub fn plug(
