@@ -23,7 +23,8 @@ pub struct KvmRun<'a> {
     pub timeout: Duration,
 }
 
-fn create(run: &KvmRun<'_>, id: &str) -> Result<KvmUvm> {
+/// Creates (does not start) a VM booting `run`'s guest, named `id`.
+pub(crate) fn create(run: &KvmRun<'_>, id: &str) -> Result<KvmUvm> {
     let config = UvmConfig::builder(id)
         .vcpus(1)
         .memory_mib(u64::from(run.memory_mib))
@@ -100,7 +101,8 @@ async fn measure(vm: &KvmUvm, run: &KvmRun<'_>, number: usize) -> Result<Sample>
     })
 }
 
-fn console_tail(vm: &KvmUvm, lines: usize) -> String {
+/// The last `lines` lines of `vm`'s console.
+pub(crate) fn console_tail(vm: &KvmUvm, lines: usize) -> String {
     let text = vm.console_output();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")

@@ -14,11 +14,12 @@ use std::time::Duration;
 
 use uvm_bench::assets::{self, boot_cmdline};
 use uvm_bench::hotplug::device::{MAX_RUNS, Workspace};
-use uvm_bench::hotplug::kvm::{self, KvmGuest};
+use uvm_bench::hotplug::kvm;
 use uvm_bench::hotplug::poll::Poll;
 use uvm_bench::hotplug::report::{self, KindReport};
 use uvm_bench::hotplug::run::{self, Plan};
 use uvm_bench::hotplug::{Kind, qemu};
+use uvm_bench::kvm::KvmRun;
 use uvm_bench::{BenchError, Result};
 
 const USAGE: &str = "hotplug-bench [--runs N] [--only scsi,nic,pmem,share] [--vmm kvm|qemu|both] \
@@ -115,7 +116,7 @@ fn all_failed(vmm: &str, kinds: &[Kind], error: &BenchError) -> Vec<KindReport> 
         .collect()
 }
 
-async fn run_kvm(args: &Args, guest: &KvmGuest<'_>, files: &Workspace) -> Vec<KindReport> {
+async fn run_kvm(args: &Args, guest: &KvmRun<'_>, files: &Workspace) -> Vec<KindReport> {
     match kvm::boot(guest, &args.plan.kinds).await {
         Ok((mut target, booted)) => {
             eprintln!(
@@ -158,7 +159,7 @@ fn run(args: &Args) -> Result<bool> {
     let runtime = runtime()?;
     let mut reports = Vec::new();
     if args.kvm {
-        let guest = KvmGuest {
+        let guest = KvmRun {
             assets: &assets,
             memory_mib: args.memory_mib,
             timeout: args.boot_timeout,

@@ -5,45 +5,23 @@
 
 use std::time::{Duration, Instant};
 
-use uvm_api::{ConsoleSink, GuestProbe, StopMode, Uvm, UvmConfig};
-use uvm_backend_kvm::{KvmBackend, KvmUvm};
+use uvm_api::{GuestProbe, StopMode, Uvm};
+use uvm_backend_kvm::KvmUvm;
 
 use super::api::{ApiTarget, add_controllers};
 use super::device::Names;
 use super::kind::Kind;
-use crate::assets::{GuestAssets, boot_cmdline};
 use crate::error::{BenchError, Result};
+use crate::kvm::{KvmRun, console_tail, create};
 
 /// The VMM's name in reports.
 pub const VMM: &str = "backend-kvm";
 
-/// What the kvm guest boots.
-#[derive(Debug, Clone)]
-pub struct KvmGuest<'a> {
-    /// The guest.
-    pub assets: &'a GuestAssets,
-    /// Guest memory in MiB.
-    pub memory_mib: u32,
-    /// How long the boot may take.
-    pub timeout: Duration,
-}
-
 /// Creates the VM (with the controllers `kinds` need), starts it and waits
 /// until the guest agent answers; returns the target and the time from
 /// `start()` to that answer.
-pub async fn boot(guest: &KvmGuest<'_>, kinds: &[Kind]) -> Result<(ApiTarget, Duration)> {
-    let config = UvmConfig::builder("hotplug-bench")
-        .vcpus(1)
-        .memory_mib(u64::from(guest.memory_mib))
-        .kernel(&guest.assets.kernel)
-        .initrd(&guest.assets.initrd)
-        .cmdline(boot_cmdline(guest.assets))
-        .console(ConsoleSink::Discard)
-        .build()
-        .map_err(BenchError::uvm("configuration"))?;
-    let vm = KvmBackend::new()
-        .create_vm(config)
-        .map_err(BenchError::uvm("create"))?;
+pub async fn boot(guest: &KvmRun<'_>, kinds: &[Kind]) -> Result<(ApiTarget, Duration)> {
+    let vm = create(guest, "hotplug-bench")?;
     match start(&vm, guest, kinds).await {
         Ok(after) => Ok((ApiTarget::new(Box::new(vm), VMM, Names::KVM), after)),
         Err(e) => {
@@ -58,7 +36,7 @@ pub async fn boot(guest: &KvmGuest<'_>, kinds: &[Kind]) -> Result<(ApiTarget, Du
     }
 }
 
-async fn start(vm: &KvmUvm, guest: &KvmGuest<'_>, kinds: &[Kind]) -> Result<Duration> {
+async fn start(vm: &KvmUvm, guest: &KvmRun<'_>, kinds: &[Kind]) -> Result<Duration> {
     add_controllers(vm, kinds).await?;
     let started = Instant::now();
     vm.start().await.map_err(BenchError::uvm("start"))?;
@@ -71,12 +49,6 @@ async fn start(vm: &KvmUvm, guest: &KvmGuest<'_>, kinds: &[Kind]) -> Result<Dura
             Err(BenchError::Vm(format!("the VM stopped while booting: {status}")))
         }
     }
-}
-
-fn console_tail(vm: &KvmUvm, lines: usize) -> String {
-    let text = vm.console_output();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// Asks `probe` for the uptime until it answers; returns the time since
