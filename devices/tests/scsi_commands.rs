@@ -2,6 +2,8 @@
 //! uses, against real host files, and random CDBs that must never panic.
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
+mod fuzz_rng;
+use fuzz_rng::Rng;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 
@@ -294,21 +296,6 @@ fn formats_are_checked_not_probed() {
             .blocks(),
         2048
     );
-}
-
-/// xorshift64*: tiny and deterministic.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 #[test]

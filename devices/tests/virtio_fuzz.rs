@@ -4,31 +4,15 @@
 //! device DEVICE_NEEDS_RESET, after which a reset brings it back.
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
+mod fuzz_rng;
 mod virtio_support;
 
+use fuzz_rng::Rng;
 use uvm_devices::virtio::VIRTIO_F_VERSION_1;
 use uvm_devices::virtio::vsock::VsockDevice;
 use uvm_devices::virtio::vsock::packet::{HDR_SIZE, Header};
 use virtio_support::*;
 use vm_memory::{Bytes, GuestAddress};
-
-/// xorshift64*: tiny and deterministic.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
 
 struct Rig {
     m: Machine,

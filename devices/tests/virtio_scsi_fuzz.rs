@@ -6,8 +6,10 @@
 //! DEVICE_NEEDS_RESET, after which a reset brings it back.
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
+mod fuzz_rng;
 mod virtio_support;
 
+use fuzz_rng::Rng;
 use uvm_devices::scsi::{DiskImage, ImageKind, ScsiDisk};
 use uvm_devices::virtio::net::{MemoryBackend, NetDevice, VIRTIO_NET_F_MAC};
 use uvm_devices::virtio::pmem::PmemDevice;
@@ -15,24 +17,6 @@ use uvm_devices::virtio::scsi::{ScsiHost, VIRTIO_SCSI_F_HOTPLUG, VirtioScsiDevic
 use uvm_devices::virtio::{VIRTIO_F_VERSION_1, VirtioDevice};
 use virtio_support::*;
 use vm_memory::{Bytes, GuestAddress};
-
-/// xorshift64*: tiny and deterministic.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
 
 const SANE: u64 = 0x80_0000;
 
