@@ -8,7 +8,9 @@
 //! off the PIT to the local APIC timer early), so we discard lost ticks, as
 //! QEMU's `lost_tick_policy=discard` does. (This was a suspect for the
 //! nested lab's L1 soft lockups, with `kvm-pit` and a vCPU thread spinning;
-//! they still happen with reinjection off, so it was not the cause.)
+//! they still happened with reinjection off.) A Linux guest that is offered
+//! the TSC-deadline timer ([`crate::cpuid`]) switches the PIT off at boot,
+//! so the PIT is only there for guests that need it.
 
 use kvm_bindings::{KVM_PIT_SPEAKER_DUMMY, KVMIO, kvm_pit_config, kvm_reinject_control};
 use kvm_ioctls::VmFd;

@@ -20,7 +20,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use kvm_bindings::{KVM_MAX_CPUID_ENTRIES, kvm_clock_data};
-use kvm_ioctls::{Kvm, VcpuFd, VmFd};
+use kvm_ioctls::{Cap, Kvm, VcpuFd, VmFd};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio::sync::oneshot;
 use uvm_api::{ExitStatus, StopReason, UvmConfig};
@@ -258,12 +258,13 @@ pub fn prepare(
     let supported = kvm
         .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
         .map_err(VmmError::kvm("KVM_GET_SUPPORTED_CPUID"))?;
+    let tsc_deadline = kvm.check_extension(Cap::TscDeadlineTimer);
     let mut vcpus = Vec::with_capacity(usize::from(vcpu_count));
     for id in 0..vcpu_count {
         let vcpu = vm
             .create_vcpu(u64::from(id))
             .map_err(VmmError::kvm("KVM_CREATE_VCPU"))?;
-        vcpu.set_cpuid2(&cpuid::for_vcpu(&supported, id, vcpu_count))
+        vcpu.set_cpuid2(&cpuid::for_vcpu(&supported, id, vcpu_count, tsc_deadline))
             .map_err(VmmError::kvm("KVM_SET_CPUID2"))?;
         let (set, wanted) = msrs::set_boot_msrs(&vcpu)?;
         if set != wanted {

@@ -10,6 +10,10 @@
 //! 2. Boot with `uvm.noagent=1`: `/init` runs `poweroff -f` after
 //!    `UVM_GUEST_READY`; the reason must be `Shutdown` (ACPI S5).
 //!
+//! `--console` boots the first guest with `loglevel=7` and prints its
+//! console once it is ready (to see what the guest kernel chose: clock
+//! event devices, drivers).
+//!
 //! Exit code 0 when the guest booted both times and powered off through S5
 //! both times (power button, then `poweroff -f`);
 //! 1 otherwise (the guest console is printed on failure).
@@ -101,8 +105,9 @@ async fn hot_add_share(vm: &KvmUvm) -> Result<(), String> {
     ))
 }
 
-async fn phase_graceful(assets: &GuestAssets) -> Result<StopReason, String> {
-    let vm = create(assets, "boot-graceful", "")?;
+async fn phase_graceful(assets: &GuestAssets, console: bool) -> Result<StopReason, String> {
+    let extra = if console { "loglevel=7" } else { "" };
+    let vm = create(assets, "boot-graceful", extra)?;
     let ready = match boot(&vm).await {
         Ok(t) => t,
         Err(e) => {
@@ -112,6 +117,9 @@ async fn phase_graceful(assets: &GuestAssets) -> Result<StopReason, String> {
         }
     };
     println!("kvm-boot-check: UVM_GUEST_READY {ready:.3?} after start()");
+    if console {
+        dump(&vm);
+    }
     let stats = vm.stats().await.map_err(|e| e.to_string())?;
     println!(
         "kvm-boot-check: at ready: vCPU time {:.3?}, resident {:?} bytes, exits {:?}",
@@ -195,7 +203,8 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let graceful = phase_graceful(&assets).await;
+        let console = std::env::args().skip(1).any(|a| a == "--console");
+        let graceful = phase_graceful(&assets, console).await;
         let poweroff = phase_poweroff(&assets).await;
         println!("kvm-boot-check: graceful: {graceful:?}; poweroff: {poweroff:?}");
         match (graceful, poweroff) {
