@@ -53,6 +53,18 @@ pub enum XtaskError {
         /// What is wrong with it.
         message: String,
     },
+    /// The nested lab's L1 kernel reported a soft lockup or an RCU stall
+    /// (a fault of the TCG-emulated L1, see `xtask/src/lockup.rs`); the L1
+    /// was stopped at once rather than left to hang until the timeout.
+    #[error("the L1 kernel reported a lockup after {seconds:.0}s: {line} (console log: {})", log.display())]
+    L1Lockup {
+        /// The console line that reported it.
+        line: String,
+        /// Seconds from the L1's start.
+        seconds: f64,
+        /// The L1 console log.
+        log: PathBuf,
+    },
     /// Something else the task checks went wrong.
     #[error("{0}")]
     Other(String),

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crate::cpio::Entry;
 use crate::error::{Result, XtaskError};
 use crate::guest::{self, Assets};
-use crate::{apt, build, cache, cmd, initramfs, qemu_bundle};
+use crate::{apt, build, cache, cmd, initramfs, lockup, qemu_bundle};
 
 /// The L1 `/init` (`guest/lab/init.sh`).
 pub const INIT: &str = include_str!("../../guest/lab/init.sh");
@@ -122,6 +122,10 @@ pub struct LabOptions {
     pub with_qemu: bool,
     /// Stream the L1 boot log too, not only the program's output.
     pub verbose: bool,
+    /// How many times to run the program again in a fresh L1 when the L1
+    /// kernel reports a lockup ([`crate::lockup`]); any other failure is
+    /// final.
+    pub lockup_retries: u32,
     /// Program name (a binary of this workspace) or path, and its arguments.
     pub program: Vec<String>,
 }
@@ -138,6 +142,7 @@ impl Default for LabOptions {
             with_vmlinux: false,
             with_qemu: false,
             verbose: false,
+            lockup_retries: 0,
             program: Vec::new(),
         }
     }
@@ -176,6 +181,10 @@ pub fn parse(args: &[String]) -> Result<LabOptions> {
             }
             "--cpus" => {
                 options.cpus = number(arg, next)?;
+                i += 1;
+            }
+            "--lockup-retries" => {
+                options.lockup_retries = number(arg, next)?;
                 i += 1;
             }
             "--scratch-gib" => {
@@ -240,7 +249,21 @@ pub fn run(args: &[String]) -> Result<i32> {
         Mode::Nested { reason } => {
             eprintln!("xtask lab: nested: {reason}");
             build::check_static(&program)?;
-            run_nested(&program, &options, &assets)
+            let mut attempt = 0;
+            loop {
+                match run_nested(&program, &options, &assets) {
+                    Err(error @ XtaskError::L1Lockup { .. })
+                        if attempt < options.lockup_retries =>
+                    {
+                        attempt += 1;
+                        eprintln!(
+                            "xtask lab: {error}\nxtask lab: running the program again in a fresh L1 (retry {attempt} of {})",
+                            options.lockup_retries
+                        );
+                    }
+                    other => return other,
+                }
+            }
         }
     }
 }
@@ -509,6 +532,20 @@ fn run_nested(program: &Path, options: &LabOptions, assets: &Assets) -> Result<i
         match rx.recv_timeout(left.max(Duration::from_millis(1))) {
             Ok(line) => {
                 let _ = writeln!(log, "{line}");
+                if lockup::is_lockup_report(&line) {
+                    let seconds = start.elapsed().as_secs_f64();
+                    eprintln!("{line}");
+                    eprintln!("xtask lab: the L1 kernel reports a lockup; killing QEMU");
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    let _ = std::fs::remove_file(&scratch);
+                    let _ = std::fs::remove_file(&initrd);
+                    return Err(XtaskError::L1Lockup {
+                        line,
+                        seconds,
+                        log: log_path,
+                    });
+                }
                 if line.contains(START_MARKER) && !started {
                     started = true;
                     eprintln!(
@@ -613,6 +650,9 @@ mod tests {
         assert!(o.with_qemu);
         assert_eq!(o.program, args("boot-bench --runs 5"));
         assert!(!parse(&args("-- x")).unwrap().with_qemu);
+        assert_eq!(parse(&args("-- x")).unwrap().lockup_retries, 0);
+        let o = parse(&args("--lockup-retries 2 -- x")).unwrap();
+        assert_eq!(o.lockup_retries, 2);
         assert!(parse(&args("")).is_err());
         assert!(parse(&args("--bogus -- x")).is_err());
         assert!(parse(&args("--timeout x -- y")).is_err());

@@ -16,6 +16,7 @@ mod error;
 mod guest;
 mod initramfs;
 mod lab;
+mod lockup;
 mod modules;
 mod qemu_bundle;
 mod vmlinux;
@@ -27,7 +28,8 @@ pub const USAGE: &str = "usage:
   cargo xtask guest [--json]
       build or reuse the guest kernel + initramfs (cache: $UVM_CACHE_DIR or ~/.cache/uvm)
   cargo xtask lab [--print-mode] [--nested] [--timeout SECS] [--memory MIB] [--cpus N]
-                  [--scratch-gib N] [--with-vmlinux] [--with-qemu] [--verbose] -- <program|path> [args]
+                  [--scratch-gib N] [--with-vmlinux] [--with-qemu] [--verbose]
+                  [--lockup-retries N] -- <program|path> [args]
       run a workspace binary (built static) where /dev/kvm can boot Linux";
 
 fn main() -> ExitCode {
