@@ -6,6 +6,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -446,10 +447,15 @@ fn forward_qemu_stderr(stderr: std::process::ChildStderr, verbose: bool) {
 
 fn run_nested(program: &Path, options: &LabOptions, assets: &Assets) -> Result<i32> {
     let qemu = ensure_qemu()?;
-    // One directory per run, so that concurrent lab runs do not collide.
-    let dir = cache::cache_root()
-        .join("lab")
-        .join(format!("run-{}", std::process::id()));
+    // One directory per L1, so that concurrent lab runs do not collide and
+    // a retry after a lockup keeps the first L1's console log.
+    static L1_COUNT: AtomicU32 = AtomicU32::new(0);
+    let nth = L1_COUNT.fetch_add(1, Ordering::Relaxed);
+    let name = match nth {
+        0 => format!("run-{}", std::process::id()),
+        n => format!("run-{}-{n}", std::process::id()),
+    };
+    let dir = cache::cache_root().join("lab").join(name);
     cmd::mkdir(&dir)?;
     let initrd = l1_initramfs(&dir, program, options, assets)?;
     let scratch = scratch_disk(&dir, options.scratch_gib)?;
