@@ -532,6 +532,7 @@ fn run_nested(program: &Path, options: &LabOptions, assets: &Assets) -> Result<i
     let deadline = start + Duration::from_secs(options.timeout_secs);
     let mut started = false;
     let mut exit = None;
+    let mut lockup = None;
     let mut tail: Vec<String> = Vec::new();
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -539,18 +540,11 @@ fn run_nested(program: &Path, options: &LabOptions, assets: &Assets) -> Result<i
             Ok(line) => {
                 let _ = writeln!(log, "{line}");
                 if lockup::is_lockup_report(&line) {
-                    let seconds = start.elapsed().as_secs_f64();
                     eprintln!("{line}");
                     eprintln!("xtask lab: the L1 kernel reports a lockup; killing QEMU");
                     let _ = child.kill();
-                    let _ = child.wait();
-                    let _ = std::fs::remove_file(&scratch);
-                    let _ = std::fs::remove_file(&initrd);
-                    return Err(XtaskError::L1Lockup {
-                        line,
-                        seconds,
-                        log: log_path,
-                    });
+                    lockup = Some((line, start.elapsed().as_secs_f64()));
+                    break;
                 }
                 if line.contains(START_MARKER) && !started {
                     started = true;
@@ -590,6 +584,13 @@ fn run_nested(program: &Path, options: &LabOptions, assets: &Assets) -> Result<i
     let _ = std::fs::remove_file(&scratch);
     let _ = std::fs::remove_file(&initrd);
     let wall = start.elapsed();
+    if let Some((line, seconds)) = lockup {
+        return Err(XtaskError::L1Lockup {
+            line,
+            seconds,
+            log: log_path,
+        });
+    }
     match exit {
         Some(code) => {
             eprintln!(
