@@ -99,9 +99,11 @@ pub fn extract(deb: &Path, dir: &Path) -> Result<()> {
     cmd::run(Command::new("dpkg-deb").arg("-x").arg(deb).arg(dir))
 }
 
-/// Installs packages with `apt-get install -y --no-install-recommends`,
-/// running `apt-get update` first if the install fails for lack of lists.
-pub fn install(packages: &[&str]) -> Result<()> {
+/// Installs packages (each may be `name=version`) with `apt-get install -y
+/// --no-install-recommends --allow-downgrades`, so that a pinned version may
+/// move an installed package back; runs `apt-get update` and tries again if
+/// the first install fails (for lack of package lists, say).
+pub fn install_allowing_downgrades(packages: &[&str]) -> Result<()> {
     require_apt()?;
     eprintln!("xtask: installing {} with apt-get", packages.join(" "));
     let attempt = || {
@@ -109,6 +111,7 @@ pub fn install(packages: &[&str]) -> Result<()> {
             Command::new("apt-get")
                 .env("DEBIAN_FRONTEND", "noninteractive")
                 .args(["install", "-y", "-q", "--no-install-recommends"])
+                .arg("--allow-downgrades")
                 .args(packages),
         )
     };

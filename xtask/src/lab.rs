@@ -295,9 +295,15 @@ fn ensure_qemu() -> Result<PathBuf> {
         return Ok(qemu);
     }
     eprintln!("xtask lab: qemu-system-x86_64 is missing; installing qemu-system-x86");
-    // qemu-utils (qemu-img) is named too: it must move to the same version,
-    // or apt resolves the version skew by removing it.
-    apt::install(&["qemu-system-x86", "qemu-utils"])?;
+    // qemu-utils (qemu-img) is pinned to the same version: a newer one (a
+    // backport some hosts come with) breaks the qemu-system-common that
+    // qemu-system-x86 needs, and apt would rather fail than move it back.
+    let version = apt::candidate_version(
+        "qemu-system-x86",
+        "install it with `apt-get install qemu-system-x86`",
+    )?;
+    let utils = format!("qemu-utils={version}");
+    apt::install_allowing_downgrades(&["qemu-system-x86", &utils])?;
     cmd::require(
         "qemu-system-x86_64",
         "install it with `apt-get install qemu-system-x86`",
