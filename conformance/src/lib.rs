@@ -46,6 +46,7 @@ mod outcome;
 mod report;
 mod runner;
 mod step;
+pub mod threads;
 
 pub use check::{Check, CheckFn};
 pub use checks::{all_checks, area_checks, find};

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use tokio::sync::RwLock;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 use uvm_api::UvmConfig;
 
 use crate::check::Check;
@@ -15,6 +15,7 @@ use crate::ctx::{Ctx, Settings};
 use crate::factory::Factory;
 use crate::outcome::{Area, Outcome};
 use crate::report::{CheckResult, Report};
+use crate::threads;
 
 /// Default time limit of one check.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -68,6 +69,11 @@ pub async fn run_check(
     options: &RunOptions,
 ) -> CheckResult {
     let started = Instant::now();
+    info!(
+        check = check.name,
+        area = check.area.as_str(),
+        "check started"
+    );
     let outcome = if check.exclusive {
         let _alone = EXCLUSIVE.write().await;
         run_guarded(check, factory, template, options).await
@@ -79,7 +85,7 @@ pub async fn run_check(
     match &outcome {
         Outcome::Failed(m) => warn!(check = check.name, "failed: {m}"),
         Outcome::Skipped(m) => info!(check = check.name, "skipped: {m}"),
-        Outcome::Passed => debug!(check = check.name, ?elapsed, "passed"),
+        Outcome::Passed => info!(check = check.name, ?elapsed, "passed"),
     }
     CheckResult::new(check, outcome, elapsed)
 }
@@ -120,6 +126,12 @@ async fn run_guarded(
         }
         Ok(Err(e)) => Outcome::Failed(format!("the check's task was cancelled: {e}")),
         Err(_) => {
+            warn!(
+                check = name,
+                ?limit,
+                "overran its time limit; the threads of this process:\n{}",
+                threads::thread_report()
+            );
             task.abort();
             Outcome::Failed(format!(
                 "did not finish within {limit:?} (a backend call never returned)"
