@@ -114,3 +114,20 @@ fn single_check_by_name() {
     assert_eq!(report.results.len(), 1);
     assert_eq!(report.results[0].name, "exit_force_stop_is_killed");
 }
+
+#[test]
+fn a_busy_but_healthy_run_is_not_taken_for_a_stall() {
+    // The runtime keeps beating while checks run, so even a one-second stall
+    // limit does not end a run of several seconds.
+    let out = cli(&[
+        "--backend",
+        "mock",
+        "--only",
+        "exit,lifecycle",
+        "--stall-timeout",
+        "1",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("has not run"), "watchdog fired: {stderr}");
+    assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
+}

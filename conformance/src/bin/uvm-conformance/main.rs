@@ -6,10 +6,13 @@
 //! ```
 //!
 //! Exits 0 if no check failed, 1 if any did, 2 if the suite could not run
-//! (unknown backend, backend not available here, bad arguments).
+//! (unknown backend, backend not available here, bad arguments), 3 if the
+//! run stalled (every runtime thread blocked; the threads are printed).
 
 mod backends;
+mod watchdog;
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -17,6 +20,13 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use uvm_api::UvmConfig;
 use uvm_conformance::{Area, Factory, Report, RunOptions, all_checks, run_suite};
+
+/// Fewest runtime worker threads, so that one or two blocked by a hung
+/// check leave others to run the rest.
+const MIN_WORKERS: usize = 4;
+
+/// How long the runtime's tasks get to end after the report is printed.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// How the report is printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -62,6 +72,10 @@ struct Cli {
     /// initrd and command line from `UVM_GUEST_ASSETS` (`cargo xtask lab` sets it).
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Ends the run (exit 3, printing where every thread is) if the async
+    /// runtime makes no progress for this many seconds; 0 never does.
+    #[arg(long, default_value_t = 120)]
+    stall_timeout: u64,
     /// Lists the checks (name, area, description) and exits.
     #[arg(long)]
     list: bool,
@@ -102,6 +116,7 @@ fn init_logging(verbose: bool) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }
 
@@ -162,13 +177,32 @@ fn run(cli: Cli) -> Result<bool, String> {
         parallelism: cli.jobs.max(1),
         ..RunOptions::default()
     };
+    // Spare workers: a check whose backend call blocks a thread past its
+    // limit is failed and left behind, and the run goes on with the others.
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .max(options.parallelism)
+        .max(MIN_WORKERS);
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
         .enable_all()
         .build()
         .map_err(|e| format!("building the tokio runtime: {e}"))?;
+    let watchdog = match cli.stall_timeout {
+        0 => None,
+        secs => Some(
+            watchdog::Watchdog::start(&runtime, Duration::from_secs(secs))
+                .map_err(|e| format!("starting the watchdog thread: {e}"))?,
+        ),
+    };
     let factory = Factory::shared(backend);
     let report = runtime.block_on(run_suite(&factory, &template, &options));
+    if let Some(watchdog) = watchdog {
+        watchdog.stop();
+    }
     print(&report, cli.format)?;
+    // Threads blocked in a failed check never end: do not wait for them.
+    runtime.shutdown_timeout(SHUTDOWN_GRACE);
     Ok(report.success())
 }
 
