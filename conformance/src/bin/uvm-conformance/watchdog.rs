@@ -107,22 +107,25 @@ mod tests {
 
     use super::*;
 
-    fn one_worker() -> Runtime {
-        tokio::runtime::Builder::new_multi_thread()
+    /// A one-worker runtime watched with a 1.5 s limit; the receiver hears
+    /// of a stall.
+    fn watched_one_worker() -> (Runtime, Watchdog, std::sync::mpsc::Receiver<Duration>) {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
-            .unwrap()
-    }
-
-    #[test]
-    fn fires_when_every_worker_is_blocked() {
-        let runtime = one_worker();
+            .unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         let dog = Watchdog::start_with(&runtime, Duration::from_millis(1500), move |silent| {
             let _ = tx.send(silent);
         })
         .unwrap();
+        (runtime, dog, rx)
+    }
+
+    #[test]
+    fn fires_when_every_worker_is_blocked() {
+        let (runtime, dog, rx) = watched_one_worker();
         // Let the beat task run once, then block the only worker.
         std::thread::sleep(Duration::from_millis(200));
         runtime.spawn(async { std::thread::sleep(Duration::from_secs(6)) });
@@ -137,12 +140,7 @@ mod tests {
 
     #[test]
     fn stays_quiet_while_tasks_await() {
-        let runtime = one_worker();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let dog = Watchdog::start_with(&runtime, Duration::from_millis(1500), move |silent| {
-            let _ = tx.send(silent);
-        })
-        .unwrap();
+        let (runtime, dog, rx) = watched_one_worker();
         runtime.block_on(async { tokio::time::sleep(Duration::from_secs(4)).await });
         assert!(rx.try_recv().is_err(), "fired while the runtime was idle");
         dog.stop();
