@@ -65,6 +65,19 @@ pub enum XtaskError {
         /// The L1 console log.
         log: PathBuf,
     },
+    /// The nested lab's L1 printed nothing for longer than
+    /// `--silence-timeout` while its program ran (a hung L1 kernel, or a
+    /// program stuck without a word); the L1 was stopped then rather than
+    /// left to hang until the overall timeout.
+    #[error("the L1 printed nothing for {silent_secs}s (after {seconds:.0}s of its run; console log: {})", log.display())]
+    L1Silent {
+        /// The silence that ended the run, in seconds.
+        silent_secs: u64,
+        /// Seconds from the L1's start.
+        seconds: f64,
+        /// The L1 console log.
+        log: PathBuf,
+    },
     /// Something else the task checks went wrong.
     #[error("{0}")]
     Other(String),

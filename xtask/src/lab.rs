@@ -124,9 +124,12 @@ pub struct LabOptions {
     /// Stream the L1 boot log too, not only the program's output.
     pub verbose: bool,
     /// How many times to run the program again in a fresh L1 when the L1
-    /// kernel reports a lockup ([`crate::lockup`]); any other failure is
-    /// final.
+    /// kernel reports a lockup ([`crate::lockup`]) or the L1 falls silent
+    /// (`silence_timeout_secs`); any other failure is final.
     pub lockup_retries: u32,
+    /// Seconds without a console line after which the L1 is taken for hung
+    /// and stopped; 0 never.
+    pub silence_timeout_secs: u64,
     /// Program name (a binary of this workspace) or path, and its arguments.
     pub program: Vec<String>,
 }
@@ -144,6 +147,7 @@ impl Default for LabOptions {
             with_qemu: false,
             verbose: false,
             lockup_retries: 0,
+            silence_timeout_secs: 0,
             program: Vec::new(),
         }
     }
@@ -186,6 +190,10 @@ pub fn parse(args: &[String]) -> Result<LabOptions> {
             }
             "--lockup-retries" => {
                 options.lockup_retries = number(arg, next)?;
+                i += 1;
+            }
+            "--silence-timeout" => {
+                options.silence_timeout_secs = number(arg, next)?;
                 i += 1;
             }
             "--scratch-gib" => {
@@ -253,7 +261,7 @@ pub fn run(args: &[String]) -> Result<i32> {
             let mut attempt = 0;
             loop {
                 match run_nested(&program, &options, &assets) {
-                    Err(error @ XtaskError::L1Lockup { .. })
+                    Err(error @ (XtaskError::L1Lockup { .. } | XtaskError::L1Silent { .. }))
                         if attempt < options.lockup_retries =>
                     {
                         attempt += 1;
@@ -539,11 +547,20 @@ fn run_nested(program: &Path, options: &LabOptions, assets: &Assets) -> Result<i
     let mut started = false;
     let mut exit = None;
     let mut lockup = None;
+    let mut silent = None;
+    let silence = (options.silence_timeout_secs > 0)
+        .then(|| Duration::from_secs(options.silence_timeout_secs));
+    let mut last_line = Instant::now();
     let mut tail: Vec<String> = Vec::new();
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left.max(Duration::from_millis(1))) {
+        let now = Instant::now();
+        let mut wait = deadline.saturating_duration_since(now);
+        if let Some(silence) = silence {
+            wait = wait.min((last_line + silence).saturating_duration_since(now));
+        }
+        match rx.recv_timeout(wait.max(Duration::from_millis(1))) {
             Ok(line) => {
+                last_line = Instant::now();
                 let _ = writeln!(log, "{line}");
                 if lockup::is_lockup_report(&line) {
                     eprintln!("{line}");
@@ -574,6 +591,13 @@ fn run_nested(program: &Path, options: &LabOptions, assets: &Assets) -> Result<i
                 }
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {
+                let quiet = last_line.elapsed().as_secs();
+                eprintln!("xtask lab: no console output for {quiet}s; killing QEMU");
+                let _ = child.kill();
+                silent = Some((quiet, start.elapsed().as_secs_f64()));
+                break;
+            }
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 eprintln!(
                     "xtask lab: timed out after {}s; killing QEMU",
@@ -590,6 +614,13 @@ fn run_nested(program: &Path, options: &LabOptions, assets: &Assets) -> Result<i
     let _ = std::fs::remove_file(&scratch);
     let _ = std::fs::remove_file(&initrd);
     let wall = start.elapsed();
+    if let Some((silent_secs, seconds)) = silent {
+        return Err(XtaskError::L1Silent {
+            silent_secs,
+            seconds,
+            log: log_path,
+        });
+    }
     if let Some((line, seconds)) = lockup {
         return Err(XtaskError::L1Lockup {
             line,
@@ -666,6 +697,9 @@ mod tests {
         assert_eq!(parse(&args("-- x")).unwrap().lockup_retries, 0);
         let o = parse(&args("--lockup-retries 2 -- x")).unwrap();
         assert_eq!(o.lockup_retries, 2);
+        assert_eq!(o.silence_timeout_secs, 0);
+        let o = parse(&args("--silence-timeout 300 -- x")).unwrap();
+        assert_eq!(o.silence_timeout_secs, 300);
         assert!(parse(&args("")).is_err());
         assert!(parse(&args("--bogus -- x")).is_err());
         assert!(parse(&args("--timeout x -- y")).is_err());

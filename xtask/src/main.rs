@@ -29,7 +29,7 @@ pub const USAGE: &str = "usage:
       build or reuse the guest kernel + initramfs (cache: $UVM_CACHE_DIR or ~/.cache/uvm)
   cargo xtask lab [--print-mode] [--nested] [--timeout SECS] [--memory MIB] [--cpus N]
                   [--scratch-gib N] [--with-vmlinux] [--with-qemu] [--verbose]
-                  [--lockup-retries N] -- <program|path> [args]
+                  [--lockup-retries N] [--silence-timeout SECS] -- <program|path> [args]
       run a workspace binary (built static) where /dev/kvm can boot Linux";
 
 fn main() -> ExitCode {
