@@ -117,7 +117,7 @@ fn single_check_by_name() {
 
 #[test]
 fn a_busy_but_healthy_run_is_not_taken_for_a_stall() {
-    // The runtime keeps beating while checks run, so even a one-second stall
+    // The runtime keeps beating while checks run, so even a short stall
     // limit does not end a run of several seconds.
     let out = cli(&[
         "--backend",
@@ -125,7 +125,7 @@ fn a_busy_but_healthy_run_is_not_taken_for_a_stall() {
         "--only",
         "exit,lifecycle",
         "--stall-timeout",
-        "1",
+        "2",
     ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("has not run"), "watchdog fired: {stderr}");

@@ -29,7 +29,7 @@ pub struct Watchdog {
 
 impl Watchdog {
     /// Starts watching `runtime`: if it has not run its beat task for
-    /// `stall`, the watcher prints the threads and exits the process with
+    /// `stall` (plus one beat of slack), the watcher prints the threads and exits the process with
     /// [`STALLED_EXIT_CODE`].
     pub fn start(runtime: &Runtime, stall: Duration) -> std::io::Result<Watchdog> {
         Watchdog::start_with(runtime, stall, report_stall)
@@ -64,7 +64,11 @@ impl Watchdog {
                         std::thread::sleep(BEAT);
                         let silent =
                             millis_since(origin).saturating_sub(last_beat.load(Ordering::Relaxed));
-                        if silent > u64::try_from(stall.as_millis()).unwrap_or(u64::MAX) {
+                        // One beat of slack: beats land a little more than
+                        // `BEAT` apart, so a limit near one beat is not
+                        // crossed by a healthy runtime.
+                        let limit = stall.saturating_add(BEAT);
+                        if silent > u64::try_from(limit.as_millis()).unwrap_or(u64::MAX) {
                             on_stall(Duration::from_millis(silent));
                             return;
                         }
