@@ -593,9 +593,16 @@ fn run_nested(program: &Path, options: &LabOptions, assets: &Assets) -> Result<i
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
             Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {
                 let quiet = last_line.elapsed().as_secs();
-                eprintln!("xtask lab: no console output for {quiet}s; killing QEMU");
                 let _ = child.kill();
-                silent = Some((quiet, start.elapsed().as_secs_f64()));
+                if exit.is_some() {
+                    // The program is done; only the power-off hangs.
+                    eprintln!(
+                        "xtask lab: the program has exited but the L1 has not powered off after {quiet}s; killing QEMU"
+                    );
+                } else {
+                    eprintln!("xtask lab: no console output for {quiet}s; killing QEMU");
+                    silent = Some((quiet, start.elapsed().as_secs_f64()));
+                }
                 break;
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {
