@@ -5,6 +5,8 @@
 
 use std::fmt::Write as _;
 
+use crate::checks::procfs::numbered_entries;
+
 /// One thread as `/proc/self/task/<tid>` describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ThreadState {
@@ -39,11 +41,11 @@ fn syscall_from_file(text: &str) -> Option<i64> {
 
 /// The threads of this process now (empty where `/proc` cannot be read).
 pub fn thread_states() -> Vec<ThreadState> {
-    let Ok(entries) = std::fs::read_dir("/proc/self/task") else {
+    let Ok(tids) = numbered_entries("/proc/self/task") else {
         return Vec::new();
     };
-    let mut out: Vec<ThreadState> = entries
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+    let mut out: Vec<ThreadState> = tids
+        .into_iter()
         .filter_map(|tid| {
             let dir = format!("/proc/self/task/{tid}");
             // A thread may end between the listing and the reads.

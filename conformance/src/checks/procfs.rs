@@ -17,7 +17,8 @@ pub(crate) fn available() -> bool {
     Path::new("/proc/self/task").is_dir() && Path::new("/proc/self/fd").is_dir()
 }
 
-fn numbered_entries(dir: &str) -> std::io::Result<Vec<u32>> {
+/// The numeric entries of a `/proc` directory (thread ids, descriptors).
+pub(crate) fn numbered_entries(dir: &str) -> std::io::Result<Vec<u32>> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         if let Some(n) = entry?.file_name().to_str().and_then(|s| s.parse().ok()) {
