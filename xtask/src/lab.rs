@@ -546,8 +546,9 @@ fn run_nested(program: &Path, options: &LabOptions, assets: &Assets) -> Result<i
     let deadline = start + Duration::from_secs(options.timeout_secs);
     let mut started = false;
     let mut exit = None;
-    let mut lockup = None;
-    let mut silent = None;
+    // Set when the L1 is stopped for a lockup or a silence (errors a retry
+    // may follow); returned once QEMU is reaped.
+    let mut aborted: Option<XtaskError> = None;
     let silence = (options.silence_timeout_secs > 0)
         .then(|| Duration::from_secs(options.silence_timeout_secs));
     let mut last_line = Instant::now();
@@ -566,7 +567,11 @@ fn run_nested(program: &Path, options: &LabOptions, assets: &Assets) -> Result<i
                     eprintln!("{line}");
                     eprintln!("xtask lab: the L1 kernel reports a lockup; killing QEMU");
                     let _ = child.kill();
-                    lockup = Some((line, start.elapsed().as_secs_f64()));
+                    aborted = Some(XtaskError::L1Lockup {
+                        line,
+                        seconds: start.elapsed().as_secs_f64(),
+                        log: log_path.clone(),
+                    });
                     break;
                 }
                 if line.contains(START_MARKER) && !started {
@@ -601,7 +606,11 @@ fn run_nested(program: &Path, options: &LabOptions, assets: &Assets) -> Result<i
                     );
                 } else {
                     eprintln!("xtask lab: no console output for {quiet}s; killing QEMU");
-                    silent = Some((quiet, start.elapsed().as_secs_f64()));
+                    aborted = Some(XtaskError::L1Silent {
+                        silent_secs: quiet,
+                        seconds: start.elapsed().as_secs_f64(),
+                        log: log_path.clone(),
+                    });
                 }
                 break;
             }
@@ -621,19 +630,8 @@ fn run_nested(program: &Path, options: &LabOptions, assets: &Assets) -> Result<i
     let _ = std::fs::remove_file(&scratch);
     let _ = std::fs::remove_file(&initrd);
     let wall = start.elapsed();
-    if let Some((silent_secs, seconds)) = silent {
-        return Err(XtaskError::L1Silent {
-            silent_secs,
-            seconds,
-            log: log_path,
-        });
-    }
-    if let Some((line, seconds)) = lockup {
-        return Err(XtaskError::L1Lockup {
-            line,
-            seconds,
-            log: log_path,
-        });
+    if let Some(error) = aborted {
+        return Err(error);
     }
     match exit {
         Some(code) => {
