@@ -297,6 +297,9 @@ fn run_direct(program: &Path, args: &[String], assets: &Assets) -> Result<i32> {
     Ok(exit_code(status))
 }
 
+/// What to do when QEMU cannot be found or installed.
+const QEMU_HINT: &str = "install it with `apt-get install qemu-system-x86`";
+
 /// Installs QEMU with apt if it is missing.
 fn ensure_qemu() -> Result<PathBuf> {
     if let Some(qemu) = cmd::which("qemu-system-x86_64") {
@@ -306,16 +309,10 @@ fn ensure_qemu() -> Result<PathBuf> {
     // qemu-utils (qemu-img) is pinned to the same version: a newer one (a
     // backport some hosts come with) breaks the qemu-system-common that
     // qemu-system-x86 needs, and apt would rather fail than move it back.
-    let version = apt::candidate_version(
-        "qemu-system-x86",
-        "install it with `apt-get install qemu-system-x86`",
-    )?;
+    let version = apt::candidate_version("qemu-system-x86", QEMU_HINT)?;
     let utils = format!("qemu-utils={version}");
     apt::install_allowing_downgrades(&["qemu-system-x86", &utils])?;
-    cmd::require(
-        "qemu-system-x86_64",
-        "install it with `apt-get install qemu-system-x86`",
-    )
+    cmd::require("qemu-system-x86_64", QEMU_HINT)
 }
 
 /// The guest assets as the L1 sees them (under `/uvm/guest`).
