@@ -55,6 +55,9 @@ impl Watchdog {
                 }
             });
         }
+        // One beat of slack: beats land a little more than `BEAT` apart, so
+        // a limit near one beat is not crossed by a healthy runtime.
+        let limit_ms = u64::try_from(stall.saturating_add(BEAT).as_millis()).unwrap_or(u64::MAX);
         let watcher = {
             let stopped = stopped.clone();
             std::thread::Builder::new()
@@ -64,11 +67,7 @@ impl Watchdog {
                         std::thread::sleep(BEAT);
                         let silent =
                             millis_since(origin).saturating_sub(last_beat.load(Ordering::Relaxed));
-                        // One beat of slack: beats land a little more than
-                        // `BEAT` apart, so a limit near one beat is not
-                        // crossed by a healthy runtime.
-                        let limit = stall.saturating_add(BEAT);
-                        if silent > u64::try_from(limit.as_millis()).unwrap_or(u64::MAX) {
+                        if silent > limit_ms {
                             on_stall(Duration::from_millis(silent));
                             return;
                         }
