@@ -6,7 +6,7 @@
 //! protocol needs (write all ones, read back the size mask with the type
 //! bits kept).
 
-use super::function::BarInfo;
+use super::bar::{BarInfo, BarKind, BarRegion};
 
 /// Size of the conventional configuration space; the extended space above it
 /// (up to 4 KiB through ECAM) reads as zero and ignores writes.
@@ -28,15 +28,6 @@ const INTERRUPT_LINE: usize = 0x3c;
 const INTERRUPT_PIN: usize = 0x3d;
 const FIRST_CAP: usize = 0x40;
 const BAR_COUNT: usize = 6;
-
-/// The kind of a memory BAR.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BarKind {
-    /// A 32-bit memory BAR (one register).
-    Memory32,
-    /// A 64-bit memory BAR (two registers, the second one holding the high half).
-    Memory64,
-}
 
 /// Identity of a function, the read-only part of its type 0 header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -299,7 +290,7 @@ impl ConfigSpace {
 
 impl ConfigSpace {
     /// The BARs decoded now: non-zero address and memory decoding enabled.
-    pub fn mapped_bars(&self) -> Vec<super::function::BarRegion> {
+    pub fn mapped_bars(&self) -> Vec<BarRegion> {
         if self.command() & COMMAND_MEMORY == 0 {
             return Vec::new();
         }
@@ -307,7 +298,7 @@ impl ConfigSpace {
             .into_iter()
             .filter_map(|b| {
                 let address = self.bar_address(usize::from(b.index))?;
-                (address != 0).then_some(super::function::BarRegion {
+                (address != 0).then_some(BarRegion {
                     index: b.index,
                     address,
                     size: b.size,

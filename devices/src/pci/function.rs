@@ -2,31 +2,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use super::config::BarKind;
-
-/// A declared BAR.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BarInfo {
-    /// BAR register index (0..=5).
-    pub index: u8,
-    /// Size in bytes (a power of two).
-    pub size: u64,
-    /// 32- or 64-bit memory BAR.
-    pub kind: BarKind,
-    /// Whether the BAR is marked prefetchable.
-    pub prefetchable: bool,
-}
-
-/// A BAR as the guest currently maps it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BarRegion {
-    /// BAR register index.
-    pub index: u8,
-    /// Guest physical address.
-    pub address: u64,
-    /// Size in bytes.
-    pub size: u64,
-}
+use super::bar::{BarInfo, BarRegion};
 
 /// One PCI function (the root bus models single-function devices).
 pub trait PciFunction: Send {

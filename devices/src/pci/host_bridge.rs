@@ -1,7 +1,8 @@
 //! The host bridge at device 0 of bus 0.
 
+use super::bar::{BarInfo, BarRegion};
 use super::config::{ConfigSpace, PciHeader};
-use super::function::{BarInfo, BarRegion, PciFunction};
+use super::function::PciFunction;
 
 /// A host bridge function: identity only, no BARs.
 #[derive(Debug, Clone)]

@@ -13,6 +13,7 @@
 //! MMIO bus over the BAR window. Hotplug calls [`PciRoot::add_function`] and
 //! [`PciRoot::remove_function`] while the guest runs.
 
+mod bar;
 mod bar_alloc;
 mod cam;
 mod config;
@@ -22,14 +23,15 @@ mod host_bridge;
 mod root;
 mod window;
 
+pub use bar::{BarInfo, BarKind, BarRegion};
 pub use bar_alloc::{BarAllocError, BarAllocator};
 pub use cam::PciCam;
 pub use config::{
-    BarKind, COMMAND_BUS_MASTER, COMMAND_INTX_DISABLE, COMMAND_MEMORY, CONFIG_SPACE_SIZE,
-    ConfigSpace, ConfigSpaceError, PciHeader,
+    COMMAND_BUS_MASTER, COMMAND_INTX_DISABLE, COMMAND_MEMORY, CONFIG_SPACE_SIZE, ConfigSpace,
+    ConfigSpaceError, PciHeader,
 };
 pub use ecam::{ECAM_SIZE, PciEcam};
-pub use function::{BarInfo, BarRegion, PciFunction, SharedFunction};
+pub use function::{PciFunction, SharedFunction};
 pub use host_bridge::HostBridge;
 pub use root::{PciError, PciRoot, SLOT_COUNT};
 pub use window::PciBarWindow;

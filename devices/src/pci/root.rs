@@ -3,8 +3,9 @@
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use super::bar::BarRegion;
 use super::bar_alloc::{BarAllocError, BarAllocator};
-use super::function::{BarRegion, PciFunction, SharedFunction};
+use super::function::{PciFunction, SharedFunction};
 use super::host_bridge::HostBridge;
 
 /// Number of device slots on the bus.
