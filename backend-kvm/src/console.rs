@@ -11,9 +11,10 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use tokio::sync::watch;
 use uvm_api::ConsoleSink;
 use uvm_devices::legacy::{GuestRequest, RequestSink};
@@ -43,7 +44,7 @@ impl Default for ConsoleTap {
 
 impl ConsoleTap {
     fn push(&self, bytes: &[u8]) {
-        let mut buf = self.buf.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut buf = self.buf.lock();
         buf.extend_from_slice(bytes);
         if buf.len() > TAP_CAPACITY {
             let excess = buf.len() - TAP_CAPACITY;
@@ -55,7 +56,7 @@ impl ConsoleTap {
 
     /// The output kept so far, lossily decoded.
     pub fn text(&self) -> String {
-        let buf = self.buf.lock().unwrap_or_else(PoisonError::into_inner);
+        let buf = self.buf.lock();
         String::from_utf8_lossy(&buf).into_owned()
     }
 
@@ -182,14 +183,14 @@ mod tests {
             "vm",
             &ConsoleSink::File(path.clone()),
             tap.clone(),
-            Arc::new(move |r| s.lock().unwrap().push(r)),
+            Arc::new(move |r| s.lock().push(r)),
         )
         .unwrap();
         w.write_all(b"hello\r\n[ 1.0] Kernel panic - not syncing: boom\n")
             .unwrap();
         assert!(tap.wait_for("hello", Duration::from_millis(10)).await);
         assert!(!tap.wait_for("absent", Duration::from_millis(10)).await);
-        assert_eq!(*seen.lock().unwrap(), vec![GuestRequest::Panic]);
+        assert_eq!(*seen.lock(), vec![GuestRequest::Panic]);
         assert!(std::fs::read_to_string(&path).unwrap().starts_with("hello"));
         assert_eq!(tap.total_bytes(), 47);
     }

@@ -9,10 +9,11 @@
 //! ends with `Crash` through the same `KVM_EXIT_SHUTDOWN` path a guest
 //! triple fault takes.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use parking_lot::Mutex;
 use tokio::sync::oneshot;
 use uvm_api::{
     Error, GuestAction, GuestBlockDevice, GuestNic, GuestPmem, GuestProbe, GuestShare, Result,
@@ -49,15 +50,10 @@ impl KvmGuestProbe {
             operation: "trigger crash".into(),
             state: State::Stopped,
         };
-        let vmm = self
-            .vmm
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-            .ok_or_else(|| Error::InvalidState {
-                operation: "trigger crash".into(),
-                state: State::Created,
-            })?;
+        let vmm = self.vmm.lock().clone().ok_or_else(|| Error::InvalidState {
+            operation: "trigger crash".into(),
+            state: State::Created,
+        })?;
         let (tx, rx) = oneshot::channel();
         vmm.send(Command::InjectCrash(tx))
             .map_err(|_| not_running())?;

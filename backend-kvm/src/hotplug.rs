@@ -29,10 +29,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::RangeInclusive;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 
 use kvm_bindings::{KVM_MEM_READONLY, kvm_userspace_memory_region};
 use kvm_ioctls::VmFd;
+use parking_lot::{Mutex, MutexGuard};
 use uvm_devices::acpi::pci_hotplug::{PCIHP_GPE, PciHotplug};
 use uvm_devices::acpi::pm::PmDevice;
 use uvm_devices::interrupt::{MsiSink, NoIrq};
@@ -199,7 +200,7 @@ impl DeviceHub {
     }
 
     fn lock(&self) -> MutexGuard<'_, HubState> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        self.state.lock()
     }
 
     /// Reserves the lowest free slot in `range` for a coming [`DeviceHub::plug`]
@@ -470,7 +471,7 @@ fn put_on_bus(state: &mut HubState, slot: u8, plugged: &mut Plugged) -> Result<(
 }
 
 fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
+    m.lock()
 }
 
 fn raise_hotplug_gpe(vm_id: &str, pm: &Mutex<PmDevice>) {

@@ -1,9 +1,9 @@
 //! The lifecycle state and exit status of one VM, shared by the async API
 //! and the VMM's control thread. The first exit wins; `Stopped` is terminal.
 
-use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
 use tokio::sync::watch;
 use uvm_api::{ExitStatus, State};
 
@@ -34,18 +34,18 @@ impl Default for Lifecycle {
 impl Lifecycle {
     /// The current state.
     pub fn state(&self) -> State {
-        *self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        *self.state.lock()
     }
 
     /// Moves to `next` unless the VM has stopped meanwhile; returns whether it moved.
     pub fn set_unless_stopped(&self, next: State) -> bool {
-        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut s = self.state.lock();
         if *s == State::Stopped {
             return false;
         }
         *s = next;
         if next == State::Running {
-            let mut t = self.times.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut t = self.times.lock();
             t.started.get_or_insert_with(Instant::now);
         }
         true
@@ -53,15 +53,12 @@ impl Lifecycle {
 
     /// Records the exit (the first one wins); returns whether this call stopped the VM.
     pub fn finish(&self, status: ExitStatus) -> bool {
-        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut s = self.state.lock();
         if *s == State::Stopped {
             return false;
         }
         *s = State::Stopped;
-        self.times
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .stopped = Some(Instant::now());
+        self.times.lock().stopped = Some(Instant::now());
         self.exit.send_replace(Some(status));
         true
     }
@@ -87,7 +84,7 @@ impl Lifecycle {
 
     /// Time since start, frozen at the stop; zero before start.
     pub fn uptime(&self) -> Duration {
-        let t = self.times.lock().unwrap_or_else(PoisonError::into_inner);
+        let t = self.times.lock();
         match (t.started, t.stopped) {
             (Some(start), Some(stop)) => stop.saturating_duration_since(start),
             (Some(start), None) => start.elapsed(),

@@ -19,10 +19,11 @@
 //!
 //! Slot map: 0 host bridge, [`VSOCK_SLOT`] virtio-vsock.
 
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 
 use kvm_bindings::kvm_msi;
 use kvm_ioctls::VmFd;
+use parking_lot::Mutex;
 use uvm_devices::bus::Bus;
 use uvm_devices::interrupt::{MsiSink, NoIrq};
 use uvm_devices::pci::{PciBarWindow, PciCam, PciRoot, SharedFunction};
@@ -118,7 +119,6 @@ pub fn wire(
     ));
     let shared: SharedFunction = function.clone();
     root.lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
         .add_function(Some(VSOCK_SLOT), shared)
         .map_err(|e| VmmError::Device(format!("virtio-vsock on slot {VSOCK_SLOT}: {e}")))?;
     io_bus.insert(

@@ -1,6 +1,5 @@
 //! Builds [`uvm_api::Stats`] from the VMM's live (or frozen) figures.
 
-use std::sync::PoisonError;
 use std::sync::atomic::Ordering;
 
 use uvm_api::{MemoryStats, ProcessorStats, Stats};
@@ -17,24 +16,11 @@ pub fn collect(
     memory_bytes: u64,
     console: &ConsoleTap,
 ) -> Stats {
-    let per_vcpu: Vec<_> = vm
-        .clocks
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .iter()
-        .map(|c| c.cpu_time())
-        .collect();
-    let live = vm
-        .mem
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clone();
+    let per_vcpu: Vec<_> = vm.clocks.lock().iter().map(|c| c.cpu_time()).collect();
+    let live = vm.mem.lock().clone();
     let host_resident_bytes = match live {
         Some(mem) => memory::resident_bytes(&mem),
-        None => *vm
-            .final_resident
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner),
+        None => *vm.final_resident.lock(),
     };
     let mut counters = vm.counters.snapshot();
     counters.insert("console.bytes".into(), console.total_bytes());

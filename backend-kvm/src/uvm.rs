@@ -7,10 +7,11 @@
 //! async lock; the guest may end the run at any time (the first exit wins).
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use parking_lot::Mutex;
 use tokio::sync::oneshot;
 use tracing::Instrument;
 use uvm_api::{
@@ -182,10 +183,7 @@ impl KvmUvm {
     }
 
     fn vmm(&self) -> Option<VmmHandle> {
-        self.handle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.handle.lock().clone()
     }
 
     async fn do_start(&self) -> Result<()> {
@@ -233,7 +231,7 @@ impl KvmUvm {
         });
         match launched {
             Ok(handle) => {
-                *self.handle.lock().unwrap_or_else(PoisonError::into_inner) = Some(handle);
+                *self.handle.lock() = Some(handle);
                 tracing::info!("started");
                 Ok(())
             }

@@ -12,11 +12,12 @@
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::{Arc, Condvar, Mutex, Once, PoisonError};
+use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use kvm_bindings::kvm_run;
 use kvm_ioctls::{VcpuExit, VcpuFd};
+use parking_lot::{Condvar, Mutex};
 use tokio::sync::mpsc::UnboundedSender;
 use uvm_api::{ExitStatus, StopReason};
 use uvm_devices::bus::Bus;
@@ -83,34 +84,33 @@ impl RunControl {
 
     /// Sets the wanted state and wakes parked threads.
     pub fn set(&self, want: Want) {
-        let _guard = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        let _guard = self.counts.lock();
         self.want.store(want as u8, Ordering::SeqCst);
         self.changed.notify_all();
     }
 
     /// Waits up to `timeout` until `n` threads are parked or gone.
     pub fn wait_parked(&self, n: usize, timeout: Duration) -> bool {
-        let guard = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
-        let (guard, _) = self
+        let mut guard = self.counts.lock();
+        let _ = self
             .changed
-            .wait_timeout_while(guard, timeout, |c| c.parked + c.exited < n)
-            .unwrap_or_else(PoisonError::into_inner);
+            .wait_while_for(&mut guard, |c| c.parked + c.exited < n, timeout);
         guard.parked + guard.exited >= n
     }
 
     /// Parks the calling vCPU thread while the wanted state is Pause.
     fn park(&self) {
-        let mut c = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut c = self.counts.lock();
         c.parked += 1;
         self.changed.notify_all();
         while self.want() == Want::Pause {
-            c = self.changed.wait(c).unwrap_or_else(PoisonError::into_inner);
+            self.changed.wait(&mut c);
         }
         c.parked -= 1;
     }
 
     fn exited(&self) {
-        let mut c = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut c = self.counts.lock();
         c.exited += 1;
         self.changed.notify_all();
     }
@@ -175,13 +175,13 @@ impl VcpuClock {
         let mut id: libc::clockid_t = 0;
         // SAFETY: pthread_self is this live thread; id is a valid out-pointer.
         let rc = unsafe { libc::pthread_getcpuclockid(libc::pthread_self(), &mut id) };
-        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut s = self.state.lock();
         s.clock = (rc == 0).then_some(id);
     }
 
     /// Called on the vCPU thread just before it ends.
     fn detach(&self) {
-        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut s = self.state.lock();
         if let Some(t) = read_clock(libc::CLOCK_THREAD_CPUTIME_ID) {
             s.last = t;
         }
@@ -190,7 +190,7 @@ impl VcpuClock {
 
     /// CPU time used so far (frozen once the thread has ended).
     pub fn cpu_time(&self) -> Duration {
-        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut s = self.state.lock();
         if let Some(t) = s.clock.and_then(read_clock) {
             s.last = t;
         }

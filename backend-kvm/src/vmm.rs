@@ -14,13 +14,14 @@
 //! in-kernel PIC/IOAPIC/LAPIC and PIT ([`crate::pit`]: dummy speaker port
 //! `0x61`, lost ticks discarded) handle the rest of the PC platform.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use kvm_bindings::{KVM_MAX_CPUID_ENTRIES, kvm_clock_data};
 use kvm_ioctls::{Cap, Kvm, VcpuFd, VmFd};
+use parking_lot::Mutex;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio::sync::oneshot;
 use uvm_api::{ExitStatus, StopReason, UvmConfig};
@@ -34,6 +35,7 @@ use uvm_devices::legacy::i8042::{I8042, I8042_BASE, I8042_PORTS};
 use uvm_devices::legacy::pvpanic::{PVPANIC_PORT, PvPanic};
 use uvm_devices::legacy::serial::{COM1_BASE, COM1_IRQ, Serial, UART_PORTS};
 use uvm_devices::legacy::{GuestRequest, RequestSink};
+use uvm_devices::quiesce::Pausable;
 use uvm_devices::virtio::{GuestMemoryHandle, VirtioDevice};
 use vm_memory::{Bytes, GuestAddress};
 use vmm_sys_util::eventfd::EventFd;
@@ -336,7 +338,7 @@ pub fn launch(
         tx,
         rx,
     } = prepared;
-    *stats.mem.lock().unwrap_or_else(PoisonError::into_inner) = Some(mem.clone());
+    *stats.mem.lock() = Some(mem.clone());
     let control = Arc::new(RunControl::default());
     let mut threads = Vec::new();
     let mut clocks = Vec::new();
@@ -383,7 +385,7 @@ pub fn launch(
             }
         }
     }
-    *stats.clocks.lock().unwrap_or_else(PoisonError::into_inner) = clocks;
+    *stats.clocks.lock() = clocks;
     controller.threads = threads;
     std::thread::Builder::new()
         .name(format!("vmm-{id}"))
@@ -499,6 +501,14 @@ impl Controller {
                 return Err(format!("the vCPUs did not park within {PAUSE_TIMEOUT:?}"));
             }
         }
+        // The devices stop too: no queue is processed and no guest memory
+        // written until resume.
+        if let Some(pci) = self.pci.as_ref()
+            && let Err(e) = pci.root.lock().pause()
+        {
+            self.control.set(Want::Run);
+            return Err(format!("a device did not pause: {e}"));
+        }
         match self.vm.get_clock() {
             Ok(clock) => self.saved_clock = Some(clock),
             Err(e) => {
@@ -523,6 +533,11 @@ impl Controller {
                     tracing::warn!(vm = %self.id, "KVM_SET_CLOCK at resume failed: {e}; guest time jumps");
                 }
             }
+        }
+        if let Some(pci) = self.pci.as_ref()
+            && let Err(e) = pci.root.lock().resume()
+        {
+            tracing::error!(vm = %self.id, "a device did not resume: {e}");
         }
         self.control.set(Want::Run);
         tracing::info!(vm = %self.id, "resumed");
@@ -556,14 +571,9 @@ impl Controller {
             .stats
             .mem
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
             .take()
             .and_then(|m| memory::resident_bytes(&m));
-        *self
-            .stats
-            .final_resident
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = resident;
+        *self.stats.final_resident.lock() = resident;
         self.lifecycle.finish(status);
         // Drain what is left so that no sender blocks on a full queue (the
         // channel is unbounded; this only answers pending commands).
@@ -582,6 +592,6 @@ impl Controller {
     }
 }
 
-fn lock_pm(pm: &Arc<Mutex<PmDevice>>) -> std::sync::MutexGuard<'_, PmDevice> {
-    pm.lock().unwrap_or_else(PoisonError::into_inner)
+fn lock_pm(pm: &Arc<Mutex<PmDevice>>) -> parking_lot::MutexGuard<'_, PmDevice> {
+    pm.lock()
 }

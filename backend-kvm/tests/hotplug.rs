@@ -26,11 +26,15 @@ use uvm_backend_kvm::vmm::{self, BootSpec, Prepared};
 use uvm_devices::acpi::pci_hotplug::{PCIHP_BASE, PCIHP_GPE};
 use uvm_devices::acpi::pm::{GPE0_OFFSET, PM_BASE};
 use uvm_devices::virtio::scsi::VirtioScsiDevice;
-use uvm_devices::virtio::vsock::VsockDevice;
+use uvm_devices::virtio::vsock::{VsockDevice, VsockHost};
 use vm_memory::mmap::MmapRegion;
 
 fn prepared(hub: &Arc<DeviceHub>) -> Prepared {
-    let device = VsockDevice::new(3, &tokio::runtime::Handle::current());
+    let device = VsockDevice::new(
+        3,
+        VsockHost::new(3).backend(),
+        &tokio::runtime::Handle::current(),
+    );
     vmm::prepare(
         &config("hotplug"),
         &BootSpec::Payload(spin_payload()),

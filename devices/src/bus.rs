@@ -2,7 +2,9 @@
 //! the device that owns the range, with the offset inside the range.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard};
 
 /// A device reachable through a [`Bus`].
 pub trait BusDevice: Send {
@@ -123,10 +125,9 @@ impl Bus {
     }
 }
 
-/// Locks a device, recovering from a panic of another holder (device state
-/// stays consistent per access, so a poisoned lock is still usable).
-pub fn lock(device: &SharedDevice) -> MutexGuard<'_, dyn BusDevice + 'static> {
-    device.lock().unwrap_or_else(PoisonError::into_inner)
+/// Locks a device.
+fn lock(device: &SharedDevice) -> MutexGuard<'_, dyn BusDevice + 'static> {
+    device.lock()
 }
 
 #[cfg(test)]
@@ -159,7 +160,7 @@ mod tests {
         assert!(!bus.read(0x400, &mut b));
         assert_eq!(b, [0xff]);
         assert!(!bus.write(0x3f7, &[1]));
-        assert_eq!(dev.lock().unwrap().writes, vec![(3, vec![1])]);
+        assert_eq!(dev.lock().writes, vec![(3, vec![1])]);
     }
 
     #[test]

@@ -11,5 +11,8 @@ pub mod bus;
 pub mod interrupt;
 pub mod legacy;
 pub mod pci;
+pub mod quiesce;
+pub mod release;
 pub mod scsi;
+pub mod snapshot;
 pub mod virtio;

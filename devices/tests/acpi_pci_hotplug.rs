@@ -4,8 +4,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
+use parking_lot::Mutex;
 use uvm_devices::acpi::pci_hotplug::{
     DOWN_OFFSET, EJECT_OFFSET, HotplugError, PCIHP_BASE, PCIHP_GPE, PCIHP_LEN, PciHotplug,
     UP_OFFSET, hotplug_aml,
@@ -16,7 +17,7 @@ use uvm_devices::bus::{Bus, BusDevice};
 fn device() -> (PciHotplug, Arc<Mutex<Vec<u8>>>) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let sink = seen.clone();
-    let dev = PciHotplug::new(Arc::new(move |slot| sink.lock().unwrap().push(slot)));
+    let dev = PciHotplug::new(Arc::new(move |slot| sink.lock().push(slot)));
     (dev, seen)
 }
 
@@ -86,11 +87,11 @@ fn down_persists_until_the_guest_ejects() {
     write32(&mut dev, UP_OFFSET, u32::MAX);
     assert_eq!(read32(&mut dev, DOWN_OFFSET), (1 << 4) | (1 << 12));
     assert_eq!(read32(&mut dev, UP_OFFSET), 0);
-    assert!(seen.lock().unwrap().is_empty());
+    assert!(seen.lock().is_empty());
 
     // _EJ0 of slot 12 writes its bit.
     write32(&mut dev, EJECT_OFFSET, 1 << 12);
-    assert_eq!(*seen.lock().unwrap(), vec![12]);
+    assert_eq!(*seen.lock(), vec![12]);
     assert_eq!(read32(&mut dev, DOWN_OFFSET), 1 << 4);
     assert_eq!(dev.removals_pending(), 1 << 4);
     assert_eq!(read32(&mut dev, EJECT_OFFSET), 0, "EJECT reads as 0");
@@ -104,14 +105,14 @@ fn eject_calls_the_sink_for_each_slot_written() {
     // Several slots at once, one of them (6) with no removal pending, and
     // bit 0 (the host bridge), which is ignored.
     write32(&mut dev, EJECT_OFFSET, (1 << 31) | (1 << 6) | (1 << 3) | 1);
-    assert_eq!(*seen.lock().unwrap(), vec![3, 6, 31]);
+    assert_eq!(*seen.lock(), vec![3, 6, 31]);
     assert_eq!(dev.removals_pending(), 0);
     // Writing 0 ejects nothing.
     write32(&mut dev, EJECT_OFFSET, 0);
-    assert_eq!(seen.lock().unwrap().len(), 3);
+    assert_eq!(seen.lock().len(), 3);
     // A repeated eject is passed on too.
     write32(&mut dev, EJECT_OFFSET, 1 << 3);
-    assert_eq!(*seen.lock().unwrap(), vec![3, 6, 31, 3]);
+    assert_eq!(*seen.lock(), vec![3, 6, 31, 3]);
 }
 
 #[test]
@@ -122,14 +123,14 @@ fn partial_writes_to_eject_address_the_bytes_written() {
     dev.request_removal(25).unwrap();
     // One byte at EJECT+1 covers slots 8..16.
     dev.write(u64::from(EJECT_OFFSET) + 1, &[1 << (9 - 8)]);
-    assert_eq!(*seen.lock().unwrap(), vec![9]);
+    assert_eq!(*seen.lock(), vec![9]);
     assert_eq!(dev.removals_pending(), (1 << 10) | (1 << 25));
     // Two bytes at EJECT+3 : byte 3 of EJECT (slots 24..32), then a port past the block.
     dev.write(u64::from(EJECT_OFFSET) + 3, &[1 << (25 - 24), 0xff]);
-    assert_eq!(*seen.lock().unwrap(), vec![9, 25]);
+    assert_eq!(*seen.lock(), vec![9, 25]);
     // A word straddling DOWN and EJECT: only the EJECT byte counts.
     dev.write(u64::from(EJECT_OFFSET) - 1, &[0xff, 1 << 7]);
-    assert_eq!(*seen.lock().unwrap(), vec![9, 25, 7]);
+    assert_eq!(*seen.lock(), vec![9, 25, 7]);
     assert_eq!(dev.removals_pending(), 1 << 10);
 }
 
@@ -157,8 +158,8 @@ fn the_block_works_through_the_port_bus() {
     let mut bus = Bus::new();
     bus.insert(dev.clone(), u64::from(PCIHP_BASE), u64::from(PCIHP_LEN))
         .unwrap();
-    dev.lock().unwrap().announce_add(2).unwrap();
-    dev.lock().unwrap().request_removal(3).unwrap();
+    dev.lock().announce_add(2).unwrap();
+    dev.lock().request_removal(3).unwrap();
     let base = u64::from(PCIHP_BASE);
     let mut b = [0u8; 4];
     assert!(bus.read(base, &mut b));
@@ -166,7 +167,7 @@ fn the_block_works_through_the_port_bus() {
     assert!(bus.read(base + 4, &mut b));
     assert_eq!(u32::from_le_bytes(b), 1 << 3);
     assert!(bus.write(base + 8, &(1u32 << 3).to_le_bytes()));
-    assert_eq!(*seen.lock().unwrap(), vec![3]);
+    assert_eq!(*seen.lock(), vec![3]);
     assert!(
         !bus.read(base + u64::from(PCIHP_LEN), &mut b),
         "block ends at LEN"

@@ -2,13 +2,17 @@
 //! 0xcf8/0xcfc and through ECAM.
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
+use parking_lot::Mutex;
 use uvm_devices::bus::{Bus, BusDevice};
 use uvm_devices::pci::{
     BarInfo, BarKind, BarRegion, ConfigSpace, ECAM_SIZE, PciBarWindow, PciCam, PciEcam, PciError,
     PciFunction, PciHeader, PciRoot, SharedFunction,
 };
+use uvm_devices::quiesce::{Pausable, PauseError};
+use uvm_devices::snapshot::Snapshottable;
 
 const WINDOW: u64 = 0xc000_0000;
 const WINDOW_SIZE: u64 = 0x1000_0000;
@@ -19,6 +23,11 @@ struct RamFunction {
     config: ConfigSpace,
     bar0: Vec<u8>,
     bar2: Vec<u8>,
+    /// Pause state as the test sees it: shared, so it is readable while the
+    /// root holds the function.
+    paused: Arc<AtomicBool>,
+    /// Whether a pause fails (a backend that does not stop).
+    refuse_pause: bool,
 }
 
 impl RamFunction {
@@ -36,9 +45,31 @@ impl RamFunction {
             config,
             bar0: vec![0; 0x4000],
             bar2: vec![0; 0x1000],
+            paused: Arc::new(AtomicBool::new(false)),
+            refuse_pause: false,
         }
     }
 }
+
+impl Pausable for RamFunction {
+    fn pause(&mut self) -> Result<(), PauseError> {
+        if self.refuse_pause {
+            return Err(PauseError::Backend {
+                device: "ram".into(),
+                action: "stop its rings",
+                detail: "refused".into(),
+            });
+        }
+        self.paused.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+    fn resume(&mut self) -> Result<(), PauseError> {
+        self.paused.store(false, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+impl Snapshottable for RamFunction {}
 
 impl PciFunction for RamFunction {
     fn config_read(&mut self, offset: u16, data: &mut [u8]) {
@@ -130,7 +161,7 @@ impl Machine {
 
     fn add(&self, slot: Option<u8>, device_id: u16) -> Result<u8, PciError> {
         let f: SharedFunction = Arc::new(Mutex::new(RamFunction::new(device_id)));
-        self.root.lock().unwrap().add_function(slot, f)
+        self.root.lock().add_function(slot, f)
     }
 }
 
@@ -209,7 +240,7 @@ fn guest_style_enumeration_through_cam() {
     m.mmio.read(new_bar0 + 0x10, &mut b);
     assert_eq!(b, [1, 2, 3, 4]);
     assert_eq!(
-        m.root.lock().unwrap().mapped_bars(1)[0],
+        m.root.lock().mapped_bars(1)[0],
         BarRegion {
             index: 0,
             address: new_bar0,
@@ -316,15 +347,15 @@ fn hotplug_add_and_remove_reuse_bars() {
     assert_eq!((s1, s2), (1, 2));
     let bar_of = |slot: u8| m.cam_read32(slot, 0x10) & !0xf;
     let first = bar_of(2);
-    let f = m.root.lock().unwrap().remove_function(2).unwrap();
+    let f = m.root.lock().remove_function(2).unwrap();
     drop(f);
     assert_eq!(m.cam_read32(2, 0), 0xffff_ffff);
     assert_eq!(
-        m.root.lock().unwrap().remove_function(2).err(),
+        m.root.lock().remove_function(2).err(),
         Some(PciError::SlotEmpty(2))
     );
     assert_eq!(
-        m.root.lock().unwrap().remove_function(0).err(),
+        m.root.lock().remove_function(0).err(),
         Some(PciError::InvalidSlot(0))
     );
     assert_eq!(m.add(Some(1), 1).err(), Some(PciError::SlotOccupied(1)));
@@ -342,13 +373,48 @@ fn hotplug_add_and_remove_reuse_bars() {
 fn bar_window_exhaustion_is_an_error() {
     let root = Arc::new(Mutex::new(PciRoot::new(0x8086, 0x29c0, WINDOW, 0x8000)));
     let f: SharedFunction = Arc::new(Mutex::new(RamFunction::new(1)));
-    root.lock().unwrap().add_function(None, f).unwrap();
+    root.lock().add_function(None, f).unwrap();
     let g: SharedFunction = Arc::new(Mutex::new(RamFunction::new(2)));
     assert!(matches!(
-        root.lock().unwrap().add_function(None, g.clone()),
+        root.lock().add_function(None, g.clone()),
         Err(PciError::BarAllocation(_))
     ));
     // The failed add left the window as it was: removing the first frees room.
-    root.lock().unwrap().remove_function(1).unwrap();
-    assert_eq!(root.lock().unwrap().add_function(None, g).unwrap(), 1);
+    root.lock().remove_function(1).unwrap();
+    assert_eq!(root.lock().add_function(None, g).unwrap(), 1);
+}
+
+#[test]
+fn pausing_the_bus_pauses_every_function_or_none() {
+    let root = Arc::new(Mutex::new(PciRoot::new(
+        0x8086,
+        0x29c0,
+        WINDOW,
+        WINDOW_SIZE,
+    )));
+    let a = RamFunction::new(1);
+    let b = RamFunction::new(2);
+    let (a_paused, b_paused) = (a.paused.clone(), b.paused.clone());
+    root.lock()
+        .add_function(Some(1), Arc::new(Mutex::new(a)))
+        .unwrap();
+    root.lock()
+        .add_function(Some(2), Arc::new(Mutex::new(b)))
+        .unwrap();
+    root.lock().pause().unwrap();
+    assert!(a_paused.load(Ordering::SeqCst) && b_paused.load(Ordering::SeqCst));
+    root.lock().resume().unwrap();
+    assert!(!a_paused.load(Ordering::SeqCst) && !b_paused.load(Ordering::SeqCst));
+
+    // A function that cannot pause: the ones paused before it run again.
+    let mut c = RamFunction::new(3);
+    c.refuse_pause = true;
+    root.lock()
+        .add_function(Some(3), Arc::new(Mutex::new(c)))
+        .unwrap();
+    assert!(matches!(
+        root.lock().pause(),
+        Err(PauseError::Backend { .. })
+    ));
+    assert!(!a_paused.load(Ordering::SeqCst) && !b_paused.load(Ordering::SeqCst));
 }

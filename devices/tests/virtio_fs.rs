@@ -12,7 +12,9 @@ mod virtio_support;
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
+use uvm_devices::quiesce::Pausable;
 use uvm_devices::virtio::fs::{FsError, VIRTIO_ID_FS, VhostUserFs};
 use uvm_devices::virtio::{DeviceError, VIRTIO_F_VERSION_1, VirtioDevice, status};
 use virtio_fs_support::*;
@@ -163,7 +165,7 @@ fn anonymous_memory_through_the_pci_transport_sets_needs_reset() {
     m.setup_queue(&caps, 1, 16, 0xffff);
     m.driver_ok(&caps);
     assert_ne!(m.status(&caps) & status::DEVICE_NEEDS_RESET, 0);
-    assert!(!m.function.lock().unwrap().is_active());
+    assert!(!m.function.lock().is_active());
     // A reset clears it; the device can be dropped cleanly afterwards.
     m.set_status(&caps, 0);
     assert_eq!(m.status(&caps), 0);
@@ -298,4 +300,43 @@ fn negotiated_event_idx_keeps_requests_and_interrupts_flowing() {
         // used_event: ask for an interrupt on the next used buffer too.
         rings.request.set_used_event(&mem, rings.used_idx(&mem));
     }
+}
+
+#[test]
+fn pause_stops_the_rings_and_resume_restarts_them() {
+    let Some(share) = Share::start() else { return };
+    let mut fs = share.connect();
+    let mem = memfd_memory(MEM_SIZE);
+    let irq = Arc::new(RecordingInterrupt::default());
+    let rings = Rings::new(&mem, 0x1_0000);
+    fs.ack_features(VIRTIO_F_VERSION_1);
+    fs.activate(context(&mem, rings.queues(&mem), &irq))
+        .unwrap();
+    let error = fuse_init_round_trip(&mut fs, &mem, &rings, &irq, &InitBuffers::at(0x10_0000), 1);
+    assert_eq!(error, 0);
+
+    // Paused: the backend's rings are stopped, a request stays unanswered
+    // even when notified.
+    fs.pause().unwrap();
+    let used_before = rings.used_idx(&mem);
+    queue_fuse_init(&mem, &rings, &InitBuffers::at(0x20_0000), 2);
+    fs.queue_notify(1).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        rings.used_idx(&mem),
+        used_before,
+        "virtiofsd answered while the device was paused"
+    );
+
+    // Resumed (the transport replays the notification): the same request
+    // is answered, from where the ring stood.
+    fs.resume().unwrap();
+    fs.queue_notify(1).unwrap();
+    assert!(
+        wait_used(&mem, &rings, used_before.wrapping_add(1)),
+        "virtiofsd did not answer after resume"
+    );
+    assert!(irq.needs_reset().is_empty(), "{:?}", irq.needs_reset());
+    drop(fs);
+    drop(share);
 }

@@ -9,8 +9,8 @@ mod virtio_support;
 
 use fuzz_rng::Rng;
 use uvm_devices::virtio::VIRTIO_F_VERSION_1;
-use uvm_devices::virtio::vsock::VsockDevice;
 use uvm_devices::virtio::vsock::packet::{HDR_SIZE, Header};
+use uvm_devices::virtio::vsock::{VsockDevice, VsockHost};
 use virtio_support::*;
 use vm_memory::{Bytes, GuestAddress};
 
@@ -24,8 +24,8 @@ struct Rig {
 
 impl Rig {
     fn new() -> Self {
-        let dev = VsockDevice::new(3, &tokio::runtime::Handle::current());
-        let host = dev.host();
+        let host = VsockHost::new(3);
+        let dev = VsockDevice::new(3, host.backend(), &tokio::runtime::Handle::current());
         std::mem::forget(host.listen(80)); // a listener the fuzzer can hit
         let m = Machine::new(Box::new(dev));
         let caps = m.probe();

@@ -199,3 +199,24 @@ fn tap_setup_in_a_private_network_namespace() {
         Err(e) => panic!("{e}"),
     }
 }
+
+#[test]
+fn a_paused_nic_moves_no_frame_until_resume() {
+    use uvm_devices::quiesce::Pausable;
+
+    let mut g = Guest::new();
+    g.post_rx(4, 1526);
+    g.m.function.lock().pause().unwrap();
+    // A frame for the guest waits in the backend, and one from the guest
+    // waits in its tx ring.
+    g.backend.push_to_guest(&frame(100, 7));
+    assert_eq!(g.host.process_rx(), RxStatus::Inactive);
+    g.send(&frame(60, 8), false);
+    assert!(g.received().is_empty(), "rx written while paused");
+    assert!(g.backend.take_sent().is_empty(), "tx sent while paused");
+
+    g.m.function.lock().resume().unwrap();
+    let got: Vec<Vec<u8>> = g.received().into_iter().map(|r| r.1).collect();
+    assert_eq!(got, vec![frame(100, 7)]);
+    assert_eq!(g.backend.take_sent(), vec![frame(60, 8)]);
+}

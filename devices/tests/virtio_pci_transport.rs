@@ -5,13 +5,17 @@
 mod virtio_support;
 
 use uvm_devices::virtio::VIRTIO_F_VERSION_1;
-use uvm_devices::virtio::vsock::VsockDevice;
 use uvm_devices::virtio::vsock::packet::{HDR_SIZE, Header, op};
+use uvm_devices::virtio::vsock::{VsockDevice, VsockHost};
 use virtio_support::*;
 use vm_memory::{Bytes, GuestAddress};
 
 fn machine() -> Machine {
-    let dev = VsockDevice::new(3, &tokio::runtime::Handle::current());
+    let dev = VsockDevice::new(
+        3,
+        VsockHost::new(3).backend(),
+        &tokio::runtime::Handle::current(),
+    );
     Machine::new(Box::new(dev))
 }
 
@@ -91,7 +95,7 @@ async fn linux_style_bring_up_and_msix_interrupts() {
     assert_eq!(tx.take_used(&mem).len(), 1);
     assert_eq!(m.intx.count(), 0);
     // The notify address the VMM would give to an ioeventfd.
-    let addr = m.function.lock().unwrap().notify_address(1).unwrap();
+    let addr = m.function.lock().notify_address(1).unwrap();
     assert_eq!(addr, m.bar0 + tx.notify);
 }
 
@@ -188,7 +192,7 @@ async fn queue_outside_memory_marks_device_broken_then_reset_recovers() {
     m.driver_ok(&caps);
     assert_eq!(m.status(&caps) & 0x40, 0x40);
     assert!(m.msi.take().contains(&(MSI_ADDR, 0x20))); // config change
-    assert!(!m.function.lock().unwrap().is_active());
+    assert!(!m.function.lock().is_active());
     // Writes after DRIVER_OK to queue registers are ignored.
     m.write(caps.common + 0x20, 4, 0x10000);
     assert_eq!(m.read(caps.common + 0x20, 4), 0x4000_0000);

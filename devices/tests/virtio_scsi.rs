@@ -422,3 +422,23 @@ fn luns_are_added_from_another_thread_while_the_guest_runs() {
     }
     assert_eq!(g.cmd(7, &[0; 6], &[], 0).status, 0);
 }
+
+#[test]
+fn a_paused_controller_delivers_no_event_until_resume() {
+    use uvm_devices::quiesce::Pausable;
+
+    let f = image(MIB);
+    let mut g = Guest::new(|_| {}, FEATURES, 8);
+    g.m.function.lock().pause().unwrap();
+    g.host.add_lun(3, disk(&f, false)).unwrap();
+    assert!(g.events().is_empty(), "event written while paused");
+    assert_eq!(g.host.pending_events(), 1);
+
+    g.m.function.lock().resume().unwrap();
+    let ev = g.events();
+    assert_eq!(ev.len(), 1);
+    assert_eq!(
+        (ev[0].1, ev[0].3),
+        (event::TRANSPORT_RESET, event::RESET_RESCAN)
+    );
+}

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uvm_devices::virtio::VIRTIO_F_VERSION_1;
 use uvm_devices::virtio::vsock::packet::{HDR_SIZE, Header, SHUTDOWN_RCV, SHUTDOWN_SEND, op};
-use uvm_devices::virtio::vsock::{MuxerError, VsockDevice, VsockHost};
+use uvm_devices::virtio::vsock::{MuxerError, VsockDevice, VsockHost, VsockKick};
 use virtio_support::*;
 use vm_memory::{Bytes, GuestAddress};
 
@@ -18,6 +18,7 @@ const GUEST_CID: u64 = 3;
 struct Guest {
     m: Machine,
     host: VsockHost,
+    kick: VsockKick,
     rx: GuestQueue,
     tx: GuestQueue,
     buf_alloc: u32,
@@ -26,8 +27,13 @@ struct Guest {
 
 impl Guest {
     fn new() -> Self {
-        let dev = VsockDevice::new(GUEST_CID, &tokio::runtime::Handle::current());
-        let host = dev.host();
+        let host = VsockHost::new(GUEST_CID);
+        let dev = VsockDevice::new(
+            GUEST_CID,
+            host.backend(),
+            &tokio::runtime::Handle::current(),
+        );
+        let kick = dev.kicker();
         let m = Machine::new(Box::new(dev));
         let caps = m.probe();
         m.enable_msix(&caps);
@@ -45,6 +51,7 @@ impl Guest {
         Guest {
             m,
             host,
+            kick,
             rx,
             tx,
             buf_alloc: 1 << 20,
@@ -90,7 +97,7 @@ impl Guest {
 
     /// Packets the device delivered so far; rx buffers are recycled.
     fn recv(&mut self) -> Vec<(Header, Vec<u8>)> {
-        self.host.kick();
+        self.kick.kick();
         let mem = self.m.mem();
         let mut out = Vec::new();
         for (_, len, bufs) in self.rx.take_used(&mem) {
@@ -140,6 +147,14 @@ impl Guest {
     }
 }
 
+/// The payload bytes of the RW packets in `got`, in order.
+fn rw_payload(got: &[(Header, Vec<u8>)]) -> Vec<u8> {
+    got.iter()
+        .filter(|(h, _)| h.op == op::RW)
+        .flat_map(|(_, d)| d.clone())
+        .collect()
+}
+
 async fn read_exactly(s: &mut (impl AsyncReadExt + Unpin), n: usize) -> Vec<u8> {
     let mut buf = vec![0u8; n];
     tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut buf))
@@ -163,12 +178,7 @@ async fn guest_connects_data_flows_and_half_close() {
     assert_eq!(read_exactly(&mut s, 5).await, b"hello");
 
     s.write_all(b"world").await.unwrap();
-    let got = g.expect(|h| h.op == op::RW).await;
-    let data: Vec<u8> = got
-        .iter()
-        .filter(|(h, _)| h.op == op::RW)
-        .flat_map(|(_, d)| d.clone())
-        .collect();
+    let data = rw_payload(&g.expect(|h| h.op == op::RW).await);
     assert_eq!(data, b"world");
 
     // Guest half-closes its send side: host reads EOF, can still write.
@@ -403,4 +413,43 @@ async fn device_reset_resets_streams_and_keeps_listeners() {
     assert!(s.read(&mut b).await.is_err());
     assert_eq!(g.host.connection_count(), 0);
     assert_eq!(g.host.listen(3000).err(), Some(MuxerError::PortInUse(3000)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_device_touches_no_ring_until_resume() {
+    use uvm_devices::quiesce::Pausable;
+
+    let mut g = Guest::new();
+    let mut listener = g.host.listen(1234).unwrap();
+    g.connect_to_host(40000, 1234).await;
+    let mut s = listener.accept().await.unwrap();
+    let mem = g.m.mem();
+
+    g.m.function.lock().pause().unwrap();
+    // The guest sends while paused: its tx ring is not consumed and the
+    // host reads nothing.
+    let tx_used = g.tx.used_idx(&mem);
+    let h = g.hdr(40000, 1234, op::RW);
+    g.send(h, b"while paused");
+    assert_eq!(g.tx.used_idx(&mem), tx_used, "tx processed while paused");
+    let mut buf = [0u8; 16];
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), s.read(&mut buf))
+            .await
+            .is_err(),
+        "the host read guest data while the device was paused"
+    );
+    // The host writes while paused: nothing reaches the guest's rx ring,
+    // whether the pump or a kick tries.
+    let rx_used = g.rx.used_idx(&mem);
+    s.write_all(b"to guest").await.unwrap();
+    g.kick.kick();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(g.rx.used_idx(&mem), rx_used, "rx written while paused");
+
+    g.m.function.lock().resume().unwrap();
+    assert_eq!(read_exactly(&mut s, 12).await, b"while paused");
+    assert_ne!(g.tx.used_idx(&mem), tx_used);
+    let data = rw_payload(&g.expect(|h| h.op == op::RW).await);
+    assert_eq!(data, b"to guest");
 }

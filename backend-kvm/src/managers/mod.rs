@@ -10,13 +10,14 @@
 //! contract's table). Removal is two-phase (see [`ids::IdTable`]); when the
 //! VM stops, every pending removal completes.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 
+use ids::IdTable;
+use parking_lot::{Mutex, MutexGuard};
 use uvm_api::{Action, Error, Removal, RemovalCompleter, Resource, Result, State};
 
 use crate::hotplug::{DeviceHub, HubError};
 use crate::lifecycle::Lifecycle;
-use ids::IdTable;
 
 pub mod ids;
 pub mod net;
@@ -62,7 +63,7 @@ impl ManagerContext {
 
 /// Locks a manager's state, recovering from a poisoned lock.
 pub(crate) fn lock<S>(state: &Mutex<S>) -> MutexGuard<'_, S> {
-    state.lock().unwrap_or_else(PoisonError::into_inner)
+    state.lock()
 }
 
 /// Completes the removals of a VM that stopped.

@@ -3,126 +3,26 @@
 //! Each NIC is its own virtio-net PCI function in the first free slot of
 //! [`DYNAMIC_SLOTS`], backed by the tap named by `Nic::endpoint` (opened,
 //! or created if absent, with `IFF_VNET_HDR`). Frames from the guest go out
-//! on its queue notifications; frames for the guest are pumped by one
-//! thread per NIC ([`RxPump`]) that waits for the tap to become readable.
-//! The thread and the tap go when the guest has ejected the NIC (or the VM
-//! stopped).
+//! on its queue notifications; frames for the guest are moved by the
+//! device's own receive pump. The pump and the tap go with the device,
+//! when the guest has ejected the NIC (or the VM stopped).
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use parking_lot::Mutex;
 use tracing::Instrument;
 use uvm_api::{Error, NetworkManager, Nic, Removal, Resource, Result, op_span};
-use uvm_devices::virtio::net::{NetDevice, NetHost, RxStatus, Tap, TapError};
-use vmm_sys_util::eventfd::EventFd;
+use uvm_devices::virtio::net::{NetDevice, Tap, TapError};
 
 use super::ids::IdTable;
 use super::pmem::DYNAMIC_SLOTS;
 use super::{ManagerContext, Unplug, complete_all, lock};
 
-/// How long the pump waits before trying again when the guest has no
-/// receive buffers (it also wakes when a frame arrives).
-const NO_BUFFER_BACKOFF: Duration = Duration::from_millis(5);
-
-/// The thread moving frames from a tap into the guest.
-pub struct RxPump {
-    stop: Arc<EventFd>,
-    stopping: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-fn poll_two(tap: i32, stop: i32, timeout_ms: i32) -> std::io::Result<(bool, bool)> {
-    let mut fds = [
-        libc::pollfd {
-            fd: tap,
-            events: libc::POLLIN,
-            revents: 0,
-        },
-        libc::pollfd {
-            fd: stop,
-            events: libc::POLLIN,
-            revents: 0,
-        },
-    ];
-    // SAFETY: `fds` is a valid array of two pollfd structs for the call's
-    // duration; both descriptors stay open while the pump runs (the tap is
-    // owned by the device `NetHost` keeps alive, the eventfd by the pump).
-    let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout_ms) };
-    if rc < 0 {
-        let e = std::io::Error::last_os_error();
-        if e.kind() == std::io::ErrorKind::Interrupted {
-            return Ok((false, false));
-        }
-        return Err(e);
-    }
-    Ok((fds[0].revents != 0, fds[1].revents != 0))
-}
-
-impl RxPump {
-    /// Starts pumping for `host`, named after the NIC `id`.
-    pub fn start(id: &str, host: NetHost) -> std::io::Result<RxPump> {
-        let fd = host
-            .fd()
-            .ok_or_else(|| std::io::Error::other("the NIC's backend has no file descriptor"))?;
-        let stop = Arc::new(EventFd::new(libc::EFD_NONBLOCK)?);
-        let stopping = Arc::new(AtomicBool::new(false));
-        let (stop2, stopping2) = (stop.clone(), stopping.clone());
-        let nic = id.to_owned();
-        let thread = std::thread::Builder::new()
-            .name(format!("net-rx-{id}"))
-            .spawn(move || {
-                use std::os::fd::AsRawFd;
-                let stop_fd = stop2.as_raw_fd();
-                let mut timeout = -1;
-                while !stopping2.load(Ordering::Acquire) {
-                    match poll_two(fd, stop_fd, timeout) {
-                        Ok((_, true)) => break,
-                        Ok((readable, false)) => {
-                            if readable || timeout >= 0 {
-                                timeout = match host.process_rx() {
-                                    RxStatus::Drained => -1,
-                                    RxStatus::NoBuffers | RxStatus::Inactive => {
-                                        NO_BUFFER_BACKOFF.as_millis() as i32
-                                    }
-                                };
-                            }
-                        }
-                        Err(e) => {
-                            tracing::error!(nic = %nic, "polling the tap failed: {e}; receive stops");
-                            break;
-                        }
-                    }
-                }
-            })?;
-        Ok(RxPump {
-            stop,
-            stopping,
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for RxPump {
-    fn drop(&mut self) {
-        self.stopping.store(true, Ordering::Release);
-        if let Err(e) = self.stop.write(1) {
-            tracing::error!("waking the rx pump to stop it: {e}");
-        }
-        if let Some(t) = self.thread.take()
-            && t.join().is_err()
-        {
-            tracing::error!("the rx pump thread panicked");
-        }
-    }
-}
-
 struct Attached {
     slot: u8,
     mac: [u8; 6],
-    _pump: RxPump,
 }
 
 /// The network manager of one VM.
@@ -197,22 +97,14 @@ impl KvmNetwork {
             ));
         }
         let tap = Tap::open(&nic.endpoint).map_err(|e| tap_error(&nic, e))?;
-        let device = NetDevice::new(Box::new(tap), mac);
-        let pump = RxPump::start(&nic.id, device.host())
+        let device = NetDevice::with_rx_pump(Box::new(tap), mac, &nic.id)
             .map_err(|e| Error::io(format!("starting the receive thread of NIC {}", nic.id), e))?;
         let slot = self
             .ctx
             .hub
             .reserve_slot(DYNAMIC_SLOTS)
             .map_err(|e| self.ctx.hub_error(Resource::Network, e))?;
-        nics.insert(
-            nic.id.clone(),
-            Attached {
-                slot,
-                mac,
-                _pump: pump,
-            },
-        );
+        nics.insert(nic.id.clone(), Attached { slot, mac });
         drop(nics);
         // No manager lock across the hub: eject callbacks take it.
         let plugged = self.ctx.hub.plug(
@@ -222,8 +114,7 @@ impl KvmNetwork {
             None,
         );
         if let Err(e) = plugged {
-            let attached = lock(&self.nics).forget(&nic.id);
-            drop(attached);
+            lock(&self.nics).forget(&nic.id);
             return Err(self.ctx.hub_error(Resource::Network, e));
         }
         tracing::info!(vm = %self.ctx.vm_id, id = %nic.id, endpoint = %nic.endpoint, mac = %nic.mac, slot, "NIC added");
@@ -246,8 +137,7 @@ impl KvmNetwork {
 
     /// The VM stopped: receive threads stop, pending removals complete.
     pub fn shut_down(&self) {
-        let (completers, attached) = lock(&self.nics).drain();
-        drop(attached);
+        let (completers, _) = lock(&self.nics).drain();
         complete_all(completers);
     }
 }

@@ -11,9 +11,10 @@
 
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
+use parking_lot::Mutex;
 use tracing::Instrument;
 use uvm_api::{
     Error, ImageFormat, Removal, Resource, Result, VpmemController, VpmemDevice, VpmemManager,

@@ -10,9 +10,10 @@
 //! block devices; anything else is refused (`InvalidArgument`, argument
 //! `format`). Images are never probed.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
+use parking_lot::Mutex;
 use tracing::Instrument;
 use uvm_api::config::{MAX_LUNS_PER_CONTROLLER, MAX_SCSI_CONTROLLERS};
 use uvm_api::{DiskFormat, Error, Removal, Resource, Result, ScsiDisk, ScsiManager, op_span};

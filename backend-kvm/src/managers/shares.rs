@@ -16,9 +16,10 @@
 //! either, and `supported(VirtioFs, ..)` says so.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
+use parking_lot::Mutex;
 use tracing::Instrument;
 use uvm_api::{
     Error, Operation, Removal, Resource, Result, ShareKind, SharedFolder, SharedFolderManager,

@@ -1,8 +1,10 @@
 //! Configuration access mechanism #1: ports `0xcf8..=0xcff`.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use super::root::{PciRoot, lock_root};
+use parking_lot::Mutex;
+
+use super::root::PciRoot;
 use super::{le_read, le_write};
 use crate::bus::BusDevice;
 
@@ -49,13 +51,11 @@ impl BusDevice for PciCam {
                 le_write(data, u64::from(self.address >> (8 * offset)));
             }
             4..8 => match self.selected() {
-                Some((bus, dev, func, reg)) => lock_root(&self.root).config_read(
-                    bus,
-                    dev,
-                    func,
-                    reg + (offset as u16 - 4),
-                    data,
-                ),
+                Some((bus, dev, func, reg)) => {
+                    self.root
+                        .lock()
+                        .config_read(bus, dev, func, reg + (offset as u16 - 4), data)
+                }
                 None => data.fill(0xff),
             },
             _ => data.fill(0xff),
@@ -76,13 +76,9 @@ impl BusDevice for PciCam {
             }
             4..8 => {
                 if let Some((bus, dev, func, reg)) = self.selected() {
-                    lock_root(&self.root).config_write(
-                        bus,
-                        dev,
-                        func,
-                        reg + (offset as u16 - 4),
-                        data,
-                    );
+                    self.root
+                        .lock()
+                        .config_write(bus, dev, func, reg + (offset as u16 - 4), data);
                 }
             }
             _ => tracing::debug!(offset, "PCI CAM write out of range"),

@@ -1,9 +1,11 @@
 //! Enhanced configuration access (ECAM, the memory-mapped window an MCFG
 //! table announces) for bus 0.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use super::root::{PciRoot, lock_root};
+use parking_lot::Mutex;
+
+use super::root::PciRoot;
 use crate::bus::BusDevice;
 
 /// Size of the ECAM window for one bus (32 devices x 8 functions x 4 KiB).
@@ -37,14 +39,14 @@ fn decode(offset: u64, len: usize) -> Option<(u8, u8, u16)> {
 impl BusDevice for PciEcam {
     fn read(&mut self, offset: u64, data: &mut [u8]) {
         match decode(offset, data.len()) {
-            Some((dev, func, reg)) => lock_root(&self.root).config_read(0, dev, func, reg, data),
+            Some((dev, func, reg)) => self.root.lock().config_read(0, dev, func, reg, data),
             None => data.fill(0xff),
         }
     }
 
     fn write(&mut self, offset: u64, data: &[u8]) {
         match decode(offset, data.len()) {
-            Some((dev, func, reg)) => lock_root(&self.root).config_write(0, dev, func, reg, data),
+            Some((dev, func, reg)) => self.root.lock().config_write(0, dev, func, reg, data),
             None => tracing::debug!(offset, len = data.len(), "ignoring bad ECAM write"),
         }
     }

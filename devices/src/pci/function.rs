@@ -1,11 +1,16 @@
 //! What the root bus needs from a PCI function.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use super::bar::{BarInfo, BarRegion};
+use crate::quiesce::Pausable;
+use crate::snapshot::Snapshottable;
 
-/// One PCI function (the root bus models single-function devices).
-pub trait PciFunction: Send {
+/// One PCI function (the root bus models single-function devices). It can
+/// be quiesced ([`Pausable`]) and has a state hook ([`Snapshottable`]).
+pub trait PciFunction: Send + Pausable + Snapshottable {
     /// Reads configuration space at `offset` (0..4096); undefined bytes read as zero.
     fn config_read(&mut self, offset: u16, data: &mut [u8]);
     /// Writes configuration space at `offset` (0..4096).

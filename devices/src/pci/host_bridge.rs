@@ -3,6 +3,8 @@
 use super::bar::{BarInfo, BarRegion};
 use super::config::{ConfigSpace, PciHeader};
 use super::function::PciFunction;
+use crate::quiesce::{Pausable, PauseError};
+use crate::snapshot::Snapshottable;
 
 /// A host bridge function: identity only, no BARs.
 #[derive(Debug, Clone)]
@@ -65,3 +67,18 @@ impl PciFunction for HostBridge {
         );
     }
 }
+
+impl Pausable for HostBridge {
+    /// A host bridge does nothing on its own: there is nothing to stop.
+    fn pause(&mut self) -> Result<(), PauseError> {
+        Ok(())
+    }
+
+    /// Nothing was stopped.
+    fn resume(&mut self) -> Result<(), PauseError> {
+        Ok(())
+    }
+}
+
+/// State capture comes with snapshots.
+impl Snapshottable for HostBridge {}

@@ -1,12 +1,15 @@
 //! Bus 0: up to 32 single-function slots, configuration access and BAR
 //! decoding.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use super::bar::BarRegion;
 use super::bar_alloc::{BarAllocError, BarAllocator};
-use super::function::{PciFunction, SharedFunction};
+use super::function::SharedFunction;
 use super::host_bridge::HostBridge;
+use crate::quiesce::{Pausable, PauseError};
 
 /// Number of device slots on the bus.
 pub const SLOT_COUNT: usize = 32;
@@ -43,11 +46,6 @@ struct Slot {
 pub struct PciRoot {
     slots: Vec<Option<Slot>>,
     allocator: BarAllocator,
-}
-
-/// Locks a function, recovering from a poisoned lock.
-pub(crate) fn lock_function(f: &SharedFunction) -> MutexGuard<'_, dyn PciFunction + 'static> {
-    f.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl PciRoot {
@@ -95,7 +93,7 @@ impl PciRoot {
         };
         let mut allocated = Vec::new();
         {
-            let mut f = lock_function(&function);
+            let mut f = function.lock();
             let mut bars = f.bars();
             // Largest first keeps the window dense.
             bars.sort_by_key(|b| std::cmp::Reverse(b.size));
@@ -116,7 +114,7 @@ impl PciRoot {
                 }
             }
         }
-        let mapped = lock_function(&function).mapped_bars();
+        let mapped = function.lock().mapped_bars();
         self.slots[usize::from(slot)] = Some(Slot {
             function,
             allocated,
@@ -171,7 +169,7 @@ impl PciRoot {
     pub fn config_read(&self, bus: u8, device: u8, function: u8, offset: u16, data: &mut [u8]) {
         match self.target(bus, device, function) {
             Some(slot) if usize::from(offset) + data.len() <= 4096 => {
-                lock_function(&slot.function).config_read(offset, data);
+                slot.function.lock().config_read(offset, data);
             }
             _ => data.fill(0xff),
         }
@@ -185,7 +183,7 @@ impl PciRoot {
         let Some(Some(slot)) = self.slots.get_mut(usize::from(device)) else {
             return;
         };
-        let mut f = lock_function(&slot.function);
+        let mut f = slot.function.lock();
         f.config_write(offset, data);
         slot.mapped = f.mapped_bars();
     }
@@ -205,7 +203,7 @@ impl PciRoot {
     pub fn mmio_read(&self, address: u64, data: &mut [u8]) -> bool {
         match self.decode(address, data.len()) {
             Some((slot, bar, offset)) => {
-                lock_function(&slot.function).bar_read(bar, offset, data);
+                slot.function.lock().bar_read(bar, offset, data);
                 true
             }
             None => {
@@ -219,7 +217,7 @@ impl PciRoot {
     pub fn mmio_write(&self, address: u64, data: &[u8]) -> bool {
         match self.decode(address, data.len()) {
             Some((slot, bar, offset)) => {
-                lock_function(&slot.function).bar_write(bar, offset, data);
+                slot.function.lock().bar_write(bar, offset, data);
                 true
             }
             None => false,
@@ -227,7 +225,44 @@ impl PciRoot {
     }
 }
 
-/// Locks a shared root, recovering from a poisoned lock.
-pub(crate) fn lock_root(root: &Mutex<PciRoot>) -> MutexGuard<'_, PciRoot> {
-    root.lock().unwrap_or_else(PoisonError::into_inner)
+impl PciRoot {
+    fn functions(&self) -> impl Iterator<Item = (u8, &SharedFunction)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, s)| s.as_ref().map(|s| (slot as u8, &s.function)))
+    }
+}
+
+/// Pausing the bus pauses every function on it, in slot order; resuming
+/// resumes them all (a function that fails to resume does not keep the
+/// others paused; the first error is returned).
+impl Pausable for PciRoot {
+    fn pause(&mut self) -> Result<(), PauseError> {
+        let mut paused: Vec<&SharedFunction> = Vec::new();
+        for (slot, function) in self.functions() {
+            if let Err(e) = function.lock().pause() {
+                // All or nothing: what was paused runs again.
+                for f in paused {
+                    if let Err(e) = f.lock().resume() {
+                        tracing::error!(slot, "PCI function did not resume: {e}");
+                    }
+                }
+                return Err(e);
+            }
+            paused.push(function);
+        }
+        Ok(())
+    }
+
+    fn resume(&mut self) -> Result<(), PauseError> {
+        let mut first_error = None;
+        for (slot, function) in self.functions() {
+            if let Err(e) = function.lock().resume() {
+                tracing::error!(slot, "PCI function did not resume: {e}");
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
 }

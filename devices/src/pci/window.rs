@@ -1,8 +1,10 @@
 //! The MMIO window BARs live in, routed to the function that maps each address.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use super::root::{PciRoot, lock_root};
+use parking_lot::Mutex;
+
+use super::root::PciRoot;
 use crate::bus::BusDevice;
 
 /// A [`BusDevice`] covering the BAR window: insert it on the MMIO bus at the
@@ -16,7 +18,7 @@ pub struct PciBarWindow {
 impl PciBarWindow {
     /// A window device over `root` (its base is the root's window base).
     pub fn new(root: Arc<Mutex<PciRoot>>) -> Self {
-        let (base, _) = lock_root(&root).bar_window();
+        let (base, _) = root.lock().bar_window();
         PciBarWindow { root, base }
     }
 }
@@ -27,7 +29,7 @@ impl BusDevice for PciBarWindow {
             data.fill(0xff);
             return;
         };
-        if !lock_root(&self.root).mmio_read(addr, data) {
+        if !self.root.lock().mmio_read(addr, data) {
             tracing::debug!(addr, "read of an unmapped address in the BAR window");
         }
     }
@@ -36,7 +38,7 @@ impl BusDevice for PciBarWindow {
         let Some(addr) = self.base.checked_add(offset) else {
             return;
         };
-        if !lock_root(&self.root).mmio_write(addr, data) {
+        if !self.root.lock().mmio_write(addr, data) {
             tracing::debug!(addr, "write to an unmapped address in the BAR window");
         }
     }

@@ -5,6 +5,8 @@ use std::sync::Arc;
 use virtio_queue::Queue;
 
 use super::GuestMemoryHandle;
+use crate::quiesce::Pausable;
+use crate::snapshot::Snapshottable;
 
 /// How a device raises interrupts and reports that it broke.
 pub trait VirtioInterrupt: Send + Sync {
@@ -65,8 +67,10 @@ pub enum DeviceError {
     Queue(#[from] super::queue::QueueError),
 }
 
-/// A virtio device model, independent of its transport.
-pub trait VirtioDevice: Send {
+/// A virtio device model, independent of its transport. Every device can
+/// be quiesced ([`Pausable`]: a paused device processes no queue and writes
+/// no guest memory) and has a state hook ([`Snapshottable`]).
+pub trait VirtioDevice: Send + Pausable + Snapshottable {
     /// Virtio device type (e.g. 19 for vsock).
     fn device_type(&self) -> u32;
     /// Maximum size of each queue; the length is the number of queues.

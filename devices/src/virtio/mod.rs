@@ -13,10 +13,12 @@ pub mod net;
 pub mod pci_transport;
 pub mod pmem;
 pub mod queue;
+pub mod running;
 pub mod scsi;
 pub mod vsock;
 
 pub use device::{ActivateContext, DeviceError, VirtioDevice, VirtioInterrupt, read_config_window};
+pub use running::{Activation, ProcessError, Running, drain};
 
 /// Guest memory as the virtio devices see it.
 pub type GuestMemory = vm_memory::GuestMemoryMmap;

@@ -4,8 +4,9 @@
 #![allow(dead_code)] // each test crate uses a different part of the helper
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
+use parking_lot::Mutex;
 use uvm_devices::bus::Bus;
 use uvm_devices::interrupt::{CountingIrq, MsiSink};
 use uvm_devices::pci::{PciBarWindow, PciCam, PciRoot, SharedFunction};
@@ -25,13 +26,13 @@ pub struct RecordingMsi {
 
 impl RecordingMsi {
     pub fn take(&self) -> Vec<(u64, u32)> {
-        std::mem::take(&mut *self.messages.lock().unwrap())
+        std::mem::take(&mut *self.messages.lock())
     }
 }
 
 impl MsiSink for RecordingMsi {
     fn signal(&self, address: u64, data: u32) -> std::io::Result<()> {
-        self.messages.lock().unwrap().push((address, data));
+        self.messages.lock().push((address, data));
         Ok(())
     }
 }
@@ -79,10 +80,7 @@ impl Machine {
             VirtioPciDevice::new(device, mem.clone(), msi.clone(), intx.clone()).unwrap(),
         ));
         let shared: SharedFunction = function.clone();
-        root.lock()
-            .unwrap()
-            .add_function(Some(SLOT), shared)
-            .unwrap();
+        root.lock().add_function(Some(SLOT), shared).unwrap();
         let mut pio = Bus::new();
         pio.insert(Arc::new(Mutex::new(PciCam::new(root.clone()))), 0xcf8, 8)
             .unwrap();

@@ -13,9 +13,11 @@ use std::io::{BufRead, BufReader};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 use super::FsError;
 
@@ -151,10 +153,7 @@ impl VirtiofsdProcess {
 
     /// The last lines of standard error, joined.
     fn stderr_tail(&self) -> String {
-        let tail = self
-            .stderr_tail
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let tail = self.stderr_tail.lock();
         tail.iter().cloned().collect::<Vec<_>>().join("\n")
     }
 
@@ -249,7 +248,7 @@ fn spawn_log_thread(stderr: ChildStderr, pid: u32, tail: Tail) -> std::io::Resul
                 } else {
                     tracing::debug!(target: "virtiofsd", pid, "{line}");
                 }
-                let mut t = tail.lock().unwrap_or_else(PoisonError::into_inner);
+                let mut t = tail.lock();
                 if t.len() == STDERR_TAIL {
                     t.pop_front();
                 }

@@ -13,18 +13,28 @@ use super::irq::{IrqThread, new_eventfd};
 use super::memory::{host_address, memory_table};
 use super::session::{RingConfig, Session};
 use super::{FsError, VIRTIO_ID_FS};
+use crate::quiesce::{Pausable, PauseError};
+use crate::snapshot::Snapshottable;
 use crate::virtio::device::read_config_window;
 use crate::virtio::{ActivateContext, DeviceError, GuestMemory, VirtioDevice, VirtioInterrupt};
 
 /// Largest split-ring size (virtio 1.x).
 const MAX_QUEUE_SIZE: u16 = 32768;
 
+/// A ring the backend runs, with what restarting it after a pause takes.
+struct StartedRing {
+    index: usize,
+    config: RingConfig,
+    /// The ring's call eventfd (the interrupt thread waits on a copy).
+    call: EventFd,
+}
+
 /// What exists while the device runs.
 struct Active {
     /// Kick eventfd per queue; `None` for a queue the driver left disabled.
     kicks: Vec<Option<EventFd>>,
-    /// Rings the backend runs.
-    started: Vec<usize>,
+    /// Rings the backend runs (or ran until a pause stopped them).
+    started: Vec<StartedRing>,
     /// Forwards the backend's calls as interrupts.
     irq: IrqThread,
 }
@@ -40,6 +50,8 @@ pub struct VhostUserFs {
     config: FsConfig,
     queue_size: u16,
     active: Option<Active>,
+    /// Paused: the backend's rings are stopped and kicks are not forwarded.
+    paused: bool,
 }
 
 impl VhostUserFs {
@@ -70,6 +82,7 @@ impl VhostUserFs {
             config,
             queue_size,
             active: None,
+            paused: false,
         })
     }
 
@@ -111,14 +124,24 @@ impl VhostUserFs {
         let mut calls = Vec::with_capacity(rings.len());
         let mut started = Vec::with_capacity(rings.len());
         for (index, ring) in rings {
-            let result = start_ring(&mut self.session, index, &ring);
+            let result = start_ring(&mut self.session, index, &ring).and_then(|(kick, call)| {
+                let copy = call.try_clone().map_err(|source| FsError::Fd {
+                    what: "a copy of a call eventfd",
+                    source,
+                })?;
+                Ok((kick, call, copy))
+            });
             match result {
-                Ok((kick, call)) => {
+                Ok((kick, call, copy)) => {
                     if let Some(slot) = kicks.get_mut(index) {
                         *slot = Some(kick);
                     }
-                    calls.push((index as u16, call));
-                    started.push(index);
+                    calls.push((index as u16, copy));
+                    started.push(StartedRing {
+                        index,
+                        config: ring,
+                        call,
+                    });
                 }
                 Err(e) => {
                     self.stop_rings(&started);
@@ -158,7 +181,7 @@ impl VhostUserFs {
         } = active;
         if irq.disconnected() {
             tracing::debug!("vhost-user backend gone; rings not stopped");
-        } else {
+        } else if !self.paused {
             self.stop_rings(&started);
         }
         drop(irq);
@@ -167,11 +190,13 @@ impl VhostUserFs {
     }
 
     /// GET_VRING_BASE on each of `rings` (best effort).
-    fn stop_rings(&mut self, rings: &[usize]) {
-        for &index in rings {
-            match self.session.stop_ring(index) {
-                Ok(base) => tracing::debug!(index, base, "virtio-fs ring stopped"),
-                Err(error) => tracing::warn!(index, %error, "cannot stop a virtio-fs ring"),
+    fn stop_rings(&mut self, rings: &[StartedRing]) {
+        for ring in rings {
+            match self.session.stop_ring(ring.index) {
+                Ok(base) => tracing::debug!(index = ring.index, base, "virtio-fs ring stopped"),
+                Err(error) => {
+                    tracing::warn!(index = ring.index, %error, "cannot stop a virtio-fs ring");
+                }
             }
         }
     }
@@ -270,6 +295,10 @@ impl VirtioDevice for VhostUserFs {
 
     fn queue_notify(&mut self, queue: u16) -> Result<(), DeviceError> {
         let active = self.active.as_ref().ok_or(DeviceError::NotActivated)?;
+        if self.paused {
+            tracing::debug!(queue, "paused virtio-fs device does not kick its backend");
+            return Ok(());
+        }
         let slot = active
             .kicks
             .get(usize::from(queue))
@@ -287,3 +316,70 @@ impl VirtioDevice for VhostUserFs {
         Ok(())
     }
 }
+
+impl Pausable for VhostUserFs {
+    /// Stops every ring the backend runs (GET_VRING_BASE, which the backend
+    /// answers once its ring worker is idle): from then on the daemon
+    /// neither reads nor writes guest memory. This is what QEMU does to a
+    /// vhost-user device when the VM stops.
+    fn pause(&mut self) -> Result<(), PauseError> {
+        if self.paused {
+            return Ok(());
+        }
+        if let Some(active) = self.active.as_mut()
+            && !active.irq.disconnected()
+        {
+            for ring in &mut active.started {
+                let base = self
+                    .session
+                    .stop_ring(ring.index)
+                    .map_err(|e| PauseError::Backend {
+                        device: format!("virtio-fs {}", self.config.tag()),
+                        action: "stop its rings",
+                        detail: e.to_string(),
+                    })?;
+                ring.config.base = u16::try_from(base).unwrap_or(u16::MAX);
+                tracing::debug!(
+                    index = ring.index,
+                    base,
+                    "virtio-fs ring stopped for a pause"
+                );
+            }
+        }
+        self.paused = true;
+        Ok(())
+    }
+
+    /// Restarts the stopped rings where the backend left them, with the
+    /// same eventfds.
+    fn resume(&mut self) -> Result<(), PauseError> {
+        if !self.paused {
+            return Ok(());
+        }
+        self.paused = false;
+        let Some(active) = self.active.as_ref() else {
+            return Ok(());
+        };
+        if active.irq.disconnected() {
+            return Ok(());
+        }
+        // The transport replays the notifications it held meanwhile.
+        for ring in &active.started {
+            let Some(Some(kick)) = active.kicks.get(ring.index) else {
+                continue;
+            };
+            self.session
+                .start_ring(ring.index, &ring.config, &ring.call, kick)
+                .map_err(|e| PauseError::Backend {
+                    device: format!("virtio-fs {}", self.config.tag()),
+                    action: "restart its rings",
+                    detail: e.to_string(),
+                })?;
+        }
+        Ok(())
+    }
+}
+
+/// State capture comes with snapshots (and with a decision on how a
+/// virtio-fs share survives a restore).
+impl Snapshottable for VhostUserFs {}

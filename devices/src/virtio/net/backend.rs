@@ -3,7 +3,9 @@
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::RawFd;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 /// A source and sink of Ethernet frames (no virtio header).
 pub trait NetBackend: Send {
@@ -41,7 +43,7 @@ impl MemoryBackend {
 
     /// Runs `f` on the shared queues.
     pub fn with<R>(&self, f: impl FnOnce(&mut MemoryQueues) -> R) -> R {
-        f(&mut self.queues.lock().unwrap_or_else(PoisonError::into_inner))
+        f(&mut self.queues.lock())
     }
 
     /// Queues a frame for the guest.

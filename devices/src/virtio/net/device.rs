@@ -3,17 +3,20 @@
 
 use std::io::{self, Read, Write};
 use std::os::fd::RawFd;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 
+use parking_lot::Mutex;
 use virtio_queue::{Queue, QueueOwnedT};
-use vm_memory::GuestAddressSpace;
 
 use super::backend::NetBackend;
+use super::rx_pump::{RxPump, RxStatus};
+use crate::quiesce::{Pausable, PauseError};
+use crate::snapshot::Snapshottable;
 use crate::virtio::device::read_config_window;
-use crate::virtio::queue::{QueueError, add_used, pop_chain};
+use crate::virtio::queue::{add_used, pop_chain};
 use crate::virtio::{
-    ActivateContext, DeviceError, GuestMemoryHandle, VIRTIO_F_VERSION_1, VirtioDevice,
-    VirtioInterrupt,
+    ActivateContext, Activation, DeviceError, GuestMemory, ProcessError, VIRTIO_F_VERSION_1,
+    VirtioDevice, drain,
 };
 
 /// Virtio device type of virtio-net.
@@ -35,217 +38,167 @@ const LINK_UP: u16 = 1;
 /// Largest frame moved in either direction (no TSO: anything near this is
 /// already hostile).
 const MAX_FRAME: usize = 65_536;
+/// The device's name in logs.
+const DEVICE: &str = "virtio-net";
 
-/// What [`NetHost::process_rx`] stopped on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RxStatus {
-    /// The backend has no more frames.
-    Drained,
-    /// Frames may be waiting but the guest posted no receive buffer; the
-    /// device pulls them itself when the guest posts some.
-    NoBuffers,
-    /// The driver is not running (or the device broke); frames stay in the
-    /// backend.
-    Inactive,
-}
-
-/// Why queue processing stopped and the device broke.
-#[derive(Debug, thiserror::Error)]
-enum ProcessError {
-    /// The ring or a chain is broken.
-    #[error("{0}")]
-    Queue(#[from] QueueError),
-    /// A chain's buffers could not be accessed.
-    #[error("descriptor buffer access failed: {0}")]
-    Buffer(#[from] io::Error),
-}
-
-struct Active {
-    mem: GuestMemoryHandle,
+/// The queues of a running device.
+struct Queues {
     rx: Queue,
     tx: Queue,
-    interrupt: Arc<dyn VirtioInterrupt>,
-    broken: bool,
 }
 
+/// Everything the device and its host handle share.
 struct State {
     backend: Box<dyn NetBackend>,
-    active: Option<Active>,
+    activation: Activation<Queues>,
     scratch: Vec<u8>,
 }
 
-struct Inner {
-    state: Mutex<State>,
+/// Sends every frame the driver queued for transmission.
+fn transmit(
+    tx: &mut Queue,
+    mem: &GuestMemory,
+    used: &mut bool,
+    backend: &mut dyn NetBackend,
+) -> Result<(), ProcessError> {
+    drain(tx, mem, used, |chain| {
+        let mut reader = chain.reader(mem).map_err(ProcessError::chain)?;
+        let len = reader.available_bytes();
+        if len < VNET_HDR_SIZE || len - VNET_HDR_SIZE > MAX_FRAME {
+            tracing::warn!(len, "virtio-net tx chain of impossible length dropped");
+            return Ok(0);
+        }
+        let mut buf = vec![0u8; len];
+        reader.read_exact(&mut buf)?;
+        // The header is ignored: no offload was negotiated.
+        match backend.send(&buf[VNET_HDR_SIZE..]) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                tracing::debug!("virtio-net backend full; frame dropped");
+            }
+            // EIO: the tap's link is down (nobody brought the host side
+            // up); the frame is lost like on an unplugged cable.
+            Err(e) if e.raw_os_error() == Some(libc::EIO) => {
+                tracing::debug!("virtio-net backend link down; frame dropped");
+            }
+            Err(e) => tracing::warn!("virtio-net backend send failed: {e}"),
+        }
+        Ok(0)
+    })
 }
 
-impl Inner {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-impl Active {
-    fn fail(&mut self, what: &str, e: &ProcessError) {
-        tracing::warn!("virtio-net {what} queue broken: {e}");
-        self.broken = true;
-        self.interrupt
-            .set_needs_reset(&format!("virtio-net {what} queue: {e}"));
-    }
-
-    fn process_tx(&mut self, backend: &mut dyn NetBackend) -> Result<(), ProcessError> {
-        let mem = self.mem.memory();
-        let mut used = false;
-        let result = loop {
-            let chain = match pop_chain(&mut self.tx, &mem) {
-                Ok(Some(c)) => c,
-                Ok(None) => break Ok(()),
-                Err(e) => break Err(e.into()),
-            };
-            let head = chain.head_index();
-            let mut reader = match chain.reader(&*mem) {
-                Ok(r) => r,
-                Err(e) => break Err(QueueError::Chain(e).into()),
-            };
-            let len = reader.available_bytes();
-            if len < VNET_HDR_SIZE || len - VNET_HDR_SIZE > MAX_FRAME {
-                tracing::warn!(len, "virtio-net tx chain of impossible length dropped");
-            } else {
-                let mut buf = vec![0u8; len];
-                if let Err(e) = reader.read_exact(&mut buf) {
-                    break Err(e.into());
-                }
-                // The header is ignored: no offload was negotiated.
-                match backend.send(&buf[VNET_HDR_SIZE..]) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        tracing::debug!("virtio-net backend full; frame dropped");
-                    }
-                    // EIO: the tap's link is down (nobody brought the host
-                    // side up); the frame is lost like on an unplugged cable.
-                    Err(e) if e.raw_os_error() == Some(libc::EIO) => {
-                        tracing::debug!("virtio-net backend link down; frame dropped");
-                    }
-                    Err(e) => tracing::warn!("virtio-net backend send failed: {e}"),
-                }
-            }
-            if let Err(e) = add_used(&mut self.tx, &mem, head, 0) {
-                break Err(e.into());
-            }
-            used = true;
+/// Moves frames waiting in the backend into the driver's receive buffers.
+fn receive(
+    rx: &mut Queue,
+    mem: &GuestMemory,
+    used: &mut bool,
+    backend: &mut dyn NetBackend,
+    scratch: &mut [u8],
+) -> Result<RxStatus, ProcessError> {
+    loop {
+        let Some(chain) = pop_chain(rx, mem)? else {
+            return Ok(RxStatus::NoBuffers);
         };
-        if used {
-            self.interrupt.signal_queue(TX_QUEUE);
-        }
-        result
-    }
-
-    fn process_rx(
-        &mut self,
-        backend: &mut dyn NetBackend,
-        scratch: &mut [u8],
-    ) -> Result<RxStatus, ProcessError> {
-        let mem = self.mem.memory();
-        let mut used = false;
-        let result = loop {
-            let chain = match pop_chain(&mut self.rx, &mem) {
-                Ok(Some(c)) => c,
-                Ok(None) => break Ok(RxStatus::NoBuffers),
-                Err(e) => break Err(e.into()),
-            };
-            let head = chain.head_index();
-            let mut writer = match chain.writer(&*mem) {
-                Ok(w) => w,
-                Err(e) => break Err(QueueError::Chain(e).into()),
-            };
-            let n = match backend.recv(scratch) {
-                Ok(n) => n,
-                Err(e) => {
-                    self.rx.go_to_previous_position();
-                    if e.kind() != io::ErrorKind::WouldBlock {
-                        tracing::warn!("virtio-net backend receive failed: {e}");
-                    }
-                    break Ok(RxStatus::Drained);
+        let head = chain.head_index();
+        let mut writer = chain.writer(mem).map_err(ProcessError::chain)?;
+        let n = match backend.recv(scratch) {
+            Ok(n) => n,
+            Err(e) => {
+                rx.go_to_previous_position();
+                if e.kind() != io::ErrorKind::WouldBlock {
+                    tracing::warn!("virtio-net backend receive failed: {e}");
                 }
-            };
-            let room = writer.available_bytes();
-            if VNET_HDR_SIZE + n > room {
-                tracing::debug!(
-                    frame = n,
-                    room,
-                    "virtio-net rx buffer too small; frame dropped"
-                );
-                self.rx.go_to_previous_position();
-                continue;
+                return Ok(RxStatus::Drained);
             }
-            let mut hdr = [0u8; VNET_HDR_SIZE];
-            hdr[10..12].copy_from_slice(&1u16.to_le_bytes()); // num_buffers
-            if let Err(e) = writer
-                .write_all(&hdr)
-                .and_then(|()| writer.write_all(&scratch[..n]))
-            {
-                break Err(e.into());
-            }
-            if let Err(e) = add_used(&mut self.rx, &mem, head, (VNET_HDR_SIZE + n) as u32) {
-                break Err(e.into());
-            }
-            used = true;
         };
-        if used {
-            self.interrupt.signal_queue(RX_QUEUE);
+        let room = writer.available_bytes();
+        if VNET_HDR_SIZE + n > room {
+            tracing::debug!(
+                frame = n,
+                room,
+                "virtio-net rx buffer too small; frame dropped"
+            );
+            rx.go_to_previous_position();
+            continue;
         }
-        result
+        let mut hdr = [0u8; VNET_HDR_SIZE];
+        hdr[10..12].copy_from_slice(&1u16.to_le_bytes()); // num_buffers
+        writer.write_all(&hdr)?;
+        writer.write_all(&scratch[..n])?;
+        add_used(rx, mem, head, (VNET_HDR_SIZE + n) as u32)?;
+        *used = true;
     }
 }
 
 impl State {
+    /// One receive pass, if the device may write guest memory now.
     fn rx(&mut self) -> RxStatus {
         let State {
             backend,
-            active,
+            activation,
             scratch,
         } = self;
-        match active.as_mut().filter(|a| !a.broken) {
-            None => RxStatus::Inactive,
-            Some(a) => match a.process_rx(backend.as_mut(), scratch) {
-                Ok(s) => s,
-                Err(e) => {
-                    a.fail("rx", &e);
-                    RxStatus::Inactive
-                }
-            },
-        }
+        let Some(running) = activation.serving() else {
+            return RxStatus::Inactive;
+        };
+        running
+            .process(DEVICE, RX_QUEUE, "rx queue", |q, mem, used| {
+                receive(&mut q.rx, mem, used, backend.as_mut(), scratch)
+            })
+            .unwrap_or(RxStatus::Inactive)
     }
 }
 
-/// The virtio-net device. Give it to the transport; keep a [`NetHost`]
-/// (from [`NetDevice::host`]) to pump received frames.
+/// The virtio-net device. Give it to the transport. Frames for the guest
+/// are moved either by its own receive pump ([`NetDevice::with_rx_pump`])
+/// or by whoever holds a [`NetHost`] (from [`NetDevice::host`]).
 pub struct NetDevice {
-    inner: Arc<Inner>,
+    state: Arc<Mutex<State>>,
     mac: [u8; 6],
     fd: Option<RawFd>,
+    /// Dropped (stopped and joined) with the device.
+    pump: Option<RxPump>,
 }
 
 impl NetDevice {
-    /// A device sending and receiving through `backend`, with MAC `mac`.
+    /// A device sending and receiving through `backend`, with MAC `mac`;
+    /// received frames move when [`NetHost::process_rx`] is called.
     pub fn new(backend: Box<dyn NetBackend>, mac: [u8; 6]) -> Self {
         let fd = backend.fd();
         NetDevice {
-            inner: Arc::new(Inner {
-                state: Mutex::new(State {
-                    backend,
-                    active: None,
-                    scratch: vec![0u8; MAX_FRAME],
-                }),
-            }),
+            state: Arc::new(Mutex::new(State {
+                backend,
+                activation: Activation::default(),
+                scratch: vec![0u8; MAX_FRAME],
+            })),
             mac,
             fd,
+            pump: None,
         }
+    }
+
+    /// A device whose received frames are moved by its own pump thread
+    /// (named after `name`), which waits on the backend's fd; it stops
+    /// with the device. Fails if the backend has no fd or the thread
+    /// cannot start.
+    pub fn with_rx_pump(
+        backend: Box<dyn NetBackend>,
+        mac: [u8; 6],
+        name: &str,
+    ) -> io::Result<Self> {
+        let mut device = NetDevice::new(backend, mac);
+        let fd = device
+            .fd
+            .ok_or_else(|| io::Error::other("the NIC's backend has no file descriptor"))?;
+        let host = device.host();
+        device.pump = Some(RxPump::start(name, fd, move || host.process_rx())?);
+        Ok(device)
     }
 
     /// The host-side handle.
     pub fn host(&self) -> NetHost {
         NetHost {
-            inner: self.inner.clone(),
+            state: self.state.clone(),
             fd: self.fd,
         }
     }
@@ -255,7 +208,7 @@ impl NetDevice {
 /// the guest. Cheap to clone.
 #[derive(Clone)]
 pub struct NetHost {
-    inner: Arc<Inner>,
+    state: Arc<Mutex<State>>,
     fd: Option<RawFd>,
 }
 
@@ -267,7 +220,7 @@ impl NetHost {
 
     /// Moves waiting frames into the guest's receive buffers.
     pub fn process_rx(&self) -> RxStatus {
-        self.inner.lock().rx()
+        self.state.lock().rx()
     }
 }
 
@@ -302,43 +255,54 @@ impl VirtioDevice for NetDevice {
     fn activate(&mut self, mut ctx: ActivateContext) -> Result<(), DeviceError> {
         let rx = ctx.take_queue(RX_QUEUE)?;
         let tx = ctx.take_queue(TX_QUEUE)?;
-        self.inner.lock().active = Some(Active {
-            mem: ctx.mem,
-            rx,
-            tx,
-            interrupt: ctx.interrupt,
-            broken: false,
-        });
+        self.state.lock().activation.start(ctx, Queues { rx, tx });
         Ok(())
     }
 
     fn reset(&mut self) {
-        self.inner.lock().active = None;
+        self.state.lock().activation.stop();
     }
 
     fn queue_notify(&mut self, queue: u16) -> Result<(), DeviceError> {
-        let mut st = self.inner.lock();
-        let a = st.active.as_mut().ok_or(DeviceError::NotActivated)?;
-        if a.broken {
-            tracing::debug!(queue, "broken virtio-net device ignores notifications");
-            return Ok(());
+        if queue != TX_QUEUE && queue != RX_QUEUE {
+            return Err(DeviceError::NoSuchQueue(queue));
         }
-        match queue {
-            TX_QUEUE => {
-                let State {
-                    backend, active, ..
-                } = &mut *st;
-                if let Some(a) = active.as_mut()
-                    && let Err(e) = a.process_tx(backend.as_mut())
-                {
-                    a.fail("tx", &e);
-                }
-            }
-            RX_QUEUE => {
-                st.rx();
-            }
-            q => return Err(DeviceError::NoSuchQueue(q)),
+        let mut st = self.state.lock();
+        let State {
+            backend,
+            activation,
+            ..
+        } = &mut *st;
+        let Some(running) = activation.notified(DEVICE, queue)? else {
+            return Ok(());
+        };
+        if queue == TX_QUEUE {
+            running.process(DEVICE, TX_QUEUE, "tx queue", |q, mem, used| {
+                transmit(&mut q.tx, mem, used, backend.as_mut())
+            });
+        } else {
+            st.rx();
         }
         Ok(())
     }
 }
+
+impl Pausable for NetDevice {
+    /// Transmission runs on guest notifications (which the transport holds
+    /// while paused) and reception stops: frames wait in the backend.
+    fn pause(&mut self) -> Result<(), PauseError> {
+        self.state.lock().activation.pause();
+        Ok(())
+    }
+
+    /// Frames that arrived while paused go to the guest now.
+    fn resume(&mut self) -> Result<(), PauseError> {
+        let mut st = self.state.lock();
+        st.activation.resume();
+        st.rx();
+        Ok(())
+    }
+}
+
+/// State capture comes with snapshots.
+impl Snapshottable for NetDevice {}

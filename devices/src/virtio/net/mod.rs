@@ -24,11 +24,13 @@
 
 pub mod backend;
 pub mod device;
+pub mod rx_pump;
 pub mod tap;
 
 pub use backend::{MemoryBackend, NetBackend};
 pub use device::{
-    NetDevice, NetHost, QUEUE_SIZE, RX_QUEUE, RxStatus, TX_QUEUE, VIRTIO_ID_NET, VIRTIO_NET_F_MAC,
+    NetDevice, NetHost, QUEUE_SIZE, RX_QUEUE, TX_QUEUE, VIRTIO_ID_NET, VIRTIO_NET_F_MAC,
     VIRTIO_NET_F_STATUS, VNET_HDR_SIZE,
 };
+pub use rx_pump::{RxPump, RxStatus};
 pub use tap::{Tap, TapError};

@@ -1,8 +1,10 @@
 //! The transport's side of [`VirtioInterrupt`]: MSI-X vectors, or INTx and
 //! the ISR byte when MSI-X is off; plus the DEVICE_NEEDS_RESET flag.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use parking_lot::{Mutex, MutexGuard};
 
 use super::msix::Msix;
 use crate::interrupt::{IrqLine, MsiSink};
@@ -51,7 +53,7 @@ impl Interrupts {
 
     /// Locks the state.
     pub fn lock(&self) -> MutexGuard<'_, InterruptState> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        self.state.lock()
     }
 
     /// Whether the device was marked broken.

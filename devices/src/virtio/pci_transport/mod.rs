@@ -17,21 +17,24 @@ pub mod common_cfg;
 pub mod interrupts;
 pub mod msix;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use common_cfg::{CommonAction, CommonCfg};
 use interrupts::Interrupts;
+use vm_memory::GuestAddressSpace;
 
 use crate::interrupt::{IrqLine, MsiSink};
 use crate::pci::{
     BarInfo, BarKind, BarRegion, COMMAND_MEMORY, ConfigSpace, ConfigSpaceError, PciFunction,
     PciHeader,
 };
+use crate::quiesce::{Pausable, PauseError};
+use crate::snapshot::Snapshottable;
 use crate::virtio::queue::build_queue;
 use crate::virtio::{
     ActivateContext, GuestMemoryHandle, VIRTIO_F_VERSION_1, VirtioDevice, VirtioInterrupt, status,
 };
-use vm_memory::GuestAddressSpace;
 
 /// PCI vendor id of virtio devices.
 pub const VIRTIO_PCI_VENDOR: u16 = 0x1af4;
@@ -62,6 +65,10 @@ pub struct VirtioPciDevice {
     interrupts: Arc<Interrupts>,
     mem: GuestMemoryHandle,
     activated: bool,
+    /// Paused by the VMM: queue notifications wait in `deferred`.
+    paused: bool,
+    /// Queues notified while paused, handled at resume.
+    deferred: BTreeSet<u16>,
 }
 
 impl VirtioPciDevice {
@@ -109,6 +116,8 @@ impl VirtioPciDevice {
             interrupts,
             mem,
             activated: false,
+            paused: false,
+            deferred: BTreeSet::new(),
         })
     }
 
@@ -149,10 +158,17 @@ impl VirtioPciDevice {
         )
     }
 
-    /// The driver notified `queue` (BAR write or ioeventfd).
+    /// The driver notified `queue` (BAR write or ioeventfd). While paused
+    /// the notification is kept and handled at resume.
     pub fn notify_queue(&mut self, queue: u16) {
         if !self.is_active() {
             tracing::debug!(queue, "notification for an inactive device ignored");
+            return;
+        }
+        if self.paused {
+            if usize::from(queue) < self.common.queues.len() && self.deferred.insert(queue) {
+                tracing::debug!(queue, "notification kept for resume");
+            }
             return;
         }
         if let Err(e) = self.device.queue_notify(queue) {
@@ -161,6 +177,7 @@ impl VirtioPciDevice {
     }
 
     fn reset(&mut self) {
+        self.deferred.clear();
         if self.activated {
             self.device.reset();
             self.activated = false;
@@ -377,3 +394,27 @@ impl PciFunction for VirtioPciDevice {
         self.bar0_write(offset, data);
     }
 }
+
+impl Pausable for VirtioPciDevice {
+    /// Pauses the device model, then holds queue notifications.
+    fn pause(&mut self) -> Result<(), PauseError> {
+        self.device.pause()?;
+        self.paused = true;
+        Ok(())
+    }
+
+    /// Resumes the device model, then hands it the notifications that
+    /// arrived while paused, in queue order.
+    fn resume(&mut self) -> Result<(), PauseError> {
+        self.paused = false;
+        let result = self.device.resume();
+        for queue in std::mem::take(&mut self.deferred) {
+            self.notify_queue(queue);
+        }
+        result
+    }
+}
+
+/// The transport's own state (configuration space, common configuration,
+/// MSI-X) and the device's come with snapshots.
+impl Snapshottable for VirtioPciDevice {}

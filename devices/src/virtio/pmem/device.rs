@@ -2,16 +2,15 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::sync::Arc;
 
 use virtio_queue::{DescriptorChain, Queue};
-use vm_memory::GuestAddressSpace;
 
+use crate::quiesce::{Pausable, PauseError};
+use crate::snapshot::Snapshottable;
 use crate::virtio::device::read_config_window;
-use crate::virtio::queue::{QueueError, add_used, pop_chain};
 use crate::virtio::{
-    ActivateContext, DeviceError, GuestMemory, GuestMemoryHandle, VIRTIO_F_VERSION_1, VirtioDevice,
-    VirtioInterrupt,
+    ActivateContext, Activation, DeviceError, GuestMemory, ProcessError, VIRTIO_F_VERSION_1,
+    VirtioDevice, drain,
 };
 
 /// Virtio device type of virtio-pmem.
@@ -24,27 +23,8 @@ pub const REQ_TYPE_FLUSH: u32 = 0;
 pub const RESP_OK: u32 = 0;
 /// Response: I/O error.
 pub const RESP_EIO: u32 = 1;
-
-/// Why request processing stopped and the device broke.
-#[derive(Debug, thiserror::Error)]
-enum ProcessError {
-    /// The ring or a chain is broken.
-    #[error("{0}")]
-    Queue(#[from] QueueError),
-    /// A chain's buffers could not be accessed.
-    #[error("descriptor buffer access failed: {0}")]
-    Buffer(#[from] std::io::Error),
-    /// No room for the 4-byte response.
-    #[error("pmem request without room for its response")]
-    NoResponse,
-}
-
-struct Active {
-    mem: GuestMemoryHandle,
-    queue: Queue,
-    interrupt: Arc<dyn VirtioInterrupt>,
-    broken: bool,
-}
+/// The device's name in logs.
+const DEVICE: &str = "virtio-pmem";
 
 /// The virtio-pmem device over a backing file mapped by the VMM at guest
 /// physical `start`, `size` bytes long.
@@ -53,7 +33,7 @@ pub struct PmemDevice {
     read_only: bool,
     start: u64,
     size: u64,
-    active: Option<Active>,
+    activation: Activation<Queue>,
 }
 
 impl PmemDevice {
@@ -65,43 +45,8 @@ impl PmemDevice {
             read_only,
             start,
             size,
-            active: None,
+            activation: Activation::default(),
         }
-    }
-
-    /// Answers every request on the queue.
-    fn process(&mut self) -> Result<(), ProcessError> {
-        let PmemDevice {
-            file,
-            read_only,
-            active,
-            ..
-        } = self;
-        let Some(a) = active.as_mut() else {
-            return Ok(());
-        };
-        let mem = a.mem.memory();
-        let mut used = false;
-        let result = loop {
-            let chain = match pop_chain(&mut a.queue, &mem) {
-                Ok(Some(c)) => c,
-                Ok(None) => break Ok(()),
-                Err(e) => break Err(e.into()),
-            };
-            let head = chain.head_index();
-            let len = match handle(file, *read_only, chain, &mem) {
-                Ok(len) => len,
-                Err(e) => break Err(e),
-            };
-            if let Err(e) = add_used(&mut a.queue, &mem, head, len) {
-                break Err(e.into());
-            }
-            used = true;
-        };
-        if used {
-            a.interrupt.signal_queue(0);
-        }
-        result
     }
 }
 
@@ -126,10 +71,11 @@ fn handle(
     chain: DescriptorChain<&GuestMemory>,
     mem: &GuestMemory,
 ) -> Result<u32, ProcessError> {
-    let mut reader = chain.clone().reader(mem).map_err(QueueError::Chain)?;
-    let mut writer = chain.writer(mem).map_err(QueueError::Chain)?;
-    if writer.available_bytes() < 4 {
-        return Err(ProcessError::NoResponse);
+    let mut reader = chain.clone().reader(mem).map_err(ProcessError::chain)?;
+    let mut writer = chain.writer(mem).map_err(ProcessError::chain)?;
+    let have = writer.available_bytes();
+    if have < 4 {
+        return Err(ProcessError::ResponseTooSmall { have, need: 4 });
     }
     let ret = if reader.available_bytes() < 4 {
         tracing::warn!("virtio-pmem request shorter than its type");
@@ -177,37 +123,45 @@ impl VirtioDevice for PmemDevice {
 
     fn activate(&mut self, mut ctx: ActivateContext) -> Result<(), DeviceError> {
         let queue = ctx.take_queue(0)?;
-        self.active = Some(Active {
-            mem: ctx.mem,
-            queue,
-            interrupt: ctx.interrupt,
-            broken: false,
-        });
+        self.activation.start(ctx, queue);
         Ok(())
     }
 
     fn reset(&mut self) {
-        self.active = None;
+        self.activation.stop();
     }
 
     fn queue_notify(&mut self, queue: u16) -> Result<(), DeviceError> {
         if queue != 0 {
             return Err(DeviceError::NoSuchQueue(queue));
         }
-        match self.active.as_ref() {
-            None => return Err(DeviceError::NotActivated),
-            Some(a) if a.broken => {
-                tracing::debug!("broken virtio-pmem device ignores notifications");
-                return Ok(());
-            }
-            Some(_) => {}
-        }
-        if let Err(e) = self.process()
-            && let Some(a) = self.active.as_mut()
-        {
-            a.broken = true;
-            a.interrupt.set_needs_reset(&format!("virtio-pmem: {e}"));
+        let PmemDevice {
+            file,
+            read_only,
+            activation,
+            ..
+        } = self;
+        if let Some(running) = activation.notified(DEVICE, queue)? {
+            running.process(DEVICE, 0, "request queue", |q, mem, used| {
+                drain(q, mem, used, |chain| handle(file, *read_only, chain, mem))
+            });
         }
         Ok(())
     }
 }
+
+impl Pausable for PmemDevice {
+    /// Flushes run only when the guest asks on the queue; paused, none does.
+    fn pause(&mut self) -> Result<(), PauseError> {
+        self.activation.pause();
+        Ok(())
+    }
+
+    fn resume(&mut self) -> Result<(), PauseError> {
+        self.activation.resume();
+        Ok(())
+    }
+}
+
+/// State capture comes with snapshots.
+impl Snapshottable for PmemDevice {}

@@ -7,9 +7,9 @@ use std::io::{Read, Write};
 use virtio_queue::DescriptorChain;
 
 use super::config::{Address, ctrl, decode_lun, response};
-use super::error::ProcessError;
 use crate::scsi::LunTable;
 use crate::virtio::GuestMemory;
+use crate::virtio::ProcessError;
 
 /// The answer to a task management function.
 pub fn tmf_response(subtype: u32, lun: &[u8; 8], luns: &LunTable) -> u8 {

@@ -1,105 +1,93 @@
 //! The virtio-scsi device (type 8) and its host-side handle.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 
+use parking_lot::Mutex;
 use virtio_queue::Queue;
-use vm_memory::GuestAddressSpace;
 
 use super::config::{
     CONTROL_QUEUE, EVENT_QUEUE, FIRST_REQUEST_QUEUE, MAX_REQUEST_QUEUES, QUEUE_SIZE, ScsiConfig,
     VIRTIO_ID_SCSI, VIRTIO_SCSI_F_HOTPLUG, event,
 };
 use super::control::handle_control;
-use super::error::ProcessError;
 use super::events::EventState;
-use super::release::LunRelease;
 use super::request::handle_command;
+use crate::quiesce::{Pausable, PauseError};
+use crate::release::ReleaseSignal;
 use crate::scsi::{LunTable, ScsiDisk, ScsiError};
+use crate::snapshot::Snapshottable;
 use crate::virtio::device::read_config_window;
-use crate::virtio::queue::{add_used, pop_chain};
 use crate::virtio::{
-    ActivateContext, DeviceError, GuestMemoryHandle, VIRTIO_F_VERSION_1, VirtioDevice,
-    VirtioInterrupt,
+    ActivateContext, Activation, DeviceError, Running, VIRTIO_F_VERSION_1, VirtioDevice, drain,
 };
 
-struct Active {
-    mem: GuestMemoryHandle,
+/// The device's name in logs.
+const DEVICE: &str = "virtio-scsi";
+
+/// The queues of a running device.
+struct Queues {
     control: Queue,
     event: Option<Queue>,
     requests: Vec<Option<Queue>>,
-    interrupt: Arc<dyn VirtioInterrupt>,
+    /// Whether the driver took VIRTIO_SCSI_F_HOTPLUG (events reach it).
     hotplug: bool,
-    broken: bool,
 }
 
-struct State {
+/// The SCSI target the queues act on: its LUNs, its pending hotplug
+/// events and the driver-writable configuration.
+struct Target {
     luns: LunTable,
     events: EventState,
     config: ScsiConfig,
-    active: Option<Active>,
 }
 
-struct Inner {
-    state: Mutex<State>,
+/// Everything the device and its host handle share.
+struct State {
+    target: Target,
+    activation: Activation<Queues>,
 }
 
-impl Inner {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-impl Active {
-    fn fail(&mut self, queue: u16, e: &ProcessError) {
-        tracing::warn!(queue, "virtio-scsi device broken: {e}");
-        self.broken = true;
-        self.interrupt
-            .set_needs_reset(&format!("virtio-scsi queue {queue}: {e}"));
+impl Target {
+    /// Runs `queue` to empty; a guest error breaks the device.
+    fn process(&mut self, running: &mut Running<Queues>, queue: u16) -> Result<(), DeviceError> {
+        let Target {
+            luns,
+            events,
+            config,
+        } = self;
+        if let Some(idx) = queue.checked_sub(FIRST_REQUEST_QUEUE)
+            && running.queues.requests.get(usize::from(idx)).is_none()
+        {
+            return Err(DeviceError::NoSuchQueue(queue));
+        }
+        running.process(DEVICE, queue, "queue", |q, mem, used| match queue {
+            CONTROL_QUEUE => drain(&mut q.control, mem, used, |c| handle_control(c, mem, luns)),
+            EVENT_QUEUE => match q.event.as_mut() {
+                Some(eq) => {
+                    *used |= events.process(eq, mem)?;
+                    Ok(())
+                }
+                None => Ok(()),
+            },
+            request => match q
+                .requests
+                .get_mut(usize::from(request - FIRST_REQUEST_QUEUE))
+            {
+                Some(Some(rq)) => drain(rq, mem, used, |c| handle_command(c, mem, luns, config)),
+                _ => Ok(()),
+            },
+        });
+        Ok(())
     }
 }
 
 impl State {
-    /// Runs `queue` to empty; a guest error breaks the device.
-    fn process(&mut self, queue: u16) -> Result<(), DeviceError> {
-        let State {
-            luns,
-            events,
-            config,
-            active,
-        } = self;
-        let a = active.as_mut().ok_or(DeviceError::NotActivated)?;
-        if a.broken {
-            tracing::debug!(queue, "broken virtio-scsi device ignores notifications");
-            return Ok(());
-        }
-        let mem = a.mem.memory();
-        let result = match queue {
-            CONTROL_QUEUE => drain(&mut a.control, &mem, |c| handle_control(c, &mem, luns)),
-            EVENT_QUEUE => match a.event.as_mut() {
-                Some(q) => events.process(q, &mem),
-                None => Ok(false),
-            },
-            q => {
-                let idx = usize::from(q.wrapping_sub(FIRST_REQUEST_QUEUE));
-                match a.requests.get_mut(idx) {
-                    Some(Some(rq)) => drain(rq, &mem, |c| handle_command(c, &mem, luns, config)),
-                    Some(None) => Ok(false),
-                    None => return Err(DeviceError::NoSuchQueue(q)),
-                }
-            }
-        };
-        match result {
-            Ok(true) => a.interrupt.signal_queue(queue),
-            Ok(false) => {}
-            Err(e) => a.fail(queue, &e),
-        }
-        Ok(())
-    }
-
-    /// Delivers pending events if the driver is up and took hotplug.
+    /// Delivers pending events if the driver is up, took hotplug, and the
+    /// device is not paused.
     fn flush_events(&mut self) {
-        if self.active.as_ref().is_some_and(|a| a.hotplug && !a.broken)
-            && let Err(e) = self.process(EVENT_QUEUE)
+        let State { target, activation } = self;
+        if let Some(running) = activation.serving().filter(|r| r.queues.hotplug)
+            && let Err(e) = target.process(running, EVENT_QUEUE)
         {
             tracing::debug!("virtio-scsi event delivery skipped: {e}");
         }
@@ -107,38 +95,17 @@ impl State {
 
     /// Whether a hotplug event would reach the guest driver.
     fn events_reach_guest(&self) -> bool {
-        self.active
-            .as_ref()
-            .is_some_and(|a| a.hotplug && a.event.is_some() && !a.broken)
+        self.activation
+            .running()
+            .is_some_and(|r| r.queues.hotplug && r.queues.event.is_some() && !r.is_broken())
     }
-}
-
-/// Pops and answers every chain of `q`; returns whether any was used.
-fn drain<'m, F>(
-    q: &mut Queue,
-    mem: &'m crate::virtio::GuestMemory,
-    mut f: F,
-) -> Result<bool, ProcessError>
-where
-    F: FnMut(
-        virtio_queue::DescriptorChain<&'m crate::virtio::GuestMemory>,
-    ) -> Result<u32, ProcessError>,
-{
-    let mut used = false;
-    while let Some(chain) = pop_chain(q, mem)? {
-        let head = chain.head_index();
-        let len = f(chain)?;
-        add_used(q, mem, head, len)?;
-        used = true;
-    }
-    Ok(used)
 }
 
 /// The virtio-scsi device: one target with LUNs 0 to 63. Give it to the
 /// transport; keep a [`ScsiHost`] (from [`VirtioScsiDevice::host`]) to add
 /// and remove LUNs while the guest runs.
 pub struct VirtioScsiDevice {
-    inner: Arc<Inner>,
+    state: Arc<Mutex<State>>,
     request_queues: u16,
     acked_features: u64,
 }
@@ -148,14 +115,14 @@ impl VirtioScsiDevice {
     pub fn new(request_queues: u16) -> Self {
         let request_queues = request_queues.clamp(1, MAX_REQUEST_QUEUES);
         VirtioScsiDevice {
-            inner: Arc::new(Inner {
-                state: Mutex::new(State {
+            state: Arc::new(Mutex::new(State {
+                target: Target {
                     luns: LunTable::new(),
                     events: EventState::default(),
                     config: ScsiConfig::new(u32::from(request_queues)),
-                    active: None,
-                }),
-            }),
+                },
+                activation: Activation::default(),
+            })),
             request_queues,
             acked_features: 0,
         }
@@ -164,7 +131,7 @@ impl VirtioScsiDevice {
     /// The host-side handle for LUN hot add and removal.
     pub fn host(&self) -> ScsiHost {
         ScsiHost {
-            inner: self.inner.clone(),
+            state: self.state.clone(),
         }
     }
 }
@@ -173,7 +140,7 @@ impl VirtioScsiDevice {
 /// thread, before or while the guest runs. Cheap to clone.
 #[derive(Clone)]
 pub struct ScsiHost {
-    inner: Arc<Inner>,
+    state: Arc<Mutex<State>>,
 }
 
 impl ScsiHost {
@@ -181,13 +148,13 @@ impl ScsiHost {
     /// VIRTIO_SCSI_F_HOTPLUG) a TRANSPORT_RESET/RESCAN event tells it to scan
     /// the LUN; before that, the driver's probe-time scan finds it.
     pub fn add_lun(&self, lun: u16, disk: ScsiDisk) -> Result<(), ScsiError> {
-        let mut st = self.inner.lock();
-        st.luns.insert(lun, disk)?;
+        let mut st = self.state.lock();
+        st.target.luns.insert(lun, disk)?;
         tracing::info!(lun, "SCSI LUN added");
         if st.events_reach_guest() {
-            st.events.push_reset(lun, event::RESET_RESCAN, None);
+            st.target.events.push_reset(lun, event::RESET_RESCAN, None);
             st.flush_events();
-        } else if st.active.is_some() {
+        } else if st.activation.is_active() {
             tracing::warn!(
                 lun,
                 "guest driver took no hotplug events: LUN added silently"
@@ -198,24 +165,25 @@ impl ScsiHost {
 
     /// Detaches the disk at `lun` now: from this call on, commands to it
     /// fail with LOGICAL UNIT NOT SUPPORTED and the host file is closed.
-    /// The returned [`LunRelease`] fires once the guest has released the
+    /// The returned [`ReleaseSignal`] fires once the guest has released the
     /// LUN (see the [module documentation](super) for the exact signal).
-    pub fn remove_lun(&self, lun: u16) -> Result<LunRelease, ScsiError> {
-        let mut st = self.inner.lock();
-        let disk = st.luns.remove(lun)?;
+    pub fn remove_lun(&self, lun: u16) -> Result<ReleaseSignal, ScsiError> {
+        let mut st = self.state.lock();
+        let disk = st.target.luns.remove(lun)?;
         drop(disk);
         tracing::info!(lun, "SCSI LUN removed");
         if !st.events_reach_guest() {
-            if st.active.is_some() {
+            if st.activation.is_active() {
                 tracing::warn!(
                     lun,
                     "guest driver took no hotplug events: removal not announced"
                 );
             }
-            return Ok(LunRelease::done());
+            return Ok(ReleaseSignal::done());
         }
-        let release = LunRelease::pending();
-        st.events
+        let release = ReleaseSignal::pending();
+        st.target
+            .events
             .push_reset(lun, event::RESET_REMOVED, Some(release.clone()));
         st.flush_events();
         Ok(release)
@@ -223,12 +191,12 @@ impl ScsiHost {
 
     /// The attached LUNs in ascending order.
     pub fn luns(&self) -> Vec<u16> {
-        self.inner.lock().luns.luns()
+        self.state.lock().target.luns.luns()
     }
 
     /// Events waiting for a guest buffer.
     pub fn pending_events(&self) -> usize {
-        self.inner.lock().events.pending()
+        self.state.lock().target.events.pending()
     }
 }
 
@@ -250,12 +218,12 @@ impl VirtioDevice for VirtioScsiDevice {
     }
 
     fn read_config(&self, offset: u64, data: &mut [u8]) {
-        let cfg = self.inner.lock().config.bytes();
+        let cfg = self.state.lock().target.config.bytes();
         read_config_window(&cfg, offset, data);
     }
 
     fn write_config(&mut self, offset: u64, data: &[u8]) {
-        self.inner.lock().config.write(offset, data);
+        self.state.lock().target.config.write(offset, data);
     }
 
     fn activate(&mut self, mut ctx: ActivateContext) -> Result<(), DeviceError> {
@@ -269,36 +237,61 @@ impl VirtioDevice for VirtioScsiDevice {
             return Err(DeviceError::QueueMissing(FIRST_REQUEST_QUEUE));
         }
         let hotplug = ctx.features & VIRTIO_SCSI_F_HOTPLUG != 0;
-        let mut st = self.inner.lock();
-        st.events.reset();
-        st.active = Some(Active {
-            mem: ctx.mem,
-            control,
-            event,
-            requests,
-            interrupt: ctx.interrupt,
-            hotplug,
-            broken: false,
-        });
-        tracing::debug!(hotplug, luns = ?st.luns.luns(), "virtio-scsi activated");
+        let mut st = self.state.lock();
+        st.target.events.reset();
+        st.activation.start(
+            ctx,
+            Queues {
+                control,
+                event,
+                requests,
+                hotplug,
+            },
+        );
+        tracing::debug!(hotplug, luns = ?st.target.luns.luns(), "virtio-scsi activated");
         Ok(())
     }
 
     fn reset(&mut self) {
-        let mut st = self.inner.lock();
-        st.active = None;
-        st.events.reset();
-        st.config = ScsiConfig::new(u32::from(self.request_queues));
+        let mut st = self.state.lock();
+        st.activation.stop();
+        st.target.events.reset();
+        st.target.config = ScsiConfig::new(u32::from(self.request_queues));
     }
 
     fn queue_notify(&mut self, queue: u16) -> Result<(), DeviceError> {
-        self.inner.lock().process(queue)
+        let mut st = self.state.lock();
+        let State { target, activation } = &mut *st;
+        match activation.notified(DEVICE, queue)? {
+            Some(running) => target.process(running, queue),
+            None => Ok(()),
+        }
     }
 }
+
+impl Pausable for VirtioScsiDevice {
+    /// Commands run on guest notifications (which the transport holds while
+    /// paused); hotplug events wait until resume.
+    fn pause(&mut self) -> Result<(), PauseError> {
+        self.state.lock().activation.pause();
+        Ok(())
+    }
+
+    /// Events queued while paused go to the guest now.
+    fn resume(&mut self) -> Result<(), PauseError> {
+        let mut st = self.state.lock();
+        st.activation.resume();
+        st.flush_events();
+        Ok(())
+    }
+}
+
+/// State capture comes with snapshots.
+impl Snapshottable for VirtioScsiDevice {}
 
 impl Drop for VirtioScsiDevice {
     fn drop(&mut self) {
         // The guest cannot hold a LUN of a device that is gone.
-        self.inner.lock().events.reset();
+        self.state.lock().target.events.reset();
     }
 }

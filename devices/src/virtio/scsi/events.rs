@@ -15,9 +15,9 @@ use virtio_queue::Queue;
 use vm_memory::{Bytes, GuestAddress};
 
 use super::config::{EVENT_SIZE, event, event_lun};
-use super::error::ProcessError;
-use super::release::LunRelease;
+use crate::release::ReleaseSignal;
 use crate::virtio::GuestMemory;
+use crate::virtio::ProcessError;
 use crate::virtio::queue::{add_used, pop_chain};
 
 /// Events kept while the guest posts no buffer; more are dropped and the
@@ -29,7 +29,7 @@ struct PendingEvent {
     event: u32,
     lun: u16,
     reason: u32,
-    releases: Vec<LunRelease>,
+    releases: Vec<ReleaseSignal>,
 }
 
 #[derive(Debug)]
@@ -50,17 +50,17 @@ impl HeldBuffer {
 pub struct EventState {
     pending: VecDeque<PendingEvent>,
     missed: bool,
-    missed_releases: Vec<LunRelease>,
+    missed_releases: Vec<ReleaseSignal>,
     held: VecDeque<HeldBuffer>,
     /// Buffers that carried REMOVED events, by guest address, with the
     /// releases that fire when the guest posts them again.
-    awaiting: Vec<(u64, Vec<LunRelease>)>,
+    awaiting: Vec<(u64, Vec<ReleaseSignal>)>,
 }
 
 impl EventState {
     /// Queues a transport-reset event about `lun`; `release` fires once the
     /// guest has handled it.
-    pub fn push_reset(&mut self, lun: u16, reason: u32, release: Option<LunRelease>) {
+    pub fn push_reset(&mut self, lun: u16, reason: u32, release: Option<ReleaseSignal>) {
         if self.pending.len() >= MAX_PENDING_EVENTS {
             tracing::warn!(lun, reason, "virtio-scsi event dropped: too many pending");
             self.missed = true;

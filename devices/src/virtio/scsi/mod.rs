@@ -35,7 +35,7 @@
 //!
 //! `remove_lun` detaches the disk at once (later commands to it fail with
 //! LOGICAL UNIT NOT SUPPORTED; a removed LUN cannot be written after the
-//! call returns). The returned [`LunRelease`] fires when the guest driver
+//! call returns). The returned [`crate::release::ReleaseSignal`] fires when the guest driver
 //! re-posts the event buffer that carried the REMOVED event: Linux does that
 //! at the end of its event work item, after `scsi_remove_device` returned,
 //! so the guest's sd device is gone. It also fires when the event was
@@ -47,12 +47,8 @@
 pub mod config;
 pub mod control;
 pub mod device;
-pub mod error;
 pub mod events;
-pub mod release;
 pub mod request;
 
 pub use config::{QUEUE_SIZE, VIRTIO_ID_SCSI, VIRTIO_SCSI_F_HOTPLUG};
 pub use device::{ScsiHost, VirtioScsiDevice};
-pub use error::ProcessError;
-pub use release::LunRelease;

@@ -6,9 +6,9 @@ use std::io::{Read, Write};
 use virtio_queue::DescriptorChain;
 
 use super::config::{Address, ScsiConfig, decode_lun, response};
-use super::error::ProcessError;
 use crate::scsi::{Command, LunTable, MAX_TRANSFER_BLOCKS, Outcome, Transfer};
 use crate::virtio::GuestMemory;
+use crate::virtio::ProcessError;
 
 /// Largest data-out phase read from a chain.
 const MAX_DATA_OUT: usize = MAX_TRANSFER_BLOCKS as usize * 512;

@@ -8,8 +8,10 @@
 //! | `Closing`    | SHUTDOWN(RCV+SEND) sent by the host  | guest RST or SHUTDOWN → gone               |
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::task::Waker;
+
+use parking_lot::{Mutex, MutexGuard};
 
 use super::packet::{HOST_CID, Header, SHUTDOWN_RCV, SHUTDOWN_SEND, TYPE_STREAM, op};
 
@@ -72,7 +74,7 @@ pub struct ConnShared(Mutex<ConnIo>);
 impl ConnShared {
     /// Locks the stream state.
     pub fn lock(&self) -> MutexGuard<'_, ConnIo> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        self.0.lock()
     }
 }
 

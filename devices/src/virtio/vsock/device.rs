@@ -2,22 +2,23 @@
 //! packets between the guest driver and the [`Muxer`].
 
 use std::io::{Read, Write};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Weak};
 
+use parking_lot::Mutex;
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use virtio_queue::{Queue, QueueOwnedT};
-use vm_memory::GuestAddressSpace;
 
-use super::muxer::{Muxer, MuxerError};
+use super::backend::{BackendHandle, SharedBackend, VsockBackend};
 use super::packet::{HDR_SIZE, Header, MAX_PAYLOAD};
-use super::stream::{Connect, HostListener};
+use crate::quiesce::{Pausable, PauseError};
+use crate::snapshot::Snapshottable;
 use crate::virtio::device::read_config_window;
-use crate::virtio::queue::{QueueError, add_used, pop_chain};
+use crate::virtio::queue::{add_used, pop_chain};
 use crate::virtio::{
-    ActivateContext, DeviceError, GuestMemoryHandle, VIRTIO_F_VERSION_1, VirtioDevice,
-    VirtioInterrupt,
+    ActivateContext, Activation, DeviceError, GuestMemory, ProcessError, VIRTIO_F_VERSION_1,
+    VirtioDevice, drain,
 };
 
 /// Virtio device type of vsock.
@@ -30,142 +31,86 @@ pub const TX_QUEUE: u16 = 1;
 pub const EVENT_QUEUE: u16 = 2;
 /// Maximum size of each queue.
 pub const QUEUE_SIZE: u16 = 256;
+/// The device's name in logs.
+const DEVICE: &str = "virtio-vsock";
 
-struct Active {
-    mem: GuestMemoryHandle,
+/// The queues of a running device.
+struct Queues {
     rx: Queue,
     tx: Queue,
     /// Held so the guest's event buffers stay owned by the device; transport
     /// reset events are not sent (no snapshot support yet).
     _event: Option<Queue>,
-    interrupt: Arc<dyn VirtioInterrupt>,
-    broken: bool,
 }
 
-struct State {
-    muxer: Muxer,
-    active: Option<Active>,
-}
-
-struct Inner {
-    state: Mutex<State>,
-    notify: Arc<Notify>,
-}
-
-impl Inner {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-/// Why processing a queue stopped.
-#[derive(Debug, thiserror::Error)]
-enum ProcessError {
-    /// The rings or a chain are broken.
-    #[error("{0}")]
-    Queue(#[from] QueueError),
-    /// A chain's buffers could not be read or written.
-    #[error("descriptor buffer access failed: {0}")]
-    Buffer(std::io::Error),
-}
-
-impl Active {
-    fn fail(&mut self, what: &str, e: &ProcessError) {
-        self.broken = true;
-        self.interrupt
-            .set_needs_reset(&format!("vsock {what} queue: {e}"));
-    }
-
-    /// Consumes every chain the guest put on the tx queue.
-    fn process_tx(&mut self, muxer: &mut Muxer) -> Result<(), ProcessError> {
-        let mem = self.mem.memory();
-        let mut used_any = false;
-        let result = loop {
-            let chain = match pop_chain(&mut self.tx, &mem) {
-                Ok(Some(c)) => c,
-                Ok(None) => break Ok(()),
-                Err(e) => break Err(e.into()),
-            };
-            let head = chain.head_index();
-            let mut reader = match chain.reader(&*mem) {
-                Ok(r) => r,
-                Err(e) => break Err(QueueError::Chain(e).into()),
-            };
-            let parsed = read_packet(&mut reader);
-            if let Err(e) = add_used(&mut self.tx, &mem, head, 0) {
-                break Err(e.into());
-            }
-            used_any = true;
-            match parsed {
-                Ok(Ok((h, payload))) => muxer.handle_packet(&h, payload),
-                Ok(Err(h)) => {
-                    // A header with an impossible length: answer like an unknown packet.
-                    tracing::warn!(
-                        len = h.len,
-                        "vsock packet length does not match its buffers"
-                    );
-                    muxer.reject(&h);
-                }
-                Err(Some(e)) => break Err(ProcessError::Buffer(e)),
-                Err(None) => tracing::warn!("vsock tx chain shorter than a header; dropped"),
-            }
-        };
-        if used_any {
-            self.interrupt.signal_queue(TX_QUEUE);
-        }
-        result
-    }
-
-    /// Fills rx buffers with whatever the muxer has for the guest.
-    fn process_rx(&mut self, muxer: &mut Muxer) -> Result<(), ProcessError> {
-        let mem = self.mem.memory();
-        let mut used_any = false;
-        let result = loop {
-            if !muxer.has_pending() {
-                break Ok(());
-            }
-            let chain = match pop_chain(&mut self.rx, &mem) {
-                Ok(Some(c)) => c,
-                Ok(None) => break Ok(()),
-                Err(e) => break Err(e.into()),
-            };
-            let head = chain.head_index();
-            let mut writer = match chain.writer(&*mem) {
-                Ok(w) => w,
-                Err(e) => break Err(QueueError::Chain(e).into()),
-            };
-            let room = writer.available_bytes();
-            if room < HDR_SIZE {
+/// Consumes every chain the guest put on the tx queue.
+fn transmit(
+    tx: &mut Queue,
+    mem: &GuestMemory,
+    used: &mut bool,
+    backend: &mut dyn VsockBackend,
+) -> Result<(), ProcessError> {
+    drain(tx, mem, used, |chain| {
+        let mut reader = chain.reader(mem).map_err(ProcessError::chain)?;
+        match read_packet(&mut reader) {
+            Ok(Ok((h, payload))) => backend.handle_packet(&h, payload),
+            Ok(Err(h)) => {
+                // A header with an impossible length: answer like an unknown packet.
                 tracing::warn!(
-                    room,
-                    "vsock rx buffer smaller than a header; returned empty"
+                    len = h.len,
+                    "vsock packet length does not match its buffers"
                 );
-                if let Err(e) = add_used(&mut self.rx, &mem, head, 0) {
-                    break Err(e.into());
-                }
-                used_any = true;
-                continue;
+                backend.reject(&h);
             }
-            let Some((h, payload)) = muxer.next_packet(room - HDR_SIZE) else {
-                self.rx.go_to_previous_position();
-                break Ok(());
-            };
-            if let Err(e) = writer
-                .write_all(&h.to_bytes())
-                .and_then(|()| writer.write_all(&payload))
-            {
-                break Err(ProcessError::Buffer(e));
-            }
-            let len = (HDR_SIZE + payload.len()) as u32;
-            if let Err(e) = add_used(&mut self.rx, &mem, head, len) {
-                break Err(e.into());
-            }
-            used_any = true;
-        };
-        if used_any {
-            self.interrupt.signal_queue(RX_QUEUE);
+            Err(Some(e)) => return Err(ProcessError::Buffer(e)),
+            Err(None) => tracing::warn!("vsock tx chain shorter than a header; dropped"),
         }
-        result
+        Ok(0)
+    })
+}
+
+/// Fills rx buffers with whatever the backend has for the guest.
+fn receive(
+    rx: &mut Queue,
+    mem: &GuestMemory,
+    used: &mut bool,
+    backend: &mut dyn VsockBackend,
+) -> Result<(), ProcessError> {
+    while backend.has_pending() {
+        let Some(chain) = pop_chain(rx, mem)? else {
+            return Ok(());
+        };
+        let head = chain.head_index();
+        let mut writer = chain.writer(mem).map_err(ProcessError::chain)?;
+        let room = writer.available_bytes();
+        if room < HDR_SIZE {
+            tracing::warn!(
+                room,
+                "vsock rx buffer smaller than a header; returned empty"
+            );
+            add_used(rx, mem, head, 0)?;
+            *used = true;
+            continue;
+        }
+        let Some((h, payload)) = backend.next_packet(room - HDR_SIZE) else {
+            rx.go_to_previous_position();
+            return Ok(());
+        };
+        writer.write_all(&h.to_bytes())?;
+        writer.write_all(&payload)?;
+        add_used(rx, mem, head, (HDR_SIZE + payload.len()) as u32)?;
+        *used = true;
+    }
+    Ok(())
+}
+
+/// One receive pass, if the device may write guest memory now.
+fn deliver(activation: &mut Activation<Queues>, backend: &SharedBackend) {
+    if let Some(running) = activation.serving() {
+        let mut backend = backend.lock();
+        running.process(DEVICE, RX_QUEUE, "rx queue", |q, mem, used| {
+            receive(&mut q.rx, mem, used, &mut *backend)
+        });
     }
 }
 
@@ -201,41 +146,41 @@ impl<B: vm_memory::bitmap::BitmapSlice> ReadAvailable for virtio_queue::Reader<'
     }
 }
 
-/// The virtio-vsock device. Give it to the transport; keep a [`VsockHost`]
-/// (from [`VsockDevice::host`]) to listen and connect.
+/// The virtio-vsock device. Give it to the transport; build it on the
+/// [`super::VsockHost`] that listens and connects for it.
 pub struct VsockDevice {
     guest_cid: u64,
-    inner: Arc<Inner>,
-    acked_features: u64,
+    activation: Arc<Mutex<Activation<Queues>>>,
+    backend: SharedBackend,
+    wake: Arc<Notify>,
     pump: JoinHandle<()>,
 }
 
 impl VsockDevice {
-    /// A device for a guest with CID `guest_cid` (3 or more). Host-side
-    /// events are pumped by a task spawned on `runtime`.
-    pub fn new(guest_cid: u64, runtime: &Handle) -> Self {
-        let notify = Arc::new(Notify::new());
-        let inner = Arc::new(Inner {
-            state: Mutex::new(State {
-                muxer: Muxer::new(guest_cid, notify.clone()),
-                active: None,
-            }),
-            notify: notify.clone(),
-        });
-        let weak = Arc::downgrade(&inner);
-        let pump = runtime.spawn(pump(weak, notify));
+    /// A device for a guest with CID `guest_cid` (3 or more) on `host`'s
+    /// backend. Host-side events are pumped by a task spawned on `runtime`.
+    pub fn new(guest_cid: u64, host: BackendHandle, runtime: &Handle) -> Self {
+        let activation = Arc::new(Mutex::new(Activation::default()));
+        let pump = runtime.spawn(pump(
+            Arc::downgrade(&activation),
+            host.backend.clone(),
+            host.wake.clone(),
+        ));
         VsockDevice {
             guest_cid,
-            inner,
-            acked_features: 0,
+            activation,
+            backend: host.backend,
+            wake: host.wake,
             pump,
         }
     }
 
-    /// The host-side handle: listen and connect by port.
-    pub fn host(&self) -> VsockHost {
-        VsockHost {
-            inner: self.inner.clone(),
+    /// A handle that moves pending host data to the guest at once, instead
+    /// of waiting for the pump task.
+    pub fn kicker(&self) -> VsockKick {
+        VsockKick {
+            activation: self.activation.clone(),
+            backend: self.backend.clone(),
         }
     }
 }
@@ -246,65 +191,33 @@ impl Drop for VsockDevice {
     }
 }
 
-async fn pump(inner: Weak<Inner>, notify: Arc<Notify>) {
+/// Waits for the backend's wake-ups and delivers what it has.
+async fn pump(
+    activation: Weak<Mutex<Activation<Queues>>>,
+    backend: SharedBackend,
+    wake: Arc<Notify>,
+) {
     loop {
-        notify.notified().await;
-        let Some(inner) = inner.upgrade() else {
+        wake.notified().await;
+        let Some(activation) = activation.upgrade() else {
             return;
         };
-        let mut st = inner.lock();
-        let State { muxer, active } = &mut *st;
-        if let Some(a) = active.as_mut().filter(|a| !a.broken)
-            && let Err(e) = a.process_rx(muxer)
-        {
-            a.fail("rx", &e);
-        }
+        deliver(&mut activation.lock(), &backend);
     }
 }
 
-/// Host side of the device: listen for guest connections, connect to guest
-/// listeners. Cheap to clone.
+/// Delivers pending host data to the guest on demand (see
+/// [`VsockDevice::kicker`]). Cheap to clone.
 #[derive(Clone)]
-pub struct VsockHost {
-    inner: Arc<Inner>,
+pub struct VsockKick {
+    activation: Arc<Mutex<Activation<Queues>>>,
+    backend: SharedBackend,
 }
 
-impl VsockHost {
-    /// Listens on `port` (works before the guest driver is up).
-    pub fn listen(&self, port: u32) -> Result<HostListener, MuxerError> {
-        let rx = self.inner.lock().muxer.listen(port)?;
-        Ok(HostListener::new(port, rx, self.clone()))
-    }
-
-    pub(crate) fn unlisten(&self, port: u32) {
-        self.inner.lock().muxer.unlisten(port);
-    }
-
-    /// Connects to a guest listener on `port`. The returned future resolves
-    /// when the guest answers (connection refused on RST, connection reset
-    /// if the device is reset first). It waits for as long as the guest
-    /// driver does not answer: wrap it in a timeout.
-    pub fn connect(&self, port: u32) -> Result<Connect, MuxerError> {
-        let stream = self.inner.lock().muxer.connect(port)?;
-        self.inner.notify.notify_one();
-        Ok(Connect::new(stream))
-    }
-
-    /// Live connections (for stats and tests).
-    pub fn connection_count(&self) -> usize {
-        self.inner.lock().muxer.connection_count()
-    }
-
-    /// Moves pending host data to the guest now instead of waiting for the
-    /// pump task.
+impl VsockKick {
+    /// Moves pending host data to the guest now.
     pub fn kick(&self) {
-        let mut st = self.inner.lock();
-        let State { muxer, active } = &mut *st;
-        if let Some(a) = active.as_mut().filter(|a| !a.broken)
-            && let Err(e) = a.process_rx(muxer)
-        {
-            a.fail("rx", &e);
-        }
+        deliver(&mut self.activation.lock(), &self.backend);
     }
 }
 
@@ -321,8 +234,8 @@ impl VirtioDevice for VsockDevice {
         VIRTIO_F_VERSION_1
     }
 
-    fn ack_features(&mut self, features: u64) {
-        self.acked_features = features;
+    fn ack_features(&mut self, _features: u64) {
+        // Only VERSION_1 is offered: nothing depends on the answer.
     }
 
     fn read_config(&self, offset: u64, data: &mut [u8]) {
@@ -338,51 +251,71 @@ impl VirtioDevice for VsockDevice {
         let rx = ctx.take_queue(RX_QUEUE)?;
         let tx = ctx.take_queue(TX_QUEUE)?;
         let event = ctx.take_optional_queue(EVENT_QUEUE);
-        self.inner.lock().active = Some(Active {
-            mem: ctx.mem,
-            rx,
-            tx,
-            _event: event,
-            interrupt: ctx.interrupt,
-            broken: false,
-        });
+        self.activation.lock().start(
+            ctx,
+            Queues {
+                rx,
+                tx,
+                _event: event,
+            },
+        );
         // Host connects made before the driver came up go out now.
-        self.inner.notify.notify_one();
+        self.wake.notify_one();
         Ok(())
     }
 
     fn reset(&mut self) {
-        let mut st = self.inner.lock();
-        st.active = None;
-        st.muxer.reset();
+        let mut activation = self.activation.lock();
+        activation.stop();
+        self.backend.lock().reset();
     }
 
     fn queue_notify(&mut self, queue: u16) -> Result<(), DeviceError> {
-        let mut st = self.inner.lock();
-        let State { muxer, active } = &mut *st;
-        let a = active.as_mut().ok_or(DeviceError::NotActivated)?;
-        if a.broken {
-            tracing::debug!(
-                queue,
-                "broken vsock device ignores notifications until reset"
-            );
-            return Ok(());
+        if queue > EVENT_QUEUE {
+            return Err(DeviceError::NoSuchQueue(queue));
         }
-        let result = match queue {
-            TX_QUEUE => a
-                .process_tx(muxer)
-                .map_err(|e| ("tx", e))
-                .and_then(|()| a.process_rx(muxer).map_err(|e| ("rx", e))),
-            RX_QUEUE => a.process_rx(muxer).map_err(|e| ("rx", e)),
-            EVENT_QUEUE => {
-                tracing::trace!("vsock event buffers added");
-                Ok(())
-            }
-            q => return Err(DeviceError::NoSuchQueue(q)),
+        let mut activation = self.activation.lock();
+        let Some(running) = activation.notified(DEVICE, queue)? else {
+            return Ok(());
         };
-        if let Err((what, e)) = result {
-            a.fail(what, &e);
+        let mut backend = self.backend.lock();
+        match queue {
+            TX_QUEUE => {
+                let sent = running.process(DEVICE, TX_QUEUE, "tx queue", |q, mem, used| {
+                    transmit(&mut q.tx, mem, used, &mut *backend)
+                });
+                if sent.is_some() {
+                    running.process(DEVICE, RX_QUEUE, "rx queue", |q, mem, used| {
+                        receive(&mut q.rx, mem, used, &mut *backend)
+                    });
+                }
+            }
+            RX_QUEUE => {
+                running.process(DEVICE, RX_QUEUE, "rx queue", |q, mem, used| {
+                    receive(&mut q.rx, mem, used, &mut *backend)
+                });
+            }
+            _ => tracing::trace!("vsock event buffers added"),
         }
         Ok(())
     }
 }
+
+impl Pausable for VsockDevice {
+    /// Guest packets wait in the tx ring (the transport holds their
+    /// notifications) and host data waits in the backend.
+    fn pause(&mut self) -> Result<(), PauseError> {
+        self.activation.lock().pause();
+        Ok(())
+    }
+
+    /// What the host wrote while paused goes to the guest now.
+    fn resume(&mut self) -> Result<(), PauseError> {
+        self.activation.lock().resume();
+        self.wake.notify_one();
+        Ok(())
+    }
+}
+
+/// State capture comes with snapshots.
+impl Snapshottable for VsockDevice {}

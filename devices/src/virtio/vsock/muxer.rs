@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use tokio::sync::{Notify, mpsc};
 
+use super::backend::VsockBackend;
 use super::connection::{Connection, Verdict};
 use super::packet::{HOST_CID, Header, TYPE_STREAM, op};
 use super::stream::HostStream;
@@ -114,9 +115,45 @@ impl Muxer {
             ..Header::default()
         });
     }
+    fn push_rst(&mut self, rst: Header) {
+        if self.stray.len() < MAX_STRAY {
+            self.stray.push_back(rst);
+        } else {
+            tracing::warn!("RST queue full; dropping an RST");
+        }
+    }
 
+    fn accept(&mut self, h: &Header) {
+        if self.conns.len() >= MAX_CONNECTIONS {
+            tracing::warn!(port = h.dst_port, "connection limit reached; refusing");
+            self.reply_rst(h);
+            return;
+        }
+        let Some(tx) = self.listeners.get(&h.dst_port) else {
+            tracing::debug!(port = h.dst_port, "no listener; refusing guest connection");
+            self.reply_rst(h);
+            return;
+        };
+        let conn = Connection::accepted(self.guest_cid, h);
+        let stream = HostStream::new(
+            conn.shared.clone(),
+            self.notify.clone(),
+            h.dst_port,
+            h.src_port,
+        );
+        if tx.send(stream).is_err() {
+            // The listener is going away; its drop frees the port.
+            // (The dropped stream marks itself closed; the conn was never stored.)
+            self.reply_rst(h);
+            return;
+        }
+        self.conns.insert((h.dst_port, h.src_port), conn);
+    }
+}
+
+impl VsockBackend for Muxer {
     /// Handles one packet from the guest's tx queue.
-    pub fn handle_packet(&mut self, h: &Header, payload: Vec<u8>) {
+    fn handle_packet(&mut self, h: &Header, payload: Vec<u8>) {
         if h.src_cid != self.guest_cid || h.dst_cid != HOST_CID {
             tracing::warn!(
                 src = h.src_cid,
@@ -154,7 +191,7 @@ impl Muxer {
 
     /// Answers a malformed packet: resets its connection if it has one, or
     /// replies RST.
-    pub fn reject(&mut self, h: &Header) {
+    fn reject(&mut self, h: &Header) {
         if h.src_cid != self.guest_cid || h.dst_cid != HOST_CID {
             tracing::warn!("malformed vsock packet with wrong CIDs dropped");
             return;
@@ -169,49 +206,14 @@ impl Muxer {
         }
     }
 
-    fn push_rst(&mut self, rst: Header) {
-        if self.stray.len() < MAX_STRAY {
-            self.stray.push_back(rst);
-        } else {
-            tracing::warn!("RST queue full; dropping an RST");
-        }
-    }
-
-    fn accept(&mut self, h: &Header) {
-        if self.conns.len() >= MAX_CONNECTIONS {
-            tracing::warn!(port = h.dst_port, "connection limit reached; refusing");
-            self.reply_rst(h);
-            return;
-        }
-        let Some(tx) = self.listeners.get(&h.dst_port) else {
-            tracing::debug!(port = h.dst_port, "no listener; refusing guest connection");
-            self.reply_rst(h);
-            return;
-        };
-        let conn = Connection::accepted(self.guest_cid, h);
-        let stream = HostStream::new(
-            conn.shared.clone(),
-            self.notify.clone(),
-            h.dst_port,
-            h.src_port,
-        );
-        if tx.send(stream).is_err() {
-            // The listener is going away; its drop frees the port.
-            // (The dropped stream marks itself closed; the conn was never stored.)
-            self.reply_rst(h);
-            return;
-        }
-        self.conns.insert((h.dst_port, h.src_port), conn);
-    }
-
     /// Whether any packet may be waiting for the guest.
-    pub fn has_pending(&self) -> bool {
+    fn has_pending(&self) -> bool {
         !self.stray.is_empty() || !self.conns.is_empty()
     }
 
     /// The next packet for the guest, with at most `max_payload` payload
     /// bytes; round-robin over connections.
-    pub fn next_packet(&mut self, max_payload: usize) -> Option<(Header, Vec<u8>)> {
+    fn next_packet(&mut self, max_payload: usize) -> Option<(Header, Vec<u8>)> {
         if let Some(h) = self.stray.pop_front() {
             return Some((h, Vec::new()));
         }
@@ -244,7 +246,7 @@ impl Muxer {
     }
 
     /// Resets every connection (device reset); listeners stay.
-    pub fn reset(&mut self) {
+    fn reset(&mut self) {
         for (_, conn) in std::mem::take(&mut self.conns) {
             conn.mark_reset();
         }

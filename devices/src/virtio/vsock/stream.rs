@@ -10,7 +10,6 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{Notify, mpsc};
 
 use super::connection::{ConnShared, TO_GUEST_CAP};
-use super::device::VsockHost;
 
 /// One connection as the host sees it: tokio `AsyncRead` + `AsyncWrite`
 /// (so it satisfies `uvm_api::VsockIo`). `shutdown()` half-closes (the
@@ -177,12 +176,21 @@ impl Future for Connect {
 pub struct HostListener {
     port: u32,
     rx: mpsc::UnboundedReceiver<HostStream>,
-    host: VsockHost,
+    /// Frees the port in the muxer.
+    unlisten: Option<Box<dyn FnOnce() + Send>>,
 }
 
 impl HostListener {
-    pub(crate) fn new(port: u32, rx: mpsc::UnboundedReceiver<HostStream>, host: VsockHost) -> Self {
-        HostListener { port, rx, host }
+    pub(crate) fn new(
+        port: u32,
+        rx: mpsc::UnboundedReceiver<HostStream>,
+        unlisten: Box<dyn FnOnce() + Send>,
+    ) -> Self {
+        HostListener {
+            port,
+            rx,
+            unlisten: Some(unlisten),
+        }
     }
 
     /// The port listened on.
@@ -201,7 +209,9 @@ impl HostListener {
 
 impl Drop for HostListener {
     fn drop(&mut self) {
-        self.host.unlisten(self.port);
+        if let Some(unlisten) = self.unlisten.take() {
+            unlisten();
+        }
         self.rx.close();
         while let Ok(stream) = self.rx.try_recv() {
             stream.abort();
