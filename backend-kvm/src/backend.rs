@@ -6,13 +6,12 @@ use async_trait::async_trait;
 use uvm_api::{
     Action, Backend, Capabilities, Error, GuestOs, Operation, Resource, Result, Uvm, UvmConfig,
 };
-
 use uvm_devices::virtio::fs::find_virtiofsd;
 
-use crate::boot::payload::RealModePayload;
+use crate::arch::boot::BootSpec;
+use crate::arch::boot::payload::RealModePayload;
 use crate::managers::net::retry_while_tap_busy;
 use crate::uvm::KvmUvm;
-use crate::vmm::BootSpec;
 
 /// The registry name of this backend.
 pub const NAME: &str = "kvm";

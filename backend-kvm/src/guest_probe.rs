@@ -21,7 +21,7 @@ use uvm_api::{
 };
 use uvm_guest_agent::client::AgentClient;
 
-use crate::vmm::{Command, VmmHandle};
+use crate::control::protocol::{Command, VmmHandle};
 use crate::vsock::KvmVsock;
 
 /// The guest view of one VM of the kvm backend.

@@ -67,32 +67,28 @@
 //! [`probe`] is a separate diagnostic: the `kvm-probe` binary times a few
 //! real-mode exits on `/dev/kvm`.
 
+pub mod arch;
 pub mod backend;
-pub mod boot;
+pub mod build;
 pub mod console;
-pub mod cpuid;
+pub mod control;
 pub mod error;
 pub mod exits;
 pub mod guest_assets;
 pub mod guest_probe;
-pub mod hotplug;
-pub mod layout;
+pub mod irq;
 pub mod lifecycle;
 pub mod managers;
 pub mod memory;
-pub mod msrs;
 pub mod pci;
-pub mod pit;
 pub mod probe;
-pub mod regs;
 pub mod stats;
 pub mod uvm;
 pub mod vcpu;
-pub mod vmm;
 pub mod vsock;
 
+pub use arch::boot::payload::RealModePayload;
 pub use backend::{KvmBackend, NAME as BACKEND_NAME};
-pub use boot::payload::RealModePayload;
 pub use uvm::KvmUvm;
 
 /// Registers the kvm backend in `registry` (it reports itself unavailable on

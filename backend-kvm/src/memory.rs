@@ -11,8 +11,8 @@ use vm_memory::{
     MemoryRegionAddress,
 };
 
+use crate::arch::layout;
 use crate::error::VmmError;
-use crate::layout;
 
 /// The guest memory type of this VMM.
 pub type GuestMem = GuestMemoryMmap<()>;

@@ -1,13 +1,32 @@
-//! Builds [`uvm_api::Stats`] from the VMM's live (or frozen) figures.
+//! The VMM's live (or, after the stop, frozen) figures ([`VmStats`]) and
+//! the [`uvm_api::Stats`] built from them.
 
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
+use parking_lot::Mutex;
 use uvm_api::{MemoryStats, ProcessorStats, Stats};
 
 use crate::console::ConsoleTap;
+use crate::exits::ExitCounters;
 use crate::lifecycle::Lifecycle;
-use crate::memory;
-use crate::vmm::VmStats;
+use crate::memory::{self, GuestMem};
+use crate::vcpu::clock::VcpuClock;
+
+/// Figures the stats call reads while the VM runs (and frozen after).
+#[derive(Debug, Default)]
+pub struct VmStats {
+    /// Exit counters.
+    pub counters: Arc<ExitCounters>,
+    /// One clock per vCPU thread.
+    pub clocks: Mutex<Vec<Arc<VcpuClock>>>,
+    /// Guest memory while the VM exists.
+    pub mem: Mutex<Option<Arc<GuestMem>>>,
+    /// Resident bytes measured at the stop.
+    pub final_resident: Mutex<Option<u64>>,
+    /// How many times the guest clock was saved at pause and restored at resume.
+    pub clock_restores: AtomicU64,
+}
 
 /// The current statistics.
 pub fn collect(

@@ -20,19 +20,25 @@ use uvm_api::{
     VmSocketManager, VpmemManager, op_span,
 };
 
-use crate::boot::linux::LinuxBoot;
+use crate::arch::boot::BootSpec;
+use crate::arch::boot::linux::LinuxBoot;
+use crate::build;
 use crate::console::ConsoleTap;
+use crate::control::{
+    self,
+    protocol::{Command, VmmHandle},
+};
 use crate::error::VmmError;
 use crate::guest_probe::KvmGuestProbe;
-use crate::hotplug::DeviceHub;
 use crate::lifecycle::Lifecycle;
 use crate::managers::ManagerContext;
 use crate::managers::net::KvmNetwork;
 use crate::managers::pmem::KvmVpmem;
 use crate::managers::scsi::KvmScsi;
 use crate::managers::shares::KvmShares;
+use crate::pci::hub::DeviceHub;
 use crate::stats;
-use crate::vmm::{self, BootSpec, Command, VmStats, VmmHandle};
+use crate::stats::VmStats;
 use crate::vsock::KvmVsock;
 
 /// The capability managers of a VM.
@@ -205,7 +211,7 @@ impl KvmUvm {
             let tap = self.console.clone();
             let hub = self.hub.clone();
             tokio::task::spawn_blocking(move || {
-                vmm::prepare(&config, &boot, tap, vsock_device, &hub)
+                build::prepare(&config, &boot, tap, vsock_device, &hub)
             })
             .await
             .map_err(|e| VmmError::Control(format!("VM set-up thread failed: {e}")))?
@@ -218,7 +224,7 @@ impl KvmUvm {
             self.vsock.set_transport(prepared.pci().vsock.clone());
             let vsock = self.vsock.clone();
             let managers = self.managers.clone();
-            vmm::launch(
+            control::launch(
                 prepared,
                 self.hub.clone(),
                 self.lifecycle.clone(),

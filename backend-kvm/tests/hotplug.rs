@@ -14,20 +14,23 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use support::{config, kvm_missing, spin_payload};
 use uvm_api::{
     DiskFormat, Error, ImageFormat, Operation, Resource, ScsiDisk, State, StopMode, Uvm,
     VpmemController, VpmemDevice,
 };
 use uvm_backend_kvm::KvmBackend;
+use uvm_backend_kvm::arch::boot::BootSpec;
+use uvm_backend_kvm::build::{self, Prepared};
 use uvm_backend_kvm::console::ConsoleTap;
-use uvm_backend_kvm::hotplug::{DeviceHub, ExtraMemory, HubError};
-use uvm_backend_kvm::vmm::{self, BootSpec, Prepared};
+use uvm_backend_kvm::pci::hub::{DeviceHub, HubError};
+use uvm_backend_kvm::pci::memslots::ExtraMemory;
 use uvm_devices::acpi::pci_hotplug::{PCIHP_BASE, PCIHP_GPE};
 use uvm_devices::acpi::pm::{GPE0_OFFSET, PM_BASE};
 use uvm_devices::virtio::scsi::VirtioScsiDevice;
 use uvm_devices::virtio::vsock::{VsockDevice, VsockHost};
 use vm_memory::mmap::MmapRegion;
+
+use support::{config, kvm_missing, spin_payload};
 
 fn prepared(hub: &Arc<DeviceHub>) -> Prepared {
     let device = VsockDevice::new(
@@ -35,7 +38,7 @@ fn prepared(hub: &Arc<DeviceHub>) -> Prepared {
         VsockHost::new(3).backend(),
         &tokio::runtime::Handle::current(),
     );
-    vmm::prepare(
+    build::prepare(
         &config("hotplug"),
         &BootSpec::Payload(spin_payload()),
         Arc::new(ConsoleTap::default()),
@@ -98,15 +101,11 @@ async fn hot_add_and_eject_go_through_the_register_block_and_gpe() {
     enable_hotplug_gpe(&vm);
     let ejected = Arc::new(AtomicBool::new(false));
     let flag = ejected.clone();
-    let immediate = hub
-        .unplug(2, Box::new(move || flag.store(true, Ordering::SeqCst)))
-        .unwrap();
-    assert!(immediate.is_none(), "a running VM waits for the guest");
+    let release = hub.unplug(2).unwrap();
+    release.on_release(move || flag.store(true, Ordering::SeqCst));
+    assert!(!release.is_released(), "a running VM waits for the guest");
     assert_eq!(read32(&vm, DOWN), 1 << 2, "removal requested");
-    assert!(matches!(
-        hub.unplug(2, Box::new(|| {})),
-        Err(HubError::AlreadyRemoving(2))
-    ));
+    assert!(matches!(hub.unplug(2), Err(HubError::AlreadyRemoving(2))));
     assert_eq!(
         vendor_device(&vm, 2),
         VIRTIO_SCSI_ID,
@@ -130,11 +129,9 @@ async fn hot_add_and_eject_go_through_the_register_block_and_gpe() {
     // A removal still pending when the VM stops completes then.
     let stopped = Arc::new(AtomicBool::new(false));
     let flag = stopped.clone();
-    assert!(
-        hub.unplug(2, Box::new(move || flag.store(true, Ordering::SeqCst)))
-            .unwrap()
-            .is_none()
-    );
+    let release = hub.unplug(2).unwrap();
+    release.on_release(move || flag.store(true, Ordering::SeqCst));
+    assert!(!release.is_released());
     hub.shut_down();
     assert!(stopped.load(Ordering::SeqCst));
 }
@@ -164,11 +161,9 @@ async fn device_memory_is_mapped_while_plugged() {
     enable_hotplug_gpe(&vm);
     let done = Arc::new(AtomicBool::new(false));
     let flag = done.clone();
-    assert!(
-        hub.unplug(6, Box::new(move || flag.store(true, Ordering::SeqCst)))
-            .unwrap()
-            .is_none()
-    );
+    let release = hub.unplug(6).unwrap();
+    release.on_release(move || flag.store(true, Ordering::SeqCst));
+    assert!(!release.is_released());
     hub.on_eject(6);
     assert!(done.load(Ordering::SeqCst));
     // A second device may take the same guest range (the slot was deleted).
@@ -196,8 +191,8 @@ async fn a_removal_while_the_guest_boots_is_immediate() {
     hub.plug(4, "scsi", Box::new(VirtioScsiDevice::new(1)), None)
         .unwrap();
     // No GPE enabled, no decoding: the guest cannot be using it.
-    let done = hub.unplug(4, Box::new(|| {})).unwrap();
-    assert!(done.is_some(), "completed at once");
+    let done = hub.unplug(4).unwrap();
+    assert!(done.is_released(), "completed at once");
     assert_eq!(vendor_device(&vm, 4), u32::MAX);
     assert_eq!(read32(&vm, DOWN), 0, "no eject request left behind");
     hub.shut_down();

@@ -11,17 +11,20 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use support::{config, kvm_missing, spin_payload};
 use uvm_api::{Error, Operation, Resource, State, StopMode, Uvm, VMADDR_PORT_ANY};
 use uvm_backend_kvm::KvmBackend;
+use uvm_backend_kvm::arch::boot::BootSpec;
+use uvm_backend_kvm::build::pci::BAR_WINDOW;
+use uvm_backend_kvm::build::{self, Prepared};
 use uvm_backend_kvm::console::ConsoleTap;
-use uvm_backend_kvm::hotplug::DeviceHub;
-use uvm_backend_kvm::pci::{BAR_WINDOW, VSOCK_SLOT};
-use uvm_backend_kvm::vmm::{self, BootSpec, Prepared};
+use uvm_backend_kvm::pci::hub::DeviceHub;
+use uvm_backend_kvm::pci::slots::VSOCK as VSOCK_SLOT;
 use uvm_devices::virtio::pci_transport::caps;
 use uvm_devices::virtio::status;
 use uvm_devices::virtio::vsock::{VsockDevice, VsockHost};
 use vm_memory::{Bytes, GuestAddress};
+
+use support::{config, kvm_missing, spin_payload};
 
 fn prepared() -> Prepared {
     let boot = BootSpec::Payload(spin_payload());
@@ -30,7 +33,7 @@ fn prepared() -> Prepared {
         VsockHost::new(3).backend(),
         &tokio::runtime::Handle::current(),
     );
-    vmm::prepare(
+    build::prepare(
         &config("pci"),
         &boot,
         Arc::new(ConsoleTap::default()),

@@ -12,12 +12,12 @@
 
 use std::sync::Arc;
 
-use ids::IdTable;
 use parking_lot::{Mutex, MutexGuard};
 use uvm_api::{Action, Error, Removal, RemovalCompleter, Resource, Result, State};
 
-use crate::hotplug::{DeviceHub, HubError};
 use crate::lifecycle::Lifecycle;
+use crate::pci::hub::{DeviceHub, HubError};
+use ids::IdTable;
 
 pub mod ids;
 pub mod net;
@@ -126,10 +126,9 @@ where
                 }
             }
         };
-        // No manager lock across the hub: eject callbacks take it.
-        match ctx.hub.unplug(slot, Box::new(on_eject)) {
-            Ok(None) => {}
-            Ok(Some(done)) => done(),
+        // No manager lock across the hub or the signal: the release takes it.
+        match ctx.hub.unplug(slot) {
+            Ok(signal) => signal.on_release(on_eject),
             Err(e) => {
                 let mut state = lock(state);
                 let table = (self.table)(&mut state);

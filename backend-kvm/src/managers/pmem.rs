@@ -4,7 +4,7 @@
 //! from [`DYNAMIC_SLOTS`]; its image file is mapped (shared, so guest
 //! writes and the guest's flushes reach the file; read-only images are
 //! mapped read-only and given to KVM as a read-only memory slot) into the
-//! device memory window above guest RAM ([`crate::layout::device_memory_base`]),
+//! device memory window above guest RAM ([`crate::arch::layout::device_memory_base`]),
 //! at a 2 MiB aligned address. Images must be raw, non-empty and a
 //! multiple of 2 MiB long (the granularity Linux maps device memory in);
 //! other formats are refused (`InvalidArgument`, argument `format`).
@@ -26,8 +26,8 @@ use vm_memory::mmap::MmapRegion;
 
 use super::ids::IdTable;
 use super::{ManagerContext, Unplug, complete_all, lock};
-use crate::hotplug::ExtraMemory;
-use crate::layout;
+use crate::arch::layout;
+use crate::pci::memslots::ExtraMemory;
 
 /// Slots VPMem devices and NICs take (after the SCSI controllers).
 pub const DYNAMIC_SLOTS: std::ops::RangeInclusive<u8> = 6..=31;

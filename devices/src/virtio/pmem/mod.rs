@@ -1,9 +1,10 @@
 //! virtio-pmem (device type 27): a host file the VMM maps into guest
 //! physical memory, plus a queue on which the guest asks for flushes.
 //!
-//! The device model only knows where the region is (`start`, `size` in its
-//! configuration) and the file to flush; mapping the file into the guest
-//! (a KVM memory slot over an `mmap` of it) is the VMM's job. A read-only
+//! The device model ([`device`]) only knows where the region is (`start`,
+//! `size` in its configuration) and the file to flush. [`image`] checks and
+//! maps the file; making that mapping guest memory (a KVM memory slot over
+//! it) is the VMM's job. A read-only
 //! image must be mapped read-only (`PROT_READ`, a `KVM_MEM_READONLY` slot):
 //! a guest store then faults as an MMIO exit the VMM refuses instead of
 //! silently succeeding, and a flush of a read-only image is a no-op that
@@ -15,5 +16,7 @@
 //! The flush runs on the notifying thread (a vCPU or the VMM's event loop).
 
 pub mod device;
+pub mod image;
 
 pub use device::{PmemDevice, QUEUE_SIZE, RESP_EIO, RESP_OK, VIRTIO_ID_PMEM};
+pub use image::{PMEM_ALIGN, PmemError, PmemImage};

@@ -1,202 +1,26 @@
 //! vCPU threads: one OS thread per vCPU runs `KVM_RUN` in a loop, routes
 //! port and MMIO exits to the buses, and parks or ends when the controller
-//! asks.
-//!
-//! Kicking a thread out of `KVM_RUN`: the controller sets the wanted state
-//! ([`RunControl`]) and sends the thread a real-time signal. The signal
-//! handler sets `immediate_exit` in that thread's `kvm_run` (through a
-//! thread-local pointer), so `KVM_RUN` returns `EINTR` whether the signal
-//! lands while the guest runs or just before the thread enters `KVM_RUN`; no
-//! kick is lost. The thread clears `immediate_exit` only after such an
-//! `EINTR`, then looks at the wanted state.
+//! asks ([`control`]; kicked out of `KVM_RUN` by a signal, [`kick`]). Each
+//! thread's CPU time is readable while it runs ([`clock`]). A vCPU thread
+//! touches only the device registers its exits name, never a queue, a
+//! disk or a daemon.
 
-use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::{Arc, Once};
-use std::time::Duration;
+pub mod clock;
+pub mod control;
+pub mod kick;
+
+use std::sync::Arc;
 
 use kvm_bindings::kvm_run;
 use kvm_ioctls::{VcpuExit, VcpuFd};
-use parking_lot::{Condvar, Mutex};
 use tokio::sync::mpsc::UnboundedSender;
 use uvm_api::{ExitStatus, StopReason};
 use uvm_devices::bus::Bus;
 
+use crate::control::protocol::VmmEvent;
 use crate::exits::{ExitCounters, ExitKind};
-use crate::vmm::VmmEvent;
-
-/// What the controller wants the vCPUs to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Want {
-    /// Run the guest.
-    Run = 0,
-    /// Park outside `KVM_RUN`.
-    Pause = 1,
-    /// Leave the thread.
-    Stop = 2,
-}
-
-#[derive(Debug, Default)]
-struct Counts {
-    parked: usize,
-    exited: usize,
-}
-
-/// The run state shared by the controller and every vCPU thread.
-#[derive(Debug)]
-pub struct RunControl {
-    want: AtomicU8,
-    crash: AtomicBool,
-    counts: Mutex<Counts>,
-    changed: Condvar,
-}
-
-impl Default for RunControl {
-    fn default() -> Self {
-        RunControl {
-            want: AtomicU8::new(Want::Run as u8),
-            crash: AtomicBool::new(false),
-            counts: Mutex::new(Counts::default()),
-            changed: Condvar::new(),
-        }
-    }
-}
-
-impl RunControl {
-    /// The wanted state.
-    pub fn want(&self) -> Want {
-        match self.want.load(Ordering::SeqCst) {
-            0 => Want::Run,
-            1 => Want::Pause,
-            _ => Want::Stop,
-        }
-    }
-
-    /// Asks vCPU 0 to triple-fault the next time it enters the guest.
-    pub fn request_crash(&self) {
-        self.crash.store(true, Ordering::SeqCst);
-    }
-
-    fn take_crash(&self) -> bool {
-        self.crash.swap(false, Ordering::SeqCst)
-    }
-
-    /// Sets the wanted state and wakes parked threads.
-    pub fn set(&self, want: Want) {
-        let _guard = self.counts.lock();
-        self.want.store(want as u8, Ordering::SeqCst);
-        self.changed.notify_all();
-    }
-
-    /// Waits up to `timeout` until `n` threads are parked or gone.
-    pub fn wait_parked(&self, n: usize, timeout: Duration) -> bool {
-        let mut guard = self.counts.lock();
-        let _ = self
-            .changed
-            .wait_while_for(&mut guard, |c| c.parked + c.exited < n, timeout);
-        guard.parked + guard.exited >= n
-    }
-
-    /// Parks the calling vCPU thread while the wanted state is Pause.
-    fn park(&self) {
-        let mut c = self.counts.lock();
-        c.parked += 1;
-        self.changed.notify_all();
-        while self.want() == Want::Pause {
-            self.changed.wait(&mut c);
-        }
-        c.parked -= 1;
-    }
-
-    fn exited(&self) {
-        let mut c = self.counts.lock();
-        c.exited += 1;
-        self.changed.notify_all();
-    }
-}
-
-thread_local! {
-    static KVM_RUN_PTR: Cell<*mut kvm_run> = const { Cell::new(std::ptr::null_mut()) };
-}
-
-extern "C" fn kick_handler(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
-    // Only a const-initialised thread-local Cell is touched: async-signal safe.
-    let ptr = KVM_RUN_PTR.with(Cell::get);
-    if !ptr.is_null() {
-        // SAFETY: the pointer is this thread's own kvm_run mapping, set while
-        // the VcpuFd that owns it is alive on this thread and cleared before
-        // it is dropped; the signal runs on this same thread.
-        unsafe { (*ptr).immediate_exit = 1 };
-    }
-}
-
-/// The signal used to kick vCPU threads.
-pub fn kick_signal() -> libc::c_int {
-    vmm_sys_util::signal::SIGRTMIN()
-}
-
-/// Installs the kick handler once per process.
-pub fn install_kick_handler() -> Result<(), std::io::Error> {
-    static ONCE: Once = Once::new();
-    let mut result = Ok(());
-    ONCE.call_once(|| {
-        result = vmm_sys_util::signal::register_signal_handler(kick_signal(), kick_handler)
-            .map_err(|e| std::io::Error::from_raw_os_error(e.errno()));
-    });
-    result
-}
-
-/// Host CPU time of one vCPU thread.
-#[derive(Debug, Default)]
-pub struct VcpuClock {
-    state: Mutex<ClockState>,
-}
-
-#[derive(Debug, Default)]
-struct ClockState {
-    clock: Option<libc::clockid_t>,
-    last: Duration,
-}
-
-fn read_clock(clock: libc::clockid_t) -> Option<Duration> {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: ts is a valid out-pointer; an invalid clock id gives an error.
-    let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
-    (rc == 0).then(|| Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
-}
-
-impl VcpuClock {
-    /// Called on the vCPU thread when it starts.
-    fn attach(&self) {
-        let mut id: libc::clockid_t = 0;
-        // SAFETY: pthread_self is this live thread; id is a valid out-pointer.
-        let rc = unsafe { libc::pthread_getcpuclockid(libc::pthread_self(), &mut id) };
-        let mut s = self.state.lock();
-        s.clock = (rc == 0).then_some(id);
-    }
-
-    /// Called on the vCPU thread just before it ends.
-    fn detach(&self) {
-        let mut s = self.state.lock();
-        if let Some(t) = read_clock(libc::CLOCK_THREAD_CPUTIME_ID) {
-            s.last = t;
-        }
-        s.clock = None;
-    }
-
-    /// CPU time used so far (frozen once the thread has ended).
-    pub fn cpu_time(&self) -> Duration {
-        let mut s = self.state.lock();
-        if let Some(t) = s.clock.and_then(read_clock) {
-            s.last = t;
-        }
-        s.last
-    }
-}
+use clock::VcpuClock;
+use control::{RunControl, Want};
 
 /// Everything a vCPU thread needs.
 pub struct VcpuContext {
@@ -320,7 +144,7 @@ pub fn run(mut vcpu: VcpuFd, ctx: VcpuContext) {
     let _span = tracing::info_span!("vcpu", vm = %ctx.vm_id, index = ctx.index).entered();
     ctx.clock.attach();
     let run_ptr: *mut kvm_run = vcpu.get_kvm_run();
-    KVM_RUN_PTR.with(|p| p.set(run_ptr));
+    kick::set_kvm_run(run_ptr);
     let status = loop {
         match ctx.control.want() {
             Want::Run => {}
@@ -353,7 +177,7 @@ pub fn run(mut vcpu: VcpuFd, ctx: VcpuContext) {
             break Some(status);
         }
     };
-    KVM_RUN_PTR.with(|p| p.set(std::ptr::null_mut()));
+    kick::set_kvm_run(std::ptr::null_mut());
     drop(vcpu);
     ctx.clock.detach();
     ctx.control.exited();
@@ -411,17 +235,5 @@ mod tests {
         assert_eq!(reason(VcpuExit::IoIn(0x80, &mut data)), None);
         assert_eq!(data, [0xff], "unowned ports read as 0xff");
         assert_eq!(reason(VcpuExit::Hlt), None);
-    }
-
-    #[test]
-    fn park_and_wait_parked() {
-        let control = Arc::new(RunControl::default());
-        control.set(Want::Pause);
-        let c = control.clone();
-        let t = std::thread::spawn(move || c.park());
-        assert!(control.wait_parked(1, Duration::from_secs(5)));
-        control.set(Want::Run);
-        t.join().unwrap();
-        assert!(!control.wait_parked(1, Duration::from_millis(10)));
     }
 }

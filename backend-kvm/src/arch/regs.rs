@@ -6,8 +6,10 @@ use kvm_bindings::{kvm_fpu, kvm_regs, kvm_segment};
 use kvm_ioctls::VcpuFd;
 use vm_memory::{Bytes, GuestAddress};
 
+use crate::arch::layout::{
+    BOOT_STACK, GDT_ADDR, IDT_ADDR, PD_ADDR, PDPT_ADDR, PML4_ADDR, ZERO_PAGE,
+};
 use crate::error::VmmError;
-use crate::layout::{BOOT_STACK, GDT_ADDR, IDT_ADDR, PD_ADDR, PDPT_ADDR, PML4_ADDR, ZERO_PAGE};
 use crate::memory::GuestMem;
 
 /// The flat GDT: null, 64-bit code (0x08), data (0x10), TSS (0x18).

@@ -5,9 +5,9 @@
 use kvm_ioctls::VcpuFd;
 use vm_memory::{Bytes, GuestAddress};
 
+use crate::arch::regs;
 use crate::error::VmmError;
 use crate::memory::GuestMem;
-use crate::regs;
 
 /// A real-mode program: `code` is loaded at `load_addr` (below 64 KiB, CS
 /// base 0) and the boot vCPU starts there.

@@ -1,52 +1,48 @@
 //! [`DeviceHub`]: the PCI slots of one VM, before and while it runs.
 //!
 //! Every hot-pluggable device (virtio-scsi controllers, virtio-pmem,
-//! virtio-net) is a virtio-pci function on the root bus. The managers hand
-//! the hub a device model and a slot; the hub decides what that means in the
-//! VM's current state, so cold plug and hot plug are one call:
+//! virtio-net, virtio-fs) is a virtio-pci function on the root bus, in the
+//! slot the [slot map](super::slots) gives it. The managers hand the hub a
+//! device model and a slot; the hub decides what that means in the VM's
+//! current state, so cold plug and hot plug are one call:
 //!
-//! - **created**: the device waits in the plan; at start it goes on the bus
-//!   before the guest boots (the guest finds it when it enumerates PCI);
-//!   removing it drops it at once.
-//! - **running**: the function goes on the bus, the hotplug register block
-//!   marks the slot up and GPE [`PCIHP_GPE`] raises the SCI; the guest's
-//!   `\_GPE._E01` method notifies the slot and acpiphp scans it. A removal
-//!   marks the slot down; the guest unbinds its driver and calls the slot's
-//!   `_EJ0`, whose write reaches [`DeviceHub::on_eject`] through the VMM's
-//!   control thread; only then does the function leave the bus and the
-//!   caller's completion run (two-phase removal).
-//! - **stopped**: every pending removal completes (the devices are gone).
+//! | VM state | [`DeviceHub::plug`] | [`DeviceHub::unplug`] |
+//! |----------|---------------------|-----------------------|
+//! | created  | the device waits in the plan; [`DeviceHub::attach`] puts it on the bus before the guest boots | gone at once; the signal is already complete |
+//! | running, guest not using the slot yet | on the bus, slot marked up, GPE raised | gone at once (no eject handler would answer yet) |
+//! | running  | on the bus; the hotplug block marks the slot up and GPE [`PCIHP_GPE`] raises the SCI: the guest's `\_GPE._E01` notifies the slot and acpiphp scans it | slot marked down, GPE raised; the guest unbinds its driver and calls `_EJ0`, whose write reaches [`DeviceHub::on_eject`] through the control thread: only then does the function leave the bus and the signal complete |
+//! | stopped  | refused (`Stopped`) | refused; [`DeviceHub::shut_down`] completed every pending signal |
+//!
+//! "Not using the slot yet" means the guest has not enabled the hotplug
+//! GPE (its ACPI is still booting) and no driver enabled the function's
+//! decoding: an eject request would then find no handler.
 //!
 //! A device may come with guest memory of its own (virtio-pmem's window,
 //! [`ExtraMemory`]): the hub registers it as a KVM memory slot when the
-//! device goes on the bus and unregisters it after the guest ejected it.
+//! device goes on the bus and deletes it after the guest ejected it.
 //!
-//! Lock order: the hub's lock is never held while the hotplug register
-//! block or the PM block is locked, and completions run with no lock held
-//! (ejects arrive on the control thread, not on the vCPU thread that wrote
-//! the eject register), so managers may hold their own lock while calling
-//! into the hub.
+//! Locks: the hub's lock is taken inside the hub only, and below it the
+//! root's and the functions' (hub, then root, then function). The PM block
+//! and the hotplug register block are taken with the hub's lock released.
+//! A removal's [`ReleaseSignal`] completes with no hub lock held, after the
+//! function and its memory are gone (so whoever waits on it never sees the
+//! id free while the host still holds the device).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::RangeInclusive;
 use std::sync::Arc;
 
-use kvm_bindings::{KVM_MEM_READONLY, kvm_userspace_memory_region};
 use kvm_ioctls::VmFd;
 use parking_lot::{Mutex, MutexGuard};
 use uvm_devices::acpi::pci_hotplug::{PCIHP_GPE, PciHotplug};
 use uvm_devices::acpi::pm::PmDevice;
 use uvm_devices::interrupt::{MsiSink, NoIrq};
 use uvm_devices::pci::{PciRoot, SharedFunction};
+use uvm_devices::release::ReleaseSignal;
 use uvm_devices::virtio::pci_transport::VirtioPciDevice;
 use uvm_devices::virtio::{GuestMemoryHandle, VirtioDevice};
 
-/// Slots the DSDT declares hot-pluggable (slot 0 is the host bridge, slot
-/// 1 the virtio-vsock function).
-pub const HOTPLUG_SLOTS: RangeInclusive<u8> = 2..=31;
-/// First KVM memory slot number for device memory (guest RAM uses the
-/// lower numbers).
-const FIRST_DEVICE_MEMSLOT: u32 = 16;
+use super::memslots::{ExtraMemory, MemSlots};
 
 /// Why the hub refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -71,24 +67,6 @@ pub enum HubError {
     Device(String),
 }
 
-/// Guest memory that belongs to a device (a virtio-pmem window): a host
-/// mapping the owner keeps alive as long as this value lives.
-pub struct ExtraMemory {
-    /// Guest-physical base address.
-    pub guest_address: u64,
-    /// Host virtual address of the mapping.
-    pub host_address: u64,
-    /// Length in bytes (page aligned).
-    pub len: u64,
-    /// Whether the guest may only read it.
-    pub read_only: bool,
-    /// Keeps the mapping alive (unmapped on drop).
-    pub owner: Box<dyn Send>,
-}
-
-/// Runs once the guest has released a removed device (or the VM stopped).
-pub type EjectDone = Box<dyn FnOnce() + Send>;
-
 /// What the hub needs of a running VM.
 pub struct LiveBus {
     /// The VM (for device memory slots).
@@ -111,8 +89,8 @@ struct Plugged {
     device: Option<Box<dyn VirtioDevice>>,
     memory: Option<ExtraMemory>,
     memslot: Option<u32>,
-    /// Completions waiting for the guest's eject.
-    removing: Option<Vec<EjectDone>>,
+    /// The removal under way: completes when the guest ejects the slot.
+    removing: Option<ReleaseSignal>,
 }
 
 #[derive(Default)]
@@ -122,8 +100,7 @@ struct HubState {
     reserved: BTreeSet<u8>,
     live: Option<LiveBus>,
     stopped: bool,
-    free_memslots: BTreeSet<u32>,
-    next_memslot: Option<u32>,
+    memslots: MemSlots,
 }
 
 /// The PCI slots of one VM. See the [module documentation](self).
@@ -132,62 +109,20 @@ pub struct DeviceHub {
     state: Mutex<HubState>,
 }
 
-fn memslot_region(slot: u32, m: &ExtraMemory, size: u64) -> kvm_userspace_memory_region {
-    kvm_userspace_memory_region {
-        slot,
-        flags: if m.read_only { KVM_MEM_READONLY } else { 0 },
-        guest_phys_addr: m.guest_address,
-        memory_size: size,
-        userspace_addr: m.host_address,
-    }
-}
-
 impl HubState {
-    fn take_memslot(&mut self) -> u32 {
-        if let Some(s) = self.free_memslots.pop_first() {
-            return s;
+    /// Takes `plugged` off the bus at `slot` (if live) and deletes its
+    /// memory slot; returns the function for the caller to drop.
+    fn detach(&mut self, slot: u8, plugged: &Plugged) -> Option<SharedFunction> {
+        let function = self
+            .live
+            .as_ref()
+            .and_then(|l| l.root.lock().remove_function(slot).ok());
+        if let (Some(memslot), Some(memory)) = (plugged.memslot, plugged.memory.as_ref()) {
+            let vm = self.live.as_ref().map(|l| l.vm.clone());
+            self.memslots.unmap(vm.as_deref(), memslot, memory);
         }
-        let s = self.next_memslot.unwrap_or(FIRST_DEVICE_MEMSLOT);
-        self.next_memslot = Some(s + 1);
-        s
+        function
     }
-}
-
-/// Registers `memory` with KVM at a fresh memory slot.
-fn map_memory(state: &mut HubState, memory: &ExtraMemory) -> Result<u32, HubError> {
-    let live = state.live.as_ref().ok_or(HubError::Stopped)?;
-    let vm = live.vm.clone();
-    let slot = state.take_memslot();
-    // SAFETY: the host range is a live mapping of `memory.len` bytes kept
-    // alive by `memory.owner`, which the hub holds until after the slot is
-    // deleted again (`unmap_memory`) or the VM is gone.
-    let result = unsafe { vm.set_user_memory_region(memslot_region(slot, memory, memory.len)) };
-    match result {
-        Ok(()) => Ok(slot),
-        Err(e) => {
-            state.free_memslots.insert(slot);
-            Err(HubError::Device(format!(
-                "KVM_SET_USER_MEMORY_REGION for device memory at {:#x}: {e}",
-                memory.guest_address
-            )))
-        }
-    }
-}
-
-/// Deletes the KVM memory slot of `memory`.
-fn unmap_memory(state: &mut HubState, slot: u32, memory: &ExtraMemory) {
-    if let Some(live) = state.live.as_ref() {
-        // SAFETY: a zero size deletes the slot; no host memory is referenced.
-        let result = unsafe {
-            live.vm
-                .set_user_memory_region(memslot_region(slot, memory, 0))
-        };
-        if let Err(e) = result {
-            tracing::error!("deleting KVM memory slot {slot}: {e}");
-            return;
-        }
-    }
-    state.free_memslots.insert(slot);
 }
 
 impl DeviceHub {
@@ -265,7 +200,7 @@ impl DeviceHub {
         match announce {
             None => tracing::info!(vm = %self.vm_id, slot, "{what} planned (cold plug)"),
             Some((hotplug, pm)) => {
-                if let Err(e) = lock(&hotplug).announce_add(slot) {
+                if let Err(e) = hotplug.lock().announce_add(slot) {
                     tracing::error!(vm = %self.vm_id, slot, "announcing {what}: {e}");
                 }
                 raise_hotplug_gpe(&self.vm_id, &pm);
@@ -275,16 +210,10 @@ impl DeviceHub {
         Ok(())
     }
 
-    /// Removes the device in `slot`. `done` runs once the guest has ejected
-    /// it (at the stop at the latest).
-    ///
-    /// The device goes at once, and `done` is handed back for the caller to
-    /// run once it has released its own locks, when the guest cannot be
-    /// using it: before start, or while the guest is still booting (its
-    /// ACPI has not enabled the hotplug GPE yet and no driver has enabled
-    /// the function's decoding), when an eject request would find no
-    /// handler.
-    pub fn unplug(&self, slot: u8, done: EjectDone) -> Result<Option<EjectDone>, HubError> {
+    /// Removes the device in `slot`. The returned signal completes once the
+    /// guest has ejected it (at the stop at the latest), or at once when the
+    /// guest cannot be using it (see the [module documentation](self)).
+    pub fn unplug(&self, slot: u8) -> Result<ReleaseSignal, HubError> {
         let live = {
             let state = self.lock();
             check_removable(&state, slot)?;
@@ -295,39 +224,36 @@ impl DeviceHub {
         };
         let in_use = match &live {
             None => false,
-            Some((_, pm, root)) => lock(pm).gpe_enabled(PCIHP_GPE) || function_decoding(root, slot),
+            Some((_, pm, root)) => {
+                pm.lock().gpe_enabled(PCIHP_GPE) || function_decoding(root, slot)
+            }
         };
         let mut state = self.lock();
         check_removable(&state, slot)?;
         if !in_use {
-            let function = state
-                .live
-                .as_ref()
-                .and_then(|l| lock(&l.root).remove_function(slot).ok());
-            let plugged = state.slots.remove(&slot);
-            if let Some(p) = &plugged {
-                if let (Some(memslot), Some(memory)) = (p.memslot, p.memory.as_ref()) {
-                    unmap_memory(&mut state, memslot, memory);
-                }
-                tracing::info!(vm = %self.vm_id, slot, "{} removed (the guest was not using it)", p.what);
-            }
+            let Some(plugged) = state.slots.remove(&slot) else {
+                return Err(HubError::SlotEmpty(slot));
+            };
+            let function = state.detach(slot, &plugged);
             drop(state);
+            tracing::info!(vm = %self.vm_id, slot, "{} removed (the guest was not using it)", plugged.what);
             drop((function, plugged));
-            return Ok(Some(done));
+            return Ok(ReleaseSignal::done());
         }
         let Some((hotplug, pm, _)) = live else {
             return Err(HubError::Stopped);
         };
+        let signal = ReleaseSignal::pending();
         if let Some(plugged) = state.slots.get_mut(&slot) {
-            plugged.removing = Some(vec![done]);
+            plugged.removing = Some(signal.clone());
             tracing::info!(vm = %self.vm_id, slot, "{}: asking the guest to eject", plugged.what);
         }
         drop(state);
-        if let Err(e) = lock(&hotplug).request_removal(slot) {
+        if let Err(e) = hotplug.lock().request_removal(slot) {
             tracing::error!(vm = %self.vm_id, slot, "requesting removal: {e}");
         }
         raise_hotplug_gpe(&self.vm_id, &pm);
-        Ok(None)
+        Ok(signal)
     }
 
     /// Makes the bus live at start: every planned device goes on it (before
@@ -353,61 +279,48 @@ impl DeviceHub {
 
     /// The guest ejected `slot` (called on the VMM's control thread): the
     /// function leaves the bus, its memory is unmapped and the removal's
-    /// completions run.
+    /// signal completes.
     pub fn on_eject(&self, slot: u8) {
-        let (dones, function) = {
-            let mut state = self.lock();
-            let pending = state.slots.get(&slot).is_some_and(|p| p.removing.is_some());
-            if !pending {
-                tracing::warn!(vm = %self.vm_id, slot, "the guest ejected a slot with no removal pending; ignored");
-                return;
-            }
-            let Some(plugged) = state.slots.remove(&slot) else {
-                return;
-            };
-            let function = state
-                .live
-                .as_ref()
-                .and_then(|l| lock(&l.root).remove_function(slot).ok());
-            if let (Some(memslot), Some(memory)) = (plugged.memslot, plugged.memory.as_ref()) {
-                unmap_memory(&mut state, memslot, memory);
-            }
-            tracing::info!(vm = %self.vm_id, slot, "{} ejected by the guest", plugged.what);
-            (
-                plugged.removing.unwrap_or_default(),
-                (function, plugged.memory),
-            )
+        let mut state = self.lock();
+        let pending = state.slots.get(&slot).is_some_and(|p| p.removing.is_some());
+        if !pending {
+            tracing::warn!(vm = %self.vm_id, slot, "the guest ejected a slot with no removal pending; ignored");
+            return;
+        }
+        let Some(mut plugged) = state.slots.remove(&slot) else {
+            return;
         };
+        let function = state.detach(slot, &plugged);
+        drop(state);
+        tracing::info!(vm = %self.vm_id, slot, "{} ejected by the guest", plugged.what);
+        let signal = plugged.removing.take();
         // The function (and with it the device model and its threads) and
         // the device memory go before anyone is told the id is free.
-        drop(function);
-        for done in dones {
-            done();
+        drop((function, plugged));
+        if let Some(signal) = signal {
+            signal.complete();
         }
     }
 
     /// The VM stopped (or never started): the bus is gone, every pending
     /// removal completes and the devices are dropped.
     pub fn shut_down(&self) {
-        let (dones, slots, live) = {
+        let (signals, slots, live) = {
             let mut state = self.lock();
             state.stopped = true;
-            let slots = std::mem::take(&mut state.slots);
-            let live = state.live.take();
-            let mut dones = Vec::new();
-            let mut kept = Vec::new();
-            for (_, mut p) in slots {
-                dones.extend(p.removing.take().unwrap_or_default());
-                kept.push(p);
-            }
-            (dones, kept, live)
+            let mut slots = std::mem::take(&mut state.slots);
+            let signals: Vec<ReleaseSignal> = slots
+                .values_mut()
+                .filter_map(|p| p.removing.take())
+                .collect();
+            (signals, slots, state.live.take())
         };
         // Device memory slots die with the VM fd; drop the bus before the
         // mappings so that no vCPU can still reach them.
         drop(live);
         drop(slots);
-        for done in dones {
-            done();
+        for signal in signals {
+            signal.complete();
         }
     }
 }
@@ -427,11 +340,11 @@ fn check_removable(state: &HubState, slot: u8) -> Result<(), HubError> {
 /// Whether the function in `slot` has memory or I/O decoding enabled (a
 /// driver or firmware set it up).
 fn function_decoding(root: &Mutex<PciRoot>, slot: u8) -> bool {
-    let Some(function) = lock(root).function(slot) else {
+    let Some(function) = root.lock().function(slot) else {
         return false;
     };
     let mut command = [0u8; 2];
-    lock(&function).config_read(PCI_COMMAND, &mut command);
+    function.lock().config_read(PCI_COMMAND, &mut command);
     u16::from_le_bytes(command) & (COMMAND_MEMORY | COMMAND_IO) != 0
 }
 
@@ -454,13 +367,14 @@ fn put_on_bus(state: &mut HubState, slot: u8, plugged: &mut Plugged) -> Result<(
             |e| HubError::Device(format!("virtio-pci transport for {}: {e}", plugged.what)),
         )?;
     let root = live.root.clone();
+    let vm = live.vm.clone();
     if let Some(memory) = plugged.memory.as_ref() {
-        plugged.memslot = Some(map_memory(state, memory)?);
+        plugged.memslot = Some(state.memslots.map(&vm, memory).map_err(HubError::Device)?);
     }
     let shared: SharedFunction = Arc::new(Mutex::new(function));
-    if let Err(e) = lock(&root).add_function(Some(slot), shared) {
+    if let Err(e) = root.lock().add_function(Some(slot), shared) {
         if let (Some(memslot), Some(memory)) = (plugged.memslot.take(), plugged.memory.as_ref()) {
-            unmap_memory(state, memslot, memory);
+            state.memslots.unmap(Some(&vm), memslot, memory);
         }
         return Err(HubError::Device(format!(
             "{} on slot {slot}: {e}",
@@ -470,12 +384,8 @@ fn put_on_bus(state: &mut HubState, slot: u8, plugged: &mut Plugged) -> Result<(
     Ok(())
 }
 
-fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock()
-}
-
 fn raise_hotplug_gpe(vm_id: &str, pm: &Mutex<PmDevice>) {
-    match lock(pm).raise_gpe(PCIHP_GPE) {
+    match pm.lock().raise_gpe(PCIHP_GPE) {
         Ok(true) => {}
         Ok(false) => tracing::warn!(
             vm = %vm_id,

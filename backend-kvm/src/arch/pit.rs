@@ -9,7 +9,7 @@
 //! QEMU's `lost_tick_policy=discard` does. (This was a suspect for the
 //! nested lab's L1 soft lockups, with `kvm-pit` and a vCPU thread spinning;
 //! they still happened with reinjection off.) A Linux guest that is offered
-//! the TSC-deadline timer ([`crate::cpuid`]) switches the PIT off at boot,
+//! the TSC-deadline timer ([`crate::arch::cpuid`]) switches the PIT off at boot,
 //! so the PIT is only there for guests that need it.
 
 use kvm_bindings::{KVM_PIT_SPEAKER_DUMMY, KVMIO, kvm_pit_config, kvm_reinject_control};

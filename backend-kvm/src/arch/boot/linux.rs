@@ -14,10 +14,10 @@ use linux_loader::loader::bootparam::{boot_e820_entry, boot_params};
 use linux_loader::loader::{KernelLoader, bzimage::BzImage, load_cmdline};
 use vm_memory::{Bytes, GuestAddress};
 
-use crate::error::VmmError;
-use crate::layout::{
+use crate::arch::layout::{
     CMDLINE_ADDR, CMDLINE_MAX, EBDA_START, HIGH_RAM_START, HIMEM_START, ZERO_PAGE, ram_ranges,
 };
+use crate::error::VmmError;
 use crate::memory::GuestMem;
 
 /// What to boot.

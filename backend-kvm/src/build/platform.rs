@@ -1,0 +1,88 @@
+//! The PC platform devices on the port bus: COM1 `0x3f8` (IRQ 4) with the
+//! console behind it, the i8042 reset line `0x60`-`0x64`, CMOS `0x70`,
+//! pvpanic `0x505`, the ACPI PM block `0x600` (SCI on IRQ 9) and the PCI
+//! hotplug register block `0xae00`. Guest requests (power-off, reset,
+//! panic) and ejects leave them as [`VmmEvent`]s. KVM's in-kernel
+//! PIC/IOAPIC/LAPIC and PIT handle the rest of the platform.
+
+use std::sync::Arc;
+
+use kvm_ioctls::VmFd;
+use parking_lot::Mutex;
+use tokio::sync::mpsc::UnboundedSender;
+use uvm_api::UvmConfig;
+use uvm_devices::acpi::pci_hotplug::{EjectSink, PCIHP_BASE, PCIHP_LEN, PciHotplug};
+use uvm_devices::acpi::pm::{PM_BASE, PM_LEN, PmDevice, SCI_IRQ};
+use uvm_devices::bus::{Bus, SharedDevice};
+use uvm_devices::legacy::RequestSink;
+use uvm_devices::legacy::cmos::{CMOS_BASE, CMOS_PORTS, Cmos};
+use uvm_devices::legacy::i8042::{I8042, I8042_BASE, I8042_PORTS};
+use uvm_devices::legacy::pvpanic::{PVPANIC_PORT, PvPanic};
+use uvm_devices::legacy::serial::{COM1_BASE, COM1_IRQ, Serial, UART_PORTS};
+
+use crate::console::{ConsoleTap, ConsoleWriter};
+use crate::control::protocol::VmmEvent;
+use crate::error::VmmError;
+use crate::irq::irq_line;
+
+/// The port bus and the platform devices the VMM drives itself.
+pub struct Platform {
+    /// The port bus (PCI configuration ports are added to it after).
+    pub io_bus: Bus,
+    /// The ACPI PM block (power button, GPEs).
+    pub pm: Arc<Mutex<PmDevice>>,
+    /// The PCI hotplug register block.
+    pub hotplug: Arc<Mutex<PciHotplug>>,
+}
+
+/// Puts the platform devices of `config`'s VM on a new port bus; console
+/// output goes to `tap` and the configured sink, guest requests to `events`.
+pub fn build(
+    vm: &VmFd,
+    config: &UvmConfig,
+    tap: Arc<ConsoleTap>,
+    events: &UnboundedSender<VmmEvent>,
+) -> Result<Platform, VmmError> {
+    let requests: RequestSink = {
+        let tx = events.clone();
+        Arc::new(move |r| {
+            let _ = tx.send(VmmEvent::Guest(r));
+        })
+    };
+    let writer = ConsoleWriter::new(&config.id, &config.console, tap, requests.clone())?;
+    let serial: SharedDevice = Arc::new(Mutex::new(Serial::new(
+        irq_line(vm, COM1_IRQ)?,
+        Box::new(writer),
+    )));
+    let pm = Arc::new(Mutex::new(PmDevice::new(
+        irq_line(vm, u32::from(SCI_IRQ))?,
+        requests.clone(),
+    )));
+    let hotplug = {
+        let tx = events.clone();
+        let ejected: EjectSink = Arc::new(move |slot| {
+            let _ = tx.send(VmmEvent::Ejected(slot));
+        });
+        Arc::new(Mutex::new(PciHotplug::new(ejected)))
+    };
+    let mut io_bus = Bus::new();
+    io_bus.insert(serial, COM1_BASE, UART_PORTS)?;
+    io_bus.insert(
+        Arc::new(Mutex::new(I8042::new(requests.clone()))),
+        I8042_BASE,
+        I8042_PORTS,
+    )?;
+    io_bus.insert(Arc::new(Mutex::new(Cmos::new())), CMOS_BASE, CMOS_PORTS)?;
+    io_bus.insert(
+        Arc::new(Mutex::new(PvPanic::new(requests))),
+        PVPANIC_PORT,
+        1,
+    )?;
+    io_bus.insert(pm.clone(), u64::from(PM_BASE), u64::from(PM_LEN))?;
+    io_bus.insert(hotplug.clone(), u64::from(PCIHP_BASE), u64::from(PCIHP_LEN))?;
+    Ok(Platform {
+        io_bus,
+        pm,
+        hotplug,
+    })
+}
