@@ -7,9 +7,10 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::devices::{Nic, ScsiDisk, SharedFolder, VpmemController, VpmemDevice};
+use crate::devices::{Nic, ScsiDisk, SharedFolder};
 use crate::error::{Error, Result};
 use crate::validate;
+use crate::vpmem::{VpmemController, VpmemDevice};
 
 /// Most virtual CPUs a configuration may ask for.
 pub const MAX_VCPUS: u32 = 255;
@@ -447,7 +448,8 @@ impl UvmConfigBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::devices::{DiskFormat, ImageFormat, ShareKind};
+    use crate::devices::{DiskFormat, ShareKind};
+    use crate::vpmem::ImageFormat;
 
     fn problems(result: Result<UvmConfig>) -> Vec<String> {
         match result {
