@@ -95,7 +95,7 @@ impl fmt::Display for FaultPoint {
     }
 }
 
-/// The error inside [`Error::Backend`] returned by an operation that
+/// The error inside [`uvm_api::Error::Backend`] returned by an operation that
 /// [`crate::Faults::fail_next`] made fail.
 #[derive(Debug, thiserror::Error)]
 #[error("injected fault at {point}")]
