@@ -101,13 +101,17 @@
 
 mod backend;
 pub mod config;
+mod config_problem;
 mod device_table;
 mod devices;
 mod error;
 mod exit;
 mod exit_cell;
+mod guest_os;
+mod lifecycle;
 mod mac;
 mod managers;
+mod parse;
 mod probe;
 mod registry;
 mod removal;
@@ -119,12 +123,14 @@ pub mod validate;
 mod vpmem;
 
 pub use backend::{Backend, Capabilities};
-pub use config::{BootDevices, ConfigProblem, ConsoleSink, GuestOs, UvmConfig, UvmConfigBuilder};
+pub use config::{BootDevices, ConsoleSink, UvmConfig, UvmConfigBuilder};
+pub use config_problem::ConfigProblem;
 pub use device_table::{DeviceTable, Drained, ReleaseTicket, Released};
 pub use devices::{DiskFormat, Nic, PciDevice, ProcessorLimits, ScsiDisk, ShareKind, SharedFolder};
 pub use error::{Error, Result};
 pub use exit::{ExitError, ExitStatus, StopReason};
 pub use exit_cell::ExitCell;
+pub use guest_os::GuestOs;
 pub use mac::MacAddress;
 pub use managers::{
     CpuGroupManager, MemoryManager, NetworkManager, PciManager, ProcessorManager, ScsiManager,
