@@ -6,8 +6,9 @@ use std::path::Path;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{GuestOs, UvmConfig};
+use crate::config::UvmConfig;
 use crate::error::Result;
+use crate::guest_os::GuestOs;
 use crate::resource::{Operation, Resource};
 use crate::state::Action;
 use crate::uvm::Uvm;

@@ -1,15 +1,16 @@
 //! VM configuration and its validating builder.
 
 use std::collections::HashSet;
-use std::fmt;
 use std::path::PathBuf;
-use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::devices::{Nic, ScsiDisk, SharedFolder, VpmemController, VpmemDevice};
+pub use crate::config_problem::ConfigProblem;
+use crate::devices::{Nic, ScsiDisk, SharedFolder};
 use crate::error::{Error, Result};
+pub use crate::guest_os::GuestOs;
 use crate::validate;
+use crate::vpmem::{VpmemController, VpmemDevice};
 
 /// Most virtual CPUs a configuration may ask for.
 pub const MAX_VCPUS: u32 = 255;
@@ -23,38 +24,6 @@ pub const MAX_CMDLINE_LEN: usize = 2048;
 pub const MAX_SCSI_CONTROLLERS: u8 = 4;
 /// Most LUNs on one SCSI controller.
 pub const MAX_LUNS_PER_CONTROLLER: u8 = 64;
-
-/// The guest operating system a VM runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum GuestOs {
-    /// Linux, booted directly from a kernel image.
-    #[default]
-    Linux,
-    /// Windows, booted from its disk.
-    Windows,
-}
-
-impl fmt::Display for GuestOs {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            GuestOs::Linux => "linux",
-            GuestOs::Windows => "windows",
-        })
-    }
-}
-
-impl FromStr for GuestOs {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "linux" => Ok(GuestOs::Linux),
-            "windows" => Ok(GuestOs::Windows),
-            _ => Err(Error::UnknownGuestOs { name: s.to_owned() }),
-        }
-    }
-}
 
 /// Where the guest's serial console output goes.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -116,32 +85,6 @@ pub struct UvmConfig {
     /// Devices present from boot on.
     #[serde(default)]
     pub devices: BootDevices,
-}
-
-/// One field that failed validation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ConfigProblem {
-    /// The field, as named in [`UvmConfig`] (for example `devices.nics[1].mac`).
-    pub field: String,
-    /// Why it was refused.
-    pub reason: String,
-}
-
-impl ConfigProblem {
-    /// Joins problems into one line for an error message.
-    pub fn join(problems: &[ConfigProblem]) -> String {
-        problems
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-}
-
-impl fmt::Display for ConfigProblem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.field, self.reason)
-    }
 }
 
 /// Collects problems while validating.
@@ -447,7 +390,8 @@ impl UvmConfigBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::devices::{DiskFormat, ImageFormat, ShareKind};
+    use crate::devices::{DiskFormat, ShareKind};
+    use crate::vpmem::ImageFormat;
 
     fn problems(result: Result<UvmConfig>) -> Vec<String> {
         match result {

@@ -56,62 +56,6 @@ impl ScsiDisk {
     }
 }
 
-/// Format of a VPMem image.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum ImageFormat {
-    /// A raw image mapped as is.
-    Raw,
-    /// A VHD (v1) image.
-    Vhd1,
-    /// A VHDX image.
-    Vhdx,
-}
-
-/// Limits of the VPMem controller, set once with [`crate::VpmemManager::add_controller`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VpmemController {
-    /// How many devices the controller can hold.
-    pub max_devices: u32,
-    /// The largest image the controller can map, in bytes.
-    pub max_size_bytes: u64,
-}
-
-impl VpmemController {
-    /// Checks both limits are above zero (`InvalidArgument`, argument
-    /// `controller`).
-    pub fn validate(&self) -> Result<()> {
-        if self.max_devices == 0 || self.max_size_bytes == 0 {
-            return Err(crate::Error::invalid_argument(
-                "controller",
-                "max_devices and max_size_bytes must be above zero",
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// A persistent-memory device backed by an image file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VpmemDevice {
-    /// Slot number, below the controller's `max_devices`.
-    pub id: u32,
-    /// Absolute host path of the image.
-    pub path: PathBuf,
-    /// Whether the guest is refused writes.
-    pub read_only: bool,
-    /// The image's format.
-    pub format: ImageFormat,
-}
-
-impl VpmemDevice {
-    /// Checks the host path is absolute and exists.
-    pub fn validate(&self) -> Result<()> {
-        validate::existing_absolute_path("path", &self.path)
-    }
-}
-
 /// A network adapter.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Nic {

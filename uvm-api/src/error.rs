@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use crate::config::{ConfigProblem, GuestOs};
+use crate::config_problem::ConfigProblem;
+use crate::guest_os::GuestOs;
 use crate::resource::{Operation, Resource};
 use crate::state::{Action, State};
 

@@ -78,14 +78,40 @@
 //! Cold plug and hot plug are one call: a device added before `start` is part
 //! of the boot configuration, one added while running is hot-plugged. Removal
 //! is two-phase (see [`Removal`]). Formats are always explicit.
+//!
+//! ## Writing a backend
+//!
+//! What the contract asks of every backend alike is written once here, and
+//! the backends (`uvm-backend-mock`, `uvm-backend-kvm`) use these pieces
+//! instead of keeping their own copies:
+//!
+//! - [`State::check`]: the lifecycle table above, checked before any work.
+//! - [`ExitCell`] (`exit_cell.rs`): the VM's state and exit status. The
+//!   first exit wins, the status is visible before the state reads
+//!   `Stopped`, any number of callers wait for it, and it tracks the uptime.
+//! - [`DeviceTable`] (`device_table.rs`): the devices of one kind with the
+//!   two-phase removal rule. A release is begun with a [`ReleaseTicket`],
+//!   finished only with that ticket, and handed back as a [`Released`]
+//!   whose `complete` drops the device's host resources before it frees
+//!   the id; at stop, `finish_all` or `drain` completes what is pending.
+//! - Input checks: [`validate`], each device's `validate`, and the checks
+//!   across objects such as [`VpmemDevice::check_against`] (a device
+//!   against its controller's limits).
+//! - [`op_span`]: the tracing span of every operation, carrying the VM id.
 
 mod backend;
 pub mod config;
+mod config_problem;
+mod device_table;
 mod devices;
 mod error;
 mod exit;
+mod exit_cell;
+mod guest_os;
+mod lifecycle;
 mod mac;
 mod managers;
+mod parse;
 mod probe;
 mod registry;
 mod removal;
@@ -94,15 +120,17 @@ mod state;
 mod stats;
 mod uvm;
 pub mod validate;
+mod vpmem;
 
 pub use backend::{Backend, Capabilities};
-pub use config::{BootDevices, ConfigProblem, ConsoleSink, GuestOs, UvmConfig, UvmConfigBuilder};
-pub use devices::{
-    DiskFormat, ImageFormat, Nic, PciDevice, ProcessorLimits, ScsiDisk, ShareKind, SharedFolder,
-    VpmemController, VpmemDevice,
-};
+pub use config::{BootDevices, ConsoleSink, UvmConfig, UvmConfigBuilder};
+pub use config_problem::ConfigProblem;
+pub use device_table::{DeviceTable, Drained, ReleaseTicket, Released};
+pub use devices::{DiskFormat, Nic, PciDevice, ProcessorLimits, ScsiDisk, ShareKind, SharedFolder};
 pub use error::{Error, Result};
 pub use exit::{ExitError, ExitStatus, StopReason};
+pub use exit_cell::ExitCell;
+pub use guest_os::GuestOs;
 pub use mac::MacAddress;
 pub use managers::{
     CpuGroupManager, MemoryManager, NetworkManager, PciManager, ProcessorManager, ScsiManager,
@@ -116,6 +144,7 @@ pub use resource::{Operation, Resource};
 pub use state::{Action, State};
 pub use stats::{DeviceCounters, MemoryStats, ProcessorStats, Stats};
 pub use uvm::{StopMode, Uvm};
+pub use vpmem::{ImageFormat, VpmemController, VpmemDevice};
 
 /// Returns the `tracing` span every backend enters for an operation on VM `id`.
 pub fn op_span(id: &str, operation: &'static str) -> tracing::Span {

@@ -61,6 +61,20 @@ pub fn existing_absolute_path(argument: &str, path: &Path) -> Result<()> {
     }
 }
 
+/// The length of the regular file at `path`: `InvalidArgument` for a
+/// directory or any other kind of file, `Io` if its metadata cannot be read.
+pub fn regular_file_len(argument: &str, path: &Path) -> Result<u64> {
+    let meta = std::fs::metadata(path)
+        .map_err(|e| Error::io(format!("reading metadata of {}", path.display()), e))?;
+    if !meta.is_file() {
+        return Err(Error::invalid_argument(
+            argument,
+            format!("{} is not a regular file", path.display()),
+        ));
+    }
+    Ok(meta.len())
+}
+
 /// Checks a file name relative to a shared folder: not empty, not absolute, no `..`.
 pub fn relative_file_name(argument: &str, name: &str) -> Result<()> {
     let path = Path::new(name);

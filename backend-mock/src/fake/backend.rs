@@ -1,39 +1,32 @@
-//! The fake backend: a factory of [`FakeUvm`]s.
+//! [`FakeBackend`]: the factory of [`FakeUvm`]s, and its registration
+//! under [`BACKEND_NAME`].
 
 use std::path::Path;
-use std::time::Duration;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use tracing::{Instrument, info};
 use uvm_api::{
-    Action, Backend, BootDevices, Capabilities, Error, GuestOs, Result, Uvm, UvmConfig, op_span,
+    Action, Backend, BootDevices, Capabilities, Error, GuestOs, Registry, Result, Uvm, UvmConfig,
+    op_span,
 };
 
-use super::BACKEND_NAME;
 use super::core::Core;
+use super::options::FakeOptions;
 use super::profile::Profile;
 use super::snapshot::Snapshot;
 use super::vm::FakeUvm;
 
-/// How a [`FakeBackend`] and its VMs behave.
-#[derive(Debug, Clone)]
-pub struct FakeOptions {
-    /// Which capabilities the VMs have.
-    pub profile: Profile,
-    /// How long the simulated guest takes to release a hot-removed device (default 2 ms).
-    pub eject_delay: Duration,
-    /// How long `start` takes to boot the simulated guest (default 0).
-    pub boot_delay: Duration,
-}
+/// The name the fake backend is registered under.
+pub const BACKEND_NAME: &str = "mock";
 
-impl Default for FakeOptions {
-    fn default() -> Self {
-        FakeOptions {
-            profile: Profile::all(),
-            eject_delay: Duration::from_millis(2),
-            boot_delay: Duration::ZERO,
-        }
-    }
+/// Registers a [`FakeBackend`] with every capability ([`FakeBackend::new`])
+/// under [`BACKEND_NAME`].
+///
+/// # Errors
+/// `AlreadySet` if a backend called `"mock"` is registered already.
+pub fn register(registry: &mut Registry) -> Result<()> {
+    registry.register(Arc::new(FakeBackend::new()))
 }
 
 /// The fake backend, registered as `"mock"`. Runs Linux guests only.

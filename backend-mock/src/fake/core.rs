@@ -1,23 +1,30 @@
-//! The shared core of a fake VM: its state behind a lock, its exit and state
-//! broadcasts, its fault switches, and the helpers every operation uses.
+//! [`Core`]: one fake VM. Its [`Machine`] behind a lock, its lifecycle
+//! state and exit in an [`ExitCell`], its fault switches, and the helpers
+//! every operation uses. The operations themselves are `impl Core` blocks
+//! in the files that own them (`lifecycle.rs`, `removal.rs`, `managers/`,
+//! `guest/probe.rs`, `snapshot.rs`); this file imports none of them.
+//!
+//! Lock order: the machine lock, then the cell's own short lock (every
+//! state change of the fake happens under the machine lock, so a state
+//! read under it stays true until it is released).
 
 use std::future::Future;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Weak};
 
+use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::watch;
 use tokio::time::Instant;
-use tracing::{Instrument, debug, info};
+use tracing::{Instrument, debug, info, warn};
 use uvm_api::{
-    Action, Error, ExitStatus, Operation, Removal, Resource, Result, State, UvmConfig, op_span,
+    Action, Error, ExitCell, ExitStatus, Operation, Resource, Result, State, StopReason, UvmConfig,
+    op_span,
 };
 
-use super::backend::FakeOptions;
 use super::console;
-use super::eject;
-use super::faults::Faults;
-use super::machine::{DeviceKey, Machine};
+use super::faults::{Faults, GuestExit};
+use super::machine::Machine;
+use super::options::FakeOptions;
 use super::profile::Profile;
-use super::table::Release;
 
 /// One fake VM. [`crate::FakeUvm`] is a handle on it; background tasks hold
 /// it weakly so that none keeps a dropped VM alive.
@@ -27,8 +34,7 @@ pub(crate) struct Core {
     pub faults: Faults,
     this: Weak<Core>,
     machine: Mutex<Machine>,
-    exit_tx: watch::Sender<Option<ExitStatus>>,
-    state_tx: watch::Sender<State>,
+    cell: ExitCell,
 }
 
 impl Core {
@@ -39,14 +45,13 @@ impl Core {
             faults: Faults::new(this.clone()),
             this: this.clone(),
             machine: Mutex::new(Machine::new(config)),
-            exit_tx: watch::Sender::new(None),
-            state_tx: watch::Sender::new(State::Created),
+            cell: ExitCell::new(),
         })
     }
 
-    /// The VM's state, locked. Never held across an `.await`.
+    /// The VM's machine, locked. Never held across an `.await`.
     pub fn lock(&self) -> MutexGuard<'_, Machine> {
-        self.machine.lock().unwrap_or_else(PoisonError::into_inner)
+        self.machine.lock()
     }
 
     pub fn weak(&self) -> Weak<Core> {
@@ -55,6 +60,33 @@ impl Core {
 
     pub fn profile(&self) -> &Profile {
         &self.options.profile
+    }
+
+    /// The lifecycle state.
+    pub fn state(&self) -> State {
+        self.cell.state()
+    }
+
+    /// Moves to `next` (never `Stopped`: see [`Core::exit`]) and tells every
+    /// watcher. Called with the machine lock held.
+    pub fn set_state(&self, next: State) {
+        if !self.cell.set_unless_stopped(next) {
+            warn!(vm = %self.id, %next, "state change refused: the VM has stopped");
+        }
+    }
+
+    /// A receiver that sees every change of state.
+    pub fn watch_state(&self) -> watch::Receiver<State> {
+        self.cell.watch_state()
+    }
+
+    pub fn exit_status(&self) -> Option<ExitStatus> {
+        self.cell.exit_status()
+    }
+
+    /// Waits for the exit.
+    pub async fn wait(&self) -> ExitStatus {
+        self.cell.wait().await
     }
 
     /// `NotSupported` unless the profile has `operation` on `resource`.
@@ -88,108 +120,42 @@ impl Core {
         result
     }
 
-    /// Moves to `next` and tells every watcher.
-    pub fn set_state(&self, m: &mut Machine, next: State) {
-        m.state = next;
-        self.state_tx.send_replace(next);
-    }
-
-    pub fn watch_state(&self) -> watch::Receiver<State> {
-        self.state_tx.subscribe()
-    }
-
-    pub fn watch_exit(&self) -> watch::Receiver<Option<ExitStatus>> {
-        self.exit_tx.subscribe()
-    }
-
-    pub fn exit_status(&self) -> Option<ExitStatus> {
-        self.exit_tx.borrow().clone()
-    }
-
     /// Stops the VM with `status` if it is not stopped yet. Returns whether it did.
     pub fn exit(&self, status: ExitStatus) -> bool {
         self.exit_if(status, |_| true)
     }
 
-    /// The guest itself exits: only a started guest (running or paused) can.
-    pub fn guest_exit(&self, status: ExitStatus) -> bool {
-        let exited = self.exit_if(status.clone(), |s| {
-            matches!(s, State::Running | State::Paused)
-        });
-        if !exited {
-            tracing::warn!(vm = %self.id, reason = %status.reason,
-                "guest exit ignored: no guest is running");
-        }
-        exited
-    }
-
     /// Stops the VM with `status` if its state passes `allowed`. Returns whether it did.
-    pub fn exit_if(&self, status: ExitStatus, allowed: impl Fn(State) -> bool) -> bool {
+    ///
+    /// The machine's own exit (clocks, pending removals, sockets) happens
+    /// atomically with the exit, before anyone sees the VM stopped.
+    pub fn exit_if(&self, status: ExitStatus, allowed: impl FnOnce(State) -> bool) -> bool {
         let mut m = self.lock();
-        if m.state == State::Stopped || !allowed(m.state) {
+        let released = self.cell.finish_if(status.clone(), |state| {
+            allowed(state).then(|| m.on_exit(Instant::now()))
+        });
+        let Some(released) = released else {
             return false;
-        }
-        let released = m.on_exit(Instant::now());
-        // The status is published before the state so that anyone who sees
-        // `Stopped` also sees why.
-        self.exit_tx.send_replace(Some(status.clone()));
-        self.set_state(&mut m, State::Stopped);
+        };
         let sink = m.config.console.clone();
         drop(m);
         info!(vm = %self.id, status = %status, released, "VM stopped");
         console::write_exit(&sink, &self.id, &status);
         true
     }
+}
 
-    /// Removes the attached device `key` (the caller checked it exists):
-    /// at once before start (cold unplug), otherwise by asking the guest to
-    /// release it after `eject_delay`.
-    pub fn begin_removal(
-        &self,
-        m: &mut Machine,
-        key: DeviceKey,
-        resource: Resource,
-        id: String,
-    ) -> Result<Removal> {
-        if m.state != State::Running {
-            if !m.remove_now(&key) {
-                return Err(Error::not_found(resource, id));
-            }
-            debug!(%resource, %id, "cold unplug complete");
-            m.count("devices_removed");
-            return Ok(Removal::completed(resource, id));
+impl GuestExit for Core {
+    /// The guest itself exits: only a started guest (running or paused) can.
+    fn guest_exit(&self, status: ExitStatus) -> bool {
+        let exited = self.exit_if(status.clone(), |s| {
+            matches!(s, State::Running | State::Paused)
+        });
+        if !exited {
+            warn!(vm = %self.id, reason = %status.reason,
+                "guest exit ignored: no guest is running");
         }
-        let runtime = tokio::runtime::Handle::try_current().map_err(Error::backend)?;
-        let serial = m.serial();
-        let (removal, completer) = Removal::pending(resource, id.clone());
-        if !m.begin_release(&key, Release { serial, completer }) {
-            return Err(Error::not_found(resource, id));
-        }
-        m.count("devices_removed");
-        debug!(%resource, %id, serial, "hot unplug requested; waiting for the guest to release it");
-        eject::spawn(
-            &runtime,
-            eject::Eject {
-                vm: self.weak(),
-                key,
-                serial,
-                delay: self.options.eject_delay,
-                state: self.watch_state(),
-                hold: self.faults.watch_hold(),
-            },
-        );
-        Ok(removal)
-    }
-
-    /// The guest released the device `key` of removal `serial`.
-    pub fn finish_release(&self, key: &DeviceKey, serial: u64) {
-        let mut m = self.lock();
-        if m.state == State::Stopped {
-            return;
-        }
-        if m.finish_release(key, serial) {
-            debug!(vm = %self.id, ?key, serial, "guest released the device");
-        }
+        exited
     }
 }
 
@@ -205,13 +171,13 @@ pub(crate) async fn blocking<T: Send + 'static>(
 impl Drop for Core {
     fn drop(&mut self) {
         // The last handle is gone: the VM goes with it, and so do its devices.
-        let m = self
-            .machine
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner);
-        if m.state != State::Stopped {
-            let released = m.on_exit(Instant::now());
-            m.state = State::Stopped;
+        let m = self.machine.get_mut();
+        let status =
+            ExitStatus::with_detail(StopReason::Killed, "the VM's last handle was dropped");
+        if let Some(released) = self
+            .cell
+            .finish_if(status, |_| Some(m.on_exit(Instant::now())))
+        {
             debug!(vm = %self.id, released, "VM dropped without stop");
         }
     }

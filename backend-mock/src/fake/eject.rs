@@ -2,28 +2,29 @@
 //!
 //! One short task per removal: it waits `eject_delay`, then for the guest to
 //! be running (a paused guest releases nothing) and not held by
-//! [`crate::Faults::hold_ejects`], then finishes the removal. It ends as soon
-//! as the VM stops (the stop completes every removal itself) or is dropped.
+//! [`crate::Faults::hold_ejects`], then runs its `release` action, which
+//! finishes the removal. It ends without releasing as soon as the VM stops
+//! (the stop completes every removal itself) or is dropped.
 
-use std::sync::Weak;
 use std::time::Duration;
 
 use tokio::runtime::Handle;
 use tokio::sync::watch;
 use uvm_api::State;
 
-use super::core::Core;
-use super::machine::DeviceKey;
-
+/// One pending guest release.
 pub(crate) struct Eject {
-    pub vm: Weak<Core>,
-    pub key: DeviceKey,
-    pub serial: u64,
+    /// How long the guest takes to let go.
     pub delay: Duration,
+    /// The VM's state.
     pub state: watch::Receiver<State>,
+    /// The eject hold of [`crate::Faults::hold_ejects`].
     pub hold: watch::Receiver<bool>,
+    /// What to do once the guest has let go.
+    pub release: Box<dyn FnOnce() + Send>,
 }
 
+/// Runs `eject` on `runtime`.
 pub(crate) fn spawn(runtime: &Handle, eject: Eject) {
     runtime.spawn(eject.run());
 }
@@ -41,8 +42,8 @@ impl Eject {
             released = self.guest_releases() => released,
             () = stopped => false,
         };
-        if released && let Some(vm) = self.vm.upgrade() {
-            vm.finish_release(&self.key, self.serial);
+        if released {
+            (self.release)();
         }
     }
 

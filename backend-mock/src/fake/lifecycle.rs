@@ -1,4 +1,5 @@
-//! Start, stop, pause, resume, wait: the lifecycle of a fake VM.
+//! Start, stop, pause and resume: the lifecycle of a fake VM (its state and
+//! exit live in the core's [`uvm_api::ExitCell`]).
 
 use tokio::time::Instant;
 use tracing::info;
@@ -8,18 +9,19 @@ use uvm_api::{
 
 use super::console;
 use super::core::{Core, blocking};
-use super::faults::FaultPoint;
+use super::fault_point::FaultPoint;
 
 impl Core {
     pub(crate) async fn start(&self) -> Result<()> {
         let config = {
             let mut m = self.lock();
-            m.state.check(Action::Start)?;
+            let state = self.state();
+            state.check(Action::Start)?;
             if m.booting {
                 // Another start is booting the guest right now.
                 return Err(Error::InvalidState {
                     operation: Action::Start.as_str().to_owned(),
-                    state: m.state,
+                    state,
                 });
             }
             if let Err(e) = self.faults.take(FaultPoint::Start) {
@@ -42,16 +44,17 @@ impl Core {
             return Err(e);
         }
         let mut m = self.lock();
-        if m.state != State::Created || !m.booting {
+        let state = self.state();
+        if state != State::Created || !m.booting {
             return Err(Error::InvalidState {
                 operation: Action::Start.as_str().to_owned(),
-                state: m.state,
+                state,
             });
         }
         m.booting = false;
         m.clock.start(Instant::now());
         m.count("starts");
-        self.set_state(&mut m, State::Running);
+        self.set_state(State::Running);
         info!(vm = %self.id, "VM running");
         Ok(())
     }
@@ -82,13 +85,14 @@ impl Core {
 
     pub(crate) async fn stop(&self, mode: StopMode) -> Result<()> {
         let state = {
-            let m = self.lock();
-            m.state.check(Action::Stop)?;
-            if m.state == State::Stopped {
+            let _m = self.lock();
+            let state = self.state();
+            state.check(Action::Stop)?;
+            if state == State::Stopped {
                 return Ok(());
             }
             self.faults.take(FaultPoint::Stop)?;
-            m.state
+            state
         };
         let killed = ExitStatus::new(StopReason::Killed);
         match (mode, state) {
@@ -102,8 +106,7 @@ impl Core {
                     }
                     return Ok(());
                 }
-                let mut exit = self.watch_exit();
-                let waited = tokio::time::timeout(timeout, exit.wait_for(Option::is_some)).await;
+                let waited = tokio::time::timeout(timeout, self.wait()).await;
                 if waited.is_err() {
                     info!(vm = %self.id, ?timeout, "guest ignored the power button; killing it");
                     self.exit(killed);
@@ -121,11 +124,11 @@ impl Core {
     pub(crate) fn pause(&self) -> Result<()> {
         self.require_action(Action::Pause)?;
         let mut m = self.lock();
-        let next = m.state.check(Action::Pause)?;
+        let next = self.state().check(Action::Pause)?;
         self.faults.take(FaultPoint::Pause)?;
         m.clock.pause(Instant::now());
         m.count("pauses");
-        self.set_state(&mut m, next);
+        self.set_state(next);
         info!(vm = %self.id, "VM paused");
         Ok(())
     }
@@ -133,22 +136,12 @@ impl Core {
     pub(crate) fn resume(&self) -> Result<()> {
         self.require_action(Action::Resume)?;
         let mut m = self.lock();
-        let next = m.state.check(Action::Resume)?;
+        let next = self.state().check(Action::Resume)?;
         self.faults.take(FaultPoint::Resume)?;
         m.clock.resume(Instant::now());
         m.count("resumes");
-        self.set_state(&mut m, next);
+        self.set_state(next);
         info!(vm = %self.id, "VM resumed");
         Ok(())
-    }
-
-    pub(crate) async fn wait(&self) -> ExitStatus {
-        let mut exit = self.watch_exit();
-        let status = exit
-            .wait_for(Option::is_some)
-            .await
-            .ok()
-            .and_then(|s| s.clone());
-        status.unwrap_or_else(|| ExitStatus::with_detail(StopReason::Unknown, "the VM went away"))
     }
 }

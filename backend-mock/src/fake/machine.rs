@@ -1,36 +1,29 @@
-//! Everything a fake VM holds, behind one lock: lifecycle state, clocks,
-//! device tables, sockets.
+//! [`Machine`]: everything a fake VM holds behind its lock: configuration,
+//! clocks, device tables, sockets and counters. Its lifecycle state lives
+//! in the VM's [`uvm_api::ExitCell`], next to the lock.
 
 use std::collections::BTreeMap;
 
 use tokio::time::Instant;
-use uvm_api::{State, UvmConfig};
+use uvm_api::{DeviceTable, Error, Released, Resource, Result, UvmConfig};
 
 use super::clock::Clock;
-use super::network::NicState;
-use super::pci::PciState;
-use super::resources::ResourceState;
-use super::scsi::ScsiState;
-use super::shares::{ShareKey, ShareState};
-use super::table::Release;
-use super::vpmem::VpmemState;
-use super::vsock::VsockState;
+use super::state::network::NicState;
+use super::state::pci::PciState;
+use super::state::resources::ResourceState;
+use super::state::scsi::ScsiState;
+use super::state::shares::ShareState;
+use super::state::vpmem::VpmemState;
+use super::state::vsock::VsockState;
 
-/// Identifies a device across tables, for the eject task that releases it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum DeviceKey {
-    ScsiController(u8),
-    ScsiDisk(u8, u8),
-    Vpmem(u32),
-    Nic(String),
-    Share(ShareKey),
-    Pci(String),
-}
+/// Where a kind of device lives in the [`Machine`]: a plain function, so
+/// that a task that outlives the lock (the guest's eject) can find the
+/// entry again.
+pub(crate) type TableOf<K, V> = fn(&mut Machine) -> &mut DeviceTable<K, V>;
 
 /// The mutable state of one VM.
 #[derive(Debug)]
 pub(crate) struct Machine {
-    pub state: State,
     /// A `start` is between its checks and the guest running.
     pub booting: bool,
     /// The configuration, with memory updates applied.
@@ -51,7 +44,6 @@ pub(crate) struct Machine {
 impl Machine {
     pub fn new(config: UvmConfig) -> Machine {
         Machine {
-            state: State::Created,
             booting: false,
             config,
             clock: Clock::default(),
@@ -67,7 +59,7 @@ impl Machine {
         }
     }
 
-    /// A fresh number for a removal or a listener.
+    /// A fresh number for a listener.
     pub fn serial(&mut self) -> u64 {
         let serial = self.next_serial;
         self.next_serial += 1;
@@ -79,40 +71,22 @@ impl Machine {
         *self.counters.entry(name.to_owned()).or_default() += 1;
     }
 
-    /// Removes an attached device at once (cold unplug). False if there is none.
-    pub fn remove_now(&mut self, key: &DeviceKey) -> bool {
-        match key {
-            DeviceKey::ScsiController(i) => self.scsi.controllers.remove_now(i).is_some(),
-            DeviceKey::ScsiDisk(c, l) => self.scsi.disks.remove_now(&(*c, *l)).is_some(),
-            DeviceKey::Vpmem(id) => self.vpmem.devices.remove_now(id).is_some(),
-            DeviceKey::Nic(id) => self.nics.nics.remove_now(id).is_some(),
-            DeviceKey::Share(k) => self.shares.shares.remove_now(k).is_some(),
-            DeviceKey::Pci(id) => self.pci.devices.remove_now(id).is_some(),
-        }
-    }
-
-    /// Marks an attached device as being released by the guest.
-    pub fn begin_release(&mut self, key: &DeviceKey, release: Release) -> bool {
-        match key {
-            DeviceKey::ScsiController(i) => self.scsi.controllers.begin_release(i, release),
-            DeviceKey::ScsiDisk(c, l) => self.scsi.disks.begin_release(&(*c, *l), release),
-            DeviceKey::Vpmem(id) => self.vpmem.devices.begin_release(id, release),
-            DeviceKey::Nic(id) => self.nics.nics.begin_release(id, release),
-            DeviceKey::Share(k) => self.shares.shares.begin_release(k, release),
-            DeviceKey::Pci(id) => self.pci.devices.begin_release(id, release),
-        }
-    }
-
-    /// The guest released the device: it is gone and its id free.
-    pub fn finish_release(&mut self, key: &DeviceKey, serial: u64) -> bool {
-        match key {
-            DeviceKey::ScsiController(i) => self.scsi.controllers.finish_release(i, serial),
-            DeviceKey::ScsiDisk(c, l) => self.scsi.disks.finish_release(&(*c, *l), serial),
-            DeviceKey::Vpmem(id) => self.vpmem.devices.finish_release(id, serial),
-            DeviceKey::Nic(id) => self.nics.nics.finish_release(id, serial),
-            DeviceKey::Share(k) => self.shares.shares.finish_release(k, serial),
-            DeviceKey::Pci(id) => self.pci.devices.finish_release(id, serial),
-        }
+    /// Attaches `value` at `key` of `table` and counts it; `AlreadyExists`
+    /// (for device `id` of `resource`) if the key is taken, which a manager
+    /// checks before it changes anything.
+    pub fn attach<K: Ord + Clone, V>(
+        &mut self,
+        table: TableOf<K, V>,
+        key: K,
+        value: V,
+        resource: Resource,
+        id: String,
+    ) -> Result<()> {
+        table(self)
+            .insert(key, value)
+            .map_err(|_| Error::already_exists(resource, id))?;
+        self.count("devices_added");
+        Ok(())
     }
 
     /// The VM exits: clocks freeze, pending removals complete (the devices
@@ -121,11 +95,11 @@ impl Machine {
         self.clock.stop(now);
         self.booting = false;
         self.vsock.close_all();
-        self.scsi.controllers.finish_all()
-            + self.scsi.disks.finish_all()
-            + self.vpmem.devices.finish_all()
-            + self.nics.nics.finish_all()
-            + self.shares.shares.finish_all()
-            + self.pci.devices.finish_all()
+        Released::complete_all(self.scsi.controllers.finish_all())
+            + Released::complete_all(self.scsi.disks.finish_all())
+            + Released::complete_all(self.vpmem.devices.finish_all())
+            + Released::complete_all(self.nics.nics.finish_all())
+            + Released::complete_all(self.shares.shares.finish_all())
+            + Released::complete_all(self.pci.devices.finish_all())
     }
 }

@@ -19,11 +19,11 @@ use uvm_api::{
     UvmConfig, VpmemController, VpmemDevice,
 };
 
-use super::backend::FakeOptions;
 use super::clock::Clock;
 use super::core::{Core, blocking};
-use super::faults::FaultPoint;
+use super::fault_point::FaultPoint;
 use super::machine::Machine;
+use super::options::FakeOptions;
 
 const FORMAT: &str = "uvm-mock-snapshot";
 const VERSION: u32 = 1;
@@ -71,13 +71,13 @@ impl Snapshot {
             scsi_controllers: m
                 .scsi
                 .controllers
-                .attached_iter()
+                .iter_attached()
                 .map(|(i, ())| *i)
                 .collect(),
             scsi_disks: m
                 .scsi
                 .disks
-                .attached_iter()
+                .iter_attached()
                 .map(|(_, d)| SavedDisk {
                     disk: d.spec.clone(),
                     guest_name: d.name.clone(),
@@ -87,13 +87,13 @@ impl Snapshot {
             vpmem_devices: m
                 .vpmem
                 .devices
-                .attached_iter()
+                .iter_attached()
                 .map(|(_, p)| p.spec.clone())
                 .collect(),
             nics: m
                 .nics
                 .nics
-                .attached_iter()
+                .iter_attached()
                 .map(|(_, n)| SavedNic {
                     nic: n.spec.clone(),
                     guest_index: n.index,
@@ -102,13 +102,13 @@ impl Snapshot {
             shares: m
                 .shares
                 .shares
-                .attached_iter()
+                .iter_attached()
                 .map(|(_, s)| s.clone())
                 .collect(),
             pci: m
                 .pci
                 .devices
-                .attached_iter()
+                .iter_attached()
                 .map(|(_, d)| d.clone())
                 .collect(),
         };
@@ -194,7 +194,7 @@ impl Snapshot {
             m.counters = self.counters;
             m.count("restores");
             m.clock = Clock::restored(Instant::now(), self.uptime, self.running);
-            core.set_state(&mut m, State::Paused);
+            core.set_state(State::Paused);
         }
         info!(vm = %core.id, "VM restored, paused");
         Ok(core)
@@ -206,7 +206,7 @@ impl Core {
         self.require_action(Action::Save)?;
         let snapshot = {
             let m = self.lock();
-            m.state.check(Action::Save)?;
+            self.state().check(Action::Save)?;
             self.faults.take(FaultPoint::Save)?;
             Snapshot::capture(&m, Instant::now())
         };

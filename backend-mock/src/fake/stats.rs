@@ -7,7 +7,8 @@ use super::machine::Machine;
 
 const MIB: u64 = 1024 * 1024;
 
-pub(crate) fn stats(m: &Machine, now: Instant) -> Stats {
+/// The statistics of a VM in `state` with machine `m`, at `now`.
+pub(crate) fn stats(m: &Machine, state: State, now: Instant) -> Stats {
     let vcpus = usize::try_from(m.config.vcpus).unwrap_or(usize::MAX);
     let per_vcpu = vec![m.clock.vcpu_runtime(now); vcpus];
     let total_runtime = per_vcpu.iter().sum();
@@ -19,11 +20,11 @@ pub(crate) fn stats(m: &Machine, now: Instant) -> Stats {
         0
     };
     // Only a running guest answers the balloon driver.
-    let available = (m.state == State::Running).then(|| assigned / 4 * 3);
+    let available = (state == State::Running).then(|| assigned / 4 * 3);
     let devices = m
         .scsi
         .disks
-        .visible()
+        .iter_visible()
         .map(|(_, d)| DeviceCounters {
             resource: Some(Resource::Scsi),
             id: d.spec.address(),

@@ -13,10 +13,11 @@ use uvm_api::{
 };
 
 use super::core::Core;
-use super::faults::{FaultPoint, Faults};
+use super::fault_point::FaultPoint;
+use super::faults::Faults;
+use super::guest::view::{GuestView, guest_view};
 use super::profile::Profile;
 use super::stats;
-use super::view::{GuestView, guest_view};
 
 /// A fake VM. Cheap to clone: clones are handles on the same VM.
 ///
@@ -49,7 +50,8 @@ impl FakeUvm {
 
     /// What the simulated guest sees now (see [`GuestView`] for each state).
     pub fn guest_view(&self) -> GuestView {
-        guest_view(&self.core.lock())
+        let m = self.core.lock();
+        guest_view(&m, self.core.state())
     }
 
     /// The capabilities this VM has.
@@ -86,7 +88,7 @@ impl Uvm for FakeUvm {
     }
 
     fn state(&self) -> State {
-        self.core.lock().state
+        self.core.state()
     }
 
     async fn start(&self) -> Result<()> {
@@ -124,7 +126,7 @@ impl Uvm for FakeUvm {
             .traced("stats", async {
                 let m = self.core.lock();
                 self.core.faults.take(FaultPoint::Stats)?;
-                Ok(stats::stats(&m, Instant::now()))
+                Ok(stats::stats(&m, self.core.state(), Instant::now()))
             })
             .await
     }

@@ -1,8 +1,8 @@
 use async_trait::async_trait;
 
-use crate::devices::{VpmemController, VpmemDevice};
 use crate::error::Result;
 use crate::removal::Removal;
+use crate::vpmem::{VpmemController, VpmemDevice};
 
 /// Virtual persistent memory (resource [`crate::Resource::VPMem`]).
 #[async_trait]

@@ -9,38 +9,18 @@ use uvm_api::{
     Action, DiskFormat, Error, Operation, Removal, Resource, Result, ScsiDisk, ScsiManager,
 };
 
-use super::core::Core;
-use super::faults::FaultPoint;
-use super::machine::DeviceKey;
-use super::table::Table;
-use super::view::{disk_index, disk_name, lowest_free};
-
-/// A disk as the VM holds it.
-#[derive(Debug, Clone)]
-pub(crate) struct Disk {
-    pub spec: ScsiDisk,
-    /// Index of its Linux name (0 = sda).
-    pub index: usize,
-    pub name: String,
-    /// Size of the host file when attached; the guest sees this many bytes.
-    pub size: u64,
-    pub read_bytes: u64,
-    pub write_bytes: u64,
-    pub requests: u64,
-}
-
-#[derive(Debug, Default)]
-pub(crate) struct ScsiState {
-    pub controllers: Table<u8, ()>,
-    pub disks: Table<(u8, u8), Disk>,
-}
+use crate::fake::core::Core;
+use crate::fake::fault_point::FaultPoint;
+use crate::fake::guest::naming::{disk_index, disk_name, lowest_free};
+use crate::fake::removal::Unplug;
+use crate::fake::state::scsi::Disk;
 
 fn controller_id(index: u8) -> String {
     format!("controller {index}")
 }
 
 /// The size of a disk's host file, refusing a directory.
-pub(crate) fn image_size(argument: &str, path: &Path) -> Result<u64> {
+fn image_size(argument: &str, path: &Path) -> Result<u64> {
     let meta = std::fs::metadata(path)
         .map_err(|e| Error::io(format!("reading metadata of {}", path.display()), e))?;
     if meta.is_dir() {
@@ -56,7 +36,7 @@ impl Core {
     pub(crate) fn scsi_add_controller(&self, index: u8) -> Result<()> {
         self.require(Resource::Scsi, Operation::Add)?;
         let mut m = self.lock();
-        m.state.check(Action::ChangeDevices)?;
+        self.state().check(Action::ChangeDevices)?;
         if index >= MAX_SCSI_CONTROLLERS {
             return Err(Error::LimitReached {
                 resource: Resource::Scsi,
@@ -69,45 +49,42 @@ impl Core {
             return Err(Error::already_exists(Resource::Scsi, controller_id(index)));
         }
         self.faults.take(FaultPoint::AddScsiController)?;
-        m.scsi.controllers.insert(index, ());
-        m.count("devices_added");
-        debug!(index, state = %m.state, "SCSI controller added");
+        let id = controller_id(index);
+        m.attach(|m| &mut m.scsi.controllers, index, (), Resource::Scsi, id)?;
+        debug!(index, state = %self.state(), "SCSI controller added");
         Ok(())
     }
 
     pub(crate) fn scsi_remove_controller(&self, index: u8) -> Result<Removal> {
-        self.require(Resource::Scsi, Operation::Remove)?;
-        let mut m = self.lock();
-        m.state.check(Action::ChangeDevices)?;
-        if m.scsi.controllers.attached(&index).is_none() {
-            return Err(Error::not_found(Resource::Scsi, controller_id(index)));
-        }
-        let disks = m
-            .scsi
-            .disks
-            .visible()
-            .filter(|((c, _), _)| *c == index)
-            .count();
-        if disks > 0 {
-            return Err(Error::invalid_argument(
-                "index",
-                format!("controller {index} still holds {disks} disk(s); remove them first"),
-            ));
-        }
-        self.faults.take(FaultPoint::RemoveScsiController)?;
-        self.begin_removal(
-            &mut m,
-            DeviceKey::ScsiController(index),
-            Resource::Scsi,
-            controller_id(index),
-        )
+        let unplug = Unplug {
+            resource: Resource::Scsi,
+            id: controller_id(index),
+            table: |m| &mut m.scsi.controllers,
+            key: index,
+            fault: FaultPoint::RemoveScsiController,
+        };
+        self.unplug(unplug, |m| {
+            let disks = m
+                .scsi
+                .disks
+                .iter_visible()
+                .filter(|((c, _), _)| *c == index)
+                .count();
+            if disks > 0 {
+                return Err(Error::invalid_argument(
+                    "index",
+                    format!("controller {index} still holds {disks} disk(s); remove them first"),
+                ));
+            }
+            Ok(())
+        })
     }
 
     /// Attaches `disk`, under the guest name `name` if given and free.
     pub(crate) fn scsi_add_disk(&self, disk: ScsiDisk, name: Option<&str>) -> Result<()> {
         self.require(Resource::Scsi, Operation::Add)?;
         let mut m = self.lock();
-        m.state.check(Action::ChangeDevices)?;
+        self.state().check(Action::ChangeDevices)?;
         disk.validate()?;
         if disk.lun >= MAX_LUNS_PER_CONTROLLER {
             return Err(Error::invalid_argument(
@@ -135,7 +112,7 @@ impl Core {
         }
         let size = image_size("path", &disk.path)?;
         self.faults.take(FaultPoint::AddDisk)?;
-        let used: Vec<usize> = m.scsi.disks.visible().map(|(_, d)| d.index).collect();
+        let used: Vec<usize> = m.scsi.disks.iter_visible().map(|(_, d)| d.index).collect();
         let index = name
             .and_then(disk_index)
             .filter(|i| !used.contains(i))
@@ -150,27 +127,26 @@ impl Core {
             requests: 0,
         };
         debug!(address = %disk.address(), name = %entry.name, size, read_only = disk.read_only,
-            state = %m.state, "SCSI disk attached");
-        m.scsi.disks.insert((disk.controller, disk.lun), entry);
-        m.count("devices_added");
-        Ok(())
+            state = %self.state(), "SCSI disk attached");
+        let key = (disk.controller, disk.lun);
+        m.attach(
+            |m| &mut m.scsi.disks,
+            key,
+            entry,
+            Resource::Scsi,
+            disk.address(),
+        )
     }
 
     pub(crate) fn scsi_remove_disk(&self, controller: u8, lun: u8) -> Result<Removal> {
-        self.require(Resource::Scsi, Operation::Remove)?;
-        let mut m = self.lock();
-        m.state.check(Action::ChangeDevices)?;
-        let id = format!("{controller}:{lun}");
-        if m.scsi.disks.attached(&(controller, lun)).is_none() {
-            return Err(Error::not_found(Resource::Scsi, id));
-        }
-        self.faults.take(FaultPoint::RemoveDisk)?;
-        self.begin_removal(
-            &mut m,
-            DeviceKey::ScsiDisk(controller, lun),
-            Resource::Scsi,
-            id,
-        )
+        let unplug = Unplug {
+            resource: Resource::Scsi,
+            id: format!("{controller}:{lun}"),
+            table: |m| &mut m.scsi.disks,
+            key: (controller, lun),
+            fault: FaultPoint::RemoveDisk,
+        };
+        self.unplug(unplug, |_| Ok(()))
     }
 }
 

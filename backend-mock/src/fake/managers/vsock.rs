@@ -1,7 +1,6 @@
 //! Host/guest sockets: host listeners the simulated guest dials, and guest
 //! echo listeners the host connects to. Connections are in-memory duplex pipes.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::sync::Weak;
 
@@ -14,35 +13,14 @@ use uvm_api::{
     validate_port,
 };
 
-use super::core::Core;
-use super::faults::FaultPoint;
+use crate::fake::core::Core;
+use crate::fake::fault_point::FaultPoint;
+use crate::fake::state::vsock::HostPort;
 
 /// Connections a host listener queues before refusing more.
 const BACKLOG: usize = 1024;
 /// Bytes buffered in each direction of a connection.
 const PIPE_BYTES: usize = 256 * 1024;
-
-#[derive(Debug)]
-pub(crate) struct HostPort {
-    serial: u64,
-    tx: mpsc::Sender<VsockStream>,
-}
-
-#[derive(Debug, Default)]
-pub(crate) struct VsockState {
-    /// Host listeners by port.
-    pub host: BTreeMap<u32, HostPort>,
-    /// Ports the guest echoes on.
-    pub guest_echo: BTreeSet<u32>,
-}
-
-impl VsockState {
-    /// The VM stopped: every listener closes (pending `accept`s fail).
-    pub fn close_all(&mut self) {
-        self.host.clear();
-        self.guest_echo.clear();
-    }
-}
 
 fn refused(port: u32, why: &str) -> Error {
     Error::io(
@@ -115,7 +93,7 @@ impl Core {
     pub(crate) fn vsock_listen(&self, port: u32) -> Result<FakeListener> {
         self.require(Resource::VmSocket, Operation::Add)?;
         let mut m = self.lock();
-        m.state.check(Action::Listen)?;
+        self.state().check(Action::Listen)?;
         validate_port(port)?;
         if m.vsock.host.contains_key(&port) {
             return Err(Error::already_exists(Resource::VmSocket, port.to_string()));
@@ -137,7 +115,7 @@ impl Core {
     pub(crate) fn vsock_connect(&self, port: u32) -> Result<VsockStream> {
         self.require(Resource::VmSocket, Operation::Add)?;
         let mut m = self.lock();
-        m.state.check(Action::Connect)?;
+        self.state().check(Action::Connect)?;
         validate_port(port)?;
         self.faults.take(FaultPoint::Connect)?;
         if !m.vsock.guest_echo.contains(&port) {

@@ -18,10 +18,9 @@ use uvm_api::{
     Result, State, StopReason,
 };
 
-use super::core::{Core, blocking};
-use super::machine::Machine;
-use super::shares::ShareFiles;
+use super::share_files::ShareFiles;
 use super::view::{GuestView, guest_view};
+use crate::fake::core::{Core, blocking};
 
 /// Where a block request goes: the disk's table key, host file and size.
 struct BlockTarget {
@@ -48,8 +47,8 @@ impl Core {
     /// The guest's view, checking it runs.
     fn running_view(&self, operation: &str) -> Result<GuestView> {
         let m = self.lock();
-        running(&m, operation)?;
-        Ok(guest_view(&m))
+        self.check_running(operation)?;
+        Ok(guest_view(&m, State::Running))
     }
 
     /// Finds block device `name` and checks `offset..offset+len` is inside it.
@@ -62,8 +61,8 @@ impl Core {
         write: bool,
     ) -> Result<BlockTarget> {
         let m = self.lock();
-        running(&m, operation)?;
-        let Some((key, disk)) = m.scsi.disks.visible().find(|(_, d)| d.name == name) else {
+        self.check_running(operation)?;
+        let Some((key, disk)) = m.scsi.disks.iter_visible().find(|(_, d)| d.name == name) else {
             return Err(Error::io(
                 format!("opening /dev/{name}"),
                 io::Error::new(io::ErrorKind::NotFound, "no such block device"),
@@ -103,7 +102,7 @@ impl Core {
     /// The guest's files of share `tag`, checking it runs.
     fn share_files(&self, operation: &str, tag: &str) -> Result<ShareFiles> {
         let m = self.lock();
-        running(&m, operation)?;
+        self.check_running(operation)?;
         m.shares
             .by_tag(tag)
             .map(|share| ShareFiles {
@@ -117,19 +116,17 @@ impl Core {
             })
     }
 
+    /// `InvalidState` unless the guest runs (a paused guest answers nothing).
     fn check_running(&self, operation: &str) -> Result<()> {
-        running(&self.lock(), operation)
-    }
-}
-
-fn running(m: &Machine, operation: &str) -> Result<()> {
-    if m.state == State::Running {
-        Ok(())
-    } else {
-        Err(Error::InvalidState {
-            operation: operation.to_owned(),
-            state: m.state,
-        })
+        let state = self.state();
+        if state == State::Running {
+            Ok(())
+        } else {
+            Err(Error::InvalidState {
+                operation: operation.to_owned(),
+                state,
+            })
+        }
     }
 }
 
@@ -246,7 +243,7 @@ impl GuestProbe for Core {
     async fn uptime(&self) -> Result<Duration> {
         self.traced("probe uptime", async {
             let m = self.lock();
-            running(&m, "read the guest uptime")?;
+            self.check_running("read the guest uptime")?;
             // Guest time does not advance while the VM is paused.
             Ok(m.clock.running(Instant::now()))
         })
@@ -264,7 +261,7 @@ impl GuestProbe for Core {
             if self.exit_if(ExitStatus::new(reason), |s| s == State::Running) {
                 Ok(())
             } else {
-                let state = self.lock().state;
+                let state = self.state();
                 Err(Error::InvalidState {
                     operation: format!("make the guest {action:?}"),
                     state,

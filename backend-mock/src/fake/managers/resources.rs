@@ -8,31 +8,14 @@ use uvm_api::{
     Resource, Result, validate,
 };
 
-use super::core::Core;
-use super::faults::FaultPoint;
-
-#[derive(Debug, Default, Clone)]
-pub(crate) struct ResourceState {
-    /// Processor limits in force (unset fields never set).
-    pub limits: ProcessorLimits,
-    /// The host CPU group the VM is in, if set.
-    pub cpu_group: Option<String>,
-}
-
-impl ResourceState {
-    /// Applies the fields that are set in `update`.
-    pub fn apply(&mut self, update: ProcessorLimits) {
-        self.limits.limit = update.limit.or(self.limits.limit);
-        self.limits.weight = update.weight.or(self.limits.weight);
-        self.limits.reservation = update.reservation.or(self.limits.reservation);
-    }
-}
+use crate::fake::core::Core;
+use crate::fake::fault_point::FaultPoint;
 
 impl Core {
     pub(crate) fn update_memory_mib(&self, size_mib: u64) -> Result<()> {
         self.require(Resource::Memory, Operation::Update)?;
         let mut m = self.lock();
-        m.state.check(Action::UpdateResources)?;
+        self.state().check(Action::UpdateResources)?;
         if !(MIN_MEMORY_MIB..=MAX_MEMORY_MIB).contains(&size_mib) {
             return Err(Error::invalid_argument(
                 "size_mib",
@@ -48,7 +31,7 @@ impl Core {
     pub(crate) fn update_processor(&self, limits: ProcessorLimits) -> Result<()> {
         self.require(Resource::Processor, Operation::Update)?;
         let mut m = self.lock();
-        m.state.check(Action::UpdateResources)?;
+        self.state().check(Action::UpdateResources)?;
         limits.validate()?;
         self.faults.take(FaultPoint::UpdateProcessor)?;
         m.resources.apply(limits);
@@ -59,7 +42,7 @@ impl Core {
     pub(crate) fn set_group(&self, group_id: &str) -> Result<()> {
         self.require(Resource::CpuGroup, Operation::Update)?;
         let mut m = self.lock();
-        m.state.check(Action::UpdateResources)?;
+        self.state().check(Action::UpdateResources)?;
         validate::identifier("group_id", group_id)?;
         self.faults.take(FaultPoint::SetCpuGroup)?;
         debug!(group_id, "CPU group set");

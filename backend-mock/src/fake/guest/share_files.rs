@@ -1,95 +1,11 @@
-//! Shared folders (virtio-fs, 9p, VSMB) and the guest's access to their
-//! files, which reads and writes the real host directory.
+//! The guest's access to the files of a shared folder, which reads and
+//! writes the real host directory, confined to it (and to the share's
+//! allowed files, if it lists any).
 
 use std::io;
 use std::path::{Component, Path, PathBuf};
 
-use async_trait::async_trait;
-use tracing::debug;
-use uvm_api::{
-    Action, Error, Operation, Removal, Result, ShareKind, SharedFolder, SharedFolderManager,
-    validate,
-};
-
-use super::core::Core;
-use super::faults::FaultPoint;
-use super::machine::DeviceKey;
-use super::table::Table;
-
-/// Shares are keyed by (kind, name); kinds sort virtio-fs, 9p, VSMB.
-pub(crate) type ShareKey = (u8, String);
-
-pub(crate) fn share_key(kind: ShareKind, name: &str) -> ShareKey {
-    let rank = match kind {
-        ShareKind::VirtioFs => 0,
-        ShareKind::Plan9 => 1,
-        ShareKind::Vsmb => 2,
-    };
-    (rank, name.to_owned())
-}
-
-#[derive(Debug, Default)]
-pub(crate) struct ShareState {
-    pub shares: Table<ShareKey, SharedFolder>,
-}
-
-impl ShareState {
-    /// The share the guest mounts as `tag` (first by kind if several kinds use the name).
-    pub fn by_tag(&self, tag: &str) -> Option<&SharedFolder> {
-        self.shares
-            .visible()
-            .map(|(_, s)| s)
-            .find(|s| s.name == tag)
-    }
-}
-
-impl Core {
-    pub(crate) fn share_add(&self, share: SharedFolder) -> Result<()> {
-        let resource = share.kind.resource();
-        self.require(resource, Operation::Add)?;
-        let mut m = self.lock();
-        m.state.check(Action::ChangeDevices)?;
-        share.validate()?;
-        let key = share_key(share.kind, &share.name);
-        if m.shares.shares.contains(&key) {
-            return Err(Error::already_exists(resource, share.name));
-        }
-        self.faults.take(FaultPoint::AddShare)?;
-        debug!(kind = %resource, name = %share.name, host_path = %share.host_path.display(),
-            read_only = share.read_only, state = %m.state, "folder shared");
-        m.shares.shares.insert(key, share);
-        m.count("devices_added");
-        Ok(())
-    }
-
-    pub(crate) fn share_remove(&self, kind: ShareKind, name: &str) -> Result<Removal> {
-        let resource = kind.resource();
-        self.require(resource, Operation::Remove)?;
-        let mut m = self.lock();
-        m.state.check(Action::ChangeDevices)?;
-        let key = share_key(kind, name);
-        if m.shares.shares.attached(&key).is_none() {
-            return Err(Error::not_found(resource, name));
-        }
-        self.faults.take(FaultPoint::RemoveShare)?;
-        self.begin_removal(&mut m, DeviceKey::Share(key), resource, name.to_owned())
-    }
-}
-
-#[async_trait]
-impl SharedFolderManager for Core {
-    async fn add_share(&self, share: SharedFolder) -> Result<()> {
-        self.traced("shares add_share", async { self.share_add(share) })
-            .await
-    }
-
-    async fn remove_share(&self, kind: ShareKind, name: &str) -> Result<Removal> {
-        self.traced("shares remove_share", async {
-            self.share_remove(kind, name)
-        })
-        .await
-    }
-}
+use uvm_api::{Error, Result, SharedFolder, validate};
 
 /// `name` with `.` components dropped and `/` separators.
 fn normalize(name: &str) -> String {
