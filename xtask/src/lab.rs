@@ -686,11 +686,11 @@ mod tests {
     #[test]
     fn parses_options() {
         let args = |s: &str| s.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
-        let o = parse(&args("--timeout 60 -- kvm-probe --exits 5")).unwrap();
+        let o = parse(&args("--timeout 60 -- kvm-selftest --exits 5")).unwrap();
         assert_eq!(o.timeout_secs, 60);
-        assert_eq!(o.program, args("kvm-probe --exits 5"));
-        let o = parse(&args("kvm-probe --exits 5")).unwrap();
-        assert_eq!(o.program, args("kvm-probe --exits 5"));
+        assert_eq!(o.program, args("kvm-selftest --exits 5"));
+        let o = parse(&args("kvm-selftest --exits 5")).unwrap();
+        assert_eq!(o.program, args("kvm-selftest --exits 5"));
         assert!(parse(&args("--print-mode")).unwrap().print_mode);
         let o = parse(&args("--with-qemu -- boot-bench --runs 5")).unwrap();
         assert!(o.with_qemu);

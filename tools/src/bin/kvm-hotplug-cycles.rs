@@ -19,8 +19,8 @@ use uvm_api::{
     ConsoleSink, DiskFormat, GuestProbe, ImageFormat, MacAddress, Nic, Removal, ScsiDisk,
     ShareKind, SharedFolder, StopMode, Uvm, UvmConfig, VpmemController, VpmemDevice,
 };
-use uvm_backend_kvm::guest_assets::GuestAssets;
 use uvm_backend_kvm::{KvmBackend, KvmUvm};
+use uvm_tools::guest_assets::GuestAssets;
 
 const GUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const MEMORY_SLACK_KIB: i64 = 2048;

@@ -22,8 +22,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use uvm_api::{ConsoleSink, ShareKind, SharedFolder, StopMode, StopReason, Uvm, UvmConfig};
-use uvm_backend_kvm::guest_assets::GuestAssets;
 use uvm_backend_kvm::{KvmBackend, KvmUvm};
+use uvm_tools::guest_assets::GuestAssets;
 
 const READY: &str = "UVM_GUEST_READY";
 const BOOT_TIMEOUT: Duration = Duration::from_secs(240);
