@@ -5,6 +5,8 @@
 //!   `kvm-selftest` binary prints its report.
 //! - [`guest_assets`]: the test guest's boot files, as `cargo xtask guest`
 //!   describes them in the `assets.json` that `UVM_GUEST_ASSETS` names.
+//! - [`lab_main`]: the runtime-and-assets frame of the binaries below that
+//!   boot the test guest.
 //!
 //! The binaries, meant for `cargo xtask lab -- <name>`:
 //!
@@ -17,4 +19,5 @@
 //!   many times in one guest and checks that the host process does not grow.
 
 pub mod guest_assets;
+pub mod lab_main;
 pub mod selftest;
