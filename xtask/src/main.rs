@@ -15,6 +15,8 @@ mod cpio;
 mod error;
 mod guest;
 mod initramfs;
+mod l1_console;
+mod l1_serial;
 mod lab;
 mod lockup;
 mod modules;
