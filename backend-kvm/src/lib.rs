@@ -49,7 +49,6 @@
 //!   logged; the VM runs on.
 //! - Guest probe ([`guest_probe`]): the guest agent over that vsock; a
 //!   `Crash` trigger is a triple fault the VMM injects into vCPU 0.
-//! - [`guest_assets`]: the test guest's boot files from `UVM_GUEST_ASSETS`.
 //!
 //! - Device hot-add ([`hotplug`], [`managers`]): SCSI controllers
 //!   (virtio-scsi, LUNs added and removed through its event queue), VPMem
@@ -63,9 +62,6 @@
 //! Not yet: shared folders, PCI passthrough, memory/processor updates
 //! (`supported()` false, accessor `None`; a config with boot-time shares is
 //! refused with `NotSupported`), save/restore (`ActionNotSupported`).
-//!
-//! [`probe`] is a separate diagnostic: the `kvm-probe` binary times a few
-//! real-mode exits on `/dev/kvm`.
 
 pub mod arch;
 pub mod backend;
@@ -74,14 +70,12 @@ pub mod console;
 pub mod control;
 pub mod error;
 pub mod exits;
-pub mod guest_assets;
 pub mod guest_probe;
 pub mod irq;
 pub mod lifecycle;
 pub mod managers;
 pub mod memory;
 pub mod pci;
-pub mod probe;
 pub mod stats;
 pub mod uvm;
 pub mod vcpu;

@@ -1,9 +1,9 @@
-//! The guest assets both VMMs boot (read with backend-kvm's
+//! The guest assets both VMMs boot (read with uvm-tools'
 //! [`GuestAssets`], from `UVM_GUEST_ASSETS`) and the command line the
 //! benchmark gives them.
 
-pub use uvm_backend_kvm::guest_assets::GuestAssets;
-use uvm_backend_kvm::guest_assets::host_khz;
+pub use uvm_tools::guest_assets::GuestAssets;
+use uvm_tools::guest_assets::host_khz;
 
 use crate::error::{BenchError, Result};
 

@@ -5,8 +5,10 @@
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, PoisonError, mpsc};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 use crate::agent;
 use crate::assets::{GuestAssets, READY, boot_cmdline};
@@ -83,7 +85,7 @@ fn watch_console(
             if text.contains(READY) {
                 let _ = tx.send(started.elapsed());
             }
-            let mut log = log.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut log = log.lock();
             log.push(text);
             if log.len() > 40 {
                 log.remove(0);
@@ -161,7 +163,7 @@ pub fn run_once(run: &QemuRun<'_>, number: usize) -> Result<Sample> {
     let _ = child.kill();
     let _ = child.wait();
     if result.is_err() {
-        let log = log.lock().unwrap_or_else(PoisonError::into_inner);
+        let log = log.lock();
         eprintln!(
             "boot-bench: qemu run {number}: console tail:\n{}",
             log.join("\n")

@@ -24,10 +24,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uvm_api::{
     ConsoleSink, Error, GuestProbe, Operation, Resource, Result, UvmConfig, VsockListener,
 };
-use uvm_backend_kvm::guest_assets::{AssetsError, GuestAssets};
 use uvm_examples::{
     LayerAttachment, attach_layer, choose_backend, default_registry, detach_layer, shutdown,
 };
+use uvm_tools::guest_assets::{AssetsError, GuestAssets};
 
 /// Drive one UVM through the uvm traits.
 #[derive(Debug, Parser)]

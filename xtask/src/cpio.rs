@@ -1,8 +1,12 @@
-//! A writer for the `newc` cpio format the kernel unpacks as an initramfs
-//! (uncompressed: the kernel takes it as is, and it saves TCG time).
+//! An initramfs in the making: the members the kernel unpacks, with their
+//! parent directories added on the way, written in the `newc` cpio format by
+//! the `cpio` crate (uncompressed: the kernel takes it as is, and it saves
+//! TCG time).
 
 use std::collections::BTreeSet;
 use std::io::{self, Write};
+
+use cpio::newc;
 
 /// One archive member.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,79 +81,99 @@ impl Archive {
         self.add(path, Entry::Dir);
     }
 
-    /// Writes the archive, ending with the `TRAILER!!!` member.
+    /// Writes the archive in `newc` format (through the `cpio` crate),
+    /// ending with the `TRAILER!!!` member, and returns the bytes written.
+    /// The output depends only on the members: inode numbers count up
+    /// from 1, owners are root and every time stamp is 0.
     pub fn write_to(&self, out: &mut impl Write) -> io::Result<u64> {
-        let mut written = 0u64;
-        for (ino, (name, entry)) in self.entries.iter().enumerate() {
-            let ino = u32::try_from(ino + 1).unwrap_or(u32::MAX);
-            let (mode, data, rdev): (u32, &[u8], (u32, u32)) = match entry {
+        let mut out = Counting {
+            inner: out,
+            bytes: 0,
+        };
+        for (index, (name, entry)) in self.entries.iter().enumerate() {
+            let ino = u32::try_from(index + 1).map_err(|_| too_big("the archive"))?;
+            let (mode, data, (rdev_major, rdev_minor)): (u32, &[u8], (u32, u32)) = match entry {
                 Entry::Dir => (0o040_755, &[], (0, 0)),
                 Entry::File { data, mode } => (0o100_000 | mode, data, (0, 0)),
                 Entry::Symlink { target } => (0o120_777, target.as_bytes(), (0, 0)),
                 Entry::CharDev { major, minor } => (0o020_600, &[], (*major, *minor)),
             };
-            written += write_member(out, ino, mode, name, data, rdev)?;
+            let size = u32::try_from(data.len()).map_err(|_| too_big(name))?;
+            let nlink = if matches!(entry, Entry::Dir) { 2 } else { 1 };
+            let mut member = newc::Builder::new(name)
+                .ino(ino)
+                .mode(mode)
+                .nlink(nlink)
+                .rdev_major(rdev_major)
+                .rdev_minor(rdev_minor)
+                .write(&mut out, size);
+            member.write_all(data)?;
+            member.finish()?;
         }
-        written += write_member(out, 0, 0, "TRAILER!!!", &[], (0, 0))?;
-        Ok(written)
+        newc::trailer(&mut out)?;
+        Ok(out.bytes)
     }
 }
 
-fn pad(out: &mut impl Write, len: u64) -> io::Result<u64> {
-    let padding = (4 - len % 4) % 4;
-    out.write_all(&[0u8; 3][..usize::try_from(padding).unwrap_or(0)])?;
-    Ok(padding)
+fn too_big(name: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("{name} is too big for cpio"),
+    )
 }
 
-fn write_member(
-    out: &mut impl Write,
-    ino: u32,
-    mode: u32,
-    name: &str,
-    data: &[u8],
-    rdev: (u32, u32),
-) -> io::Result<u64> {
-    let too_big = || {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{name} is too big for cpio"),
-        )
-    };
-    let size = u32::try_from(data.len()).map_err(|_| too_big())?;
-    let namesize = u32::try_from(name.len() + 1).map_err(|_| too_big())?;
-    let nlink = if mode & 0o040_000 != 0 && mode & 0o100_000 == 0 {
-        2
-    } else {
-        1
-    };
-    let header = format!(
-        "070701{ino:08x}{mode:08x}{uid:08x}{gid:08x}{nlink:08x}{mtime:08x}{size:08x}{devmajor:08x}{devminor:08x}{rmaj:08x}{rmin:08x}{namesize:08x}{check:08x}",
-        uid = 0,
-        gid = 0,
-        mtime = 0,
-        devmajor = 0,
-        devminor = 0,
-        rmaj = rdev.0,
-        rmin = rdev.1,
-        check = 0,
-    );
-    out.write_all(header.as_bytes())?;
-    out.write_all(name.as_bytes())?;
-    out.write_all(&[0])?;
-    let mut written = header.len() as u64 + u64::from(namesize);
-    written += pad(out, written)?;
-    out.write_all(data)?;
-    written += u64::from(size);
-    written += pad(out, u64::from(size))?;
-    Ok(written)
+/// A writer that counts the bytes it passes on.
+struct Counting<W> {
+    inner: W,
+    bytes: u64,
+}
+
+impl<W: Write> Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::io::Read;
+
     use super::*;
 
+    /// One member as read back: name, mode, nlink, rdev and data.
+    type Member = (String, u32, u32, (u32, u32), Vec<u8>);
+
+    /// Reads an archive back with the `cpio` crate, up to the trailer.
+    fn read_back(mut bytes: &[u8]) -> Vec<Member> {
+        let mut members = Vec::new();
+        loop {
+            let mut reader = newc::Reader::new(bytes).unwrap();
+            let e = reader.entry().clone();
+            if e.is_trailer() {
+                assert!(
+                    reader.finish().unwrap().is_empty(),
+                    "data after the trailer"
+                );
+                return members;
+            }
+            assert_eq!((e.uid(), e.gid(), e.mtime()), (0, 0, 0));
+            assert_eq!(e.ino(), members.len() as u32 + 1);
+            let mut data = Vec::new();
+            reader.read_to_end(&mut data).unwrap();
+            let rdev = (e.rdev_major(), e.rdev_minor());
+            members.push((e.name().to_owned(), e.mode(), e.nlink(), rdev, data));
+            bytes = reader.finish().unwrap();
+        }
+    }
+
     #[test]
-    fn writes_aligned_newc_members_with_parents_and_trailer() {
+    fn lists_what_was_put_in_with_parents_modes_links_and_nodes() {
         let mut archive = Archive::new();
         archive.file("/bin/busybox", b"abc".to_vec(), 0o755);
         archive.add("dev/console", Entry::CharDev { major: 5, minor: 1 });
@@ -160,25 +184,41 @@ mod tests {
             },
         );
         archive.dir("bin");
+        archive.file("etc/uvm/modules.order", b"a.ko\n".to_vec(), 0o644);
         let mut out = Vec::new();
         let n = archive.write_to(&mut out).unwrap();
         assert_eq!(n as usize, out.len());
         assert_eq!(out.len() % 4, 0);
-        let text = String::from_utf8_lossy(&out);
-        // bin (auto), bin/busybox, dev (auto), dev/console, bin/sh, trailer.
-        assert_eq!(text.matches("070701").count(), 6);
-        assert!(text.starts_with("070701"));
-        assert!(text.contains("bin/busybox\0"));
-        assert!(text.contains("TRAILER!!!\0"));
-        // The first member is the directory "bin": mode 040755, name size 4.
-        assert_eq!(&text[14..22], "000041ed");
-        assert_eq!(&text[94..102], "00000004");
-        // The file's data follows its 4-aligned name.
-        let pos = text.find("bin/busybox\0").unwrap() + "bin/busybox\0".len();
-        let data_at = pos.div_ceil(4) * 4;
-        assert_eq!(&out[data_at..data_at + 3], b"abc");
-        // The console node carries rdev 5:1.
-        let console = text.find("dev/console").unwrap() - 110;
-        assert_eq!(&text[console + 78..console + 94], "0000000500000001");
+        let members = read_back(&out);
+        let expected: Vec<Member> = vec![
+            ("bin".into(), 0o040_755, 2, (0, 0), vec![]),
+            ("bin/busybox".into(), 0o100_755, 1, (0, 0), b"abc".to_vec()),
+            ("dev".into(), 0o040_755, 2, (0, 0), vec![]),
+            ("dev/console".into(), 0o020_600, 1, (5, 1), vec![]),
+            ("bin/sh".into(), 0o120_777, 1, (0, 0), b"busybox".to_vec()),
+            ("etc".into(), 0o040_755, 2, (0, 0), vec![]),
+            ("etc/uvm".into(), 0o040_755, 2, (0, 0), vec![]),
+            (
+                "etc/uvm/modules.order".into(),
+                0o100_644,
+                1,
+                (0, 0),
+                b"a.ko\n".to_vec(),
+            ),
+        ];
+        assert_eq!(members, expected);
+    }
+
+    #[test]
+    fn the_same_members_give_the_same_bytes() {
+        let build = || {
+            let mut archive = Archive::new();
+            archive.file("init", b"#!/bin/sh\n".to_vec(), 0o755);
+            archive.dir("proc");
+            let mut out = Vec::new();
+            archive.write_to(&mut out).unwrap();
+            out
+        };
+        assert_eq!(build(), build());
     }
 }

@@ -13,16 +13,13 @@ use std::time::{Duration, Instant};
 use crate::cpio::Entry;
 use crate::error::{Result, XtaskError};
 use crate::guest::{self, Assets};
-use crate::{apt, build, cache, cmd, initramfs, lockup, qemu_bundle};
+use crate::l1_console::{self, Action, Channel, Console, EXIT_MARKER};
+use crate::{apt, build, cache, cmd, initramfs, l1_serial, qemu_bundle};
 
 /// The L1 `/init` (`guest/lab/init.sh`).
 pub const INIT: &str = include_str!("../../guest/lab/init.sh");
 /// The L1 module list (`guest/lab/modules.txt`).
 pub const MODULES: &str = include_str!("../../guest/lab/modules.txt");
-/// The line the L1 prints before running the program.
-pub const START_MARKER: &str = "UVM_LAB_START";
-/// The line the L1 prints with the program's exit code.
-pub const EXIT_MARKER: &str = "UVM_LAB_EXIT=";
 /// The QEMU CPU model: an AMD EPYC with SVM and nested paging.
 pub const CPU: &str = "EPYC,+svm,+npt";
 
@@ -91,16 +88,6 @@ pub fn shell_quote(word: &str) -> String {
     format!("'{}'", word.replace('\'', "'\\''"))
 }
 
-/// Finds the exit code in a console line.
-pub fn parse_exit(line: &str) -> Option<i32> {
-    let rest = &line[line.find(EXIT_MARKER)? + EXIT_MARKER.len()..];
-    let digits: String = rest
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || *c == '-')
-        .collect();
-    digits.parse().ok()
-}
-
 /// Options of `cargo xtask lab`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LabOptions {
@@ -124,11 +111,12 @@ pub struct LabOptions {
     /// Stream the L1 boot log too, not only the program's output.
     pub verbose: bool,
     /// How many times to run the program again in a fresh L1 when the L1
-    /// kernel reports a lockup ([`crate::lockup`]) or the L1 falls silent
+    /// kernel reports a lockup on its own console ([`crate::lockup`],
+    /// [`crate::l1_console`]) or the L1 falls silent
     /// (`silence_timeout_secs`); any other failure is final.
     pub lockup_retries: u32,
-    /// Seconds without a console line after which the L1 is taken for hung
-    /// and stopped; 0 never.
+    /// Seconds without a line from the L1 (its kernel console or the
+    /// program) after which it is taken for hung and stopped; 0 never.
     pub silence_timeout_secs: u64,
     /// Program name (a binary of this workspace) or path, and its arguments.
     pub program: Vec<String>,
@@ -446,11 +434,14 @@ fn scratch_disk(dir: &Path, gib: u32) -> Result<PathBuf> {
 }
 
 /// Copies QEMU's stderr to ours, dropping the warnings about EPYC features
-/// TCG does not emulate (expected, and printed once per vCPU) unless verbose.
+/// TCG does not emulate (expected, and printed once per vCPU) and its note
+/// that it waits for the program's serial port to be connected, unless verbose.
 fn forward_qemu_stderr(stderr: std::process::ChildStderr, verbose: bool) {
     for line in BufReader::new(stderr).lines() {
         let Ok(line) = line else { break };
-        if verbose || !line.contains("TCG doesn't support requested feature") {
+        let expected = line.contains("TCG doesn't support requested feature")
+            || l1_serial::is_wait_note(&line);
+        if verbose || !expected {
             eprintln!("{line}");
         }
     }
@@ -470,6 +461,8 @@ fn run_nested(program: &Path, options: &LabOptions, assets: &Assets) -> Result<i
     cmd::mkdir(&dir)?;
     let initrd = l1_initramfs(&dir, program, options, assets)?;
     let scratch = scratch_disk(&dir, options.scratch_gib)?;
+    let socket = l1_serial::socket_path(&dir, nth);
+    let _ = std::fs::remove_file(&socket);
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let mut cmdline = String::from("console=ttyS0 panic=-1 reboot=k loglevel=4");
     match host_khz(&cpuinfo) {
@@ -492,10 +485,9 @@ fn run_nested(program: &Path, options: &LabOptions, assets: &Assets) -> Result<i
             "-no-user-config",
             "-display",
             "none",
-            "-serial",
-            "stdio",
             "-no-reboot",
         ])
+        .args(l1_serial::qemu_args(&socket))
         .arg("-kernel")
         .arg(&assets.bzimage)
         .arg("-initrd")
@@ -525,31 +517,31 @@ fn run_nested(program: &Path, options: &LabOptions, assets: &Assets) -> Result<i
         let verbose = options.verbose;
         std::thread::spawn(move || forward_qemu_stderr(stderr, verbose));
     }
-    let (tx, rx) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).split(b'\n') {
-            let Ok(line) = line else { break };
-            let text = String::from_utf8_lossy(&line)
-                .trim_end_matches('\r')
-                .to_owned();
-            if tx.send(text).is_err() {
-                break;
-            }
+    // QEMU waits for this connection before the L1 runs.
+    let program_port = l1_serial::connect(&socket, &mut child);
+    let _ = std::fs::remove_file(&socket);
+    let program_port = match program_port {
+        Ok(port) => port,
+        Err(error) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(error);
         }
-    });
+    };
+    let (tx, rx) = mpsc::channel();
+    l1_console::spawn_reader(stdout, Channel::Kernel, tx.clone());
+    l1_console::spawn_reader(program_port, Channel::Program, tx);
 
     let log_path = dir.join("console.log");
     let mut log = std::fs::File::create(&log_path).map_err(XtaskError::io("create", &log_path))?;
     let deadline = start + Duration::from_secs(options.timeout_secs);
-    let mut started = false;
-    let mut exit = None;
+    let mut console = Console::new(options.verbose);
     // Set when the L1 is stopped for a lockup or a silence (errors a retry
     // may follow); returned once QEMU is reaped.
     let mut aborted: Option<XtaskError> = None;
     let silence = (options.silence_timeout_secs > 0)
         .then(|| Duration::from_secs(options.silence_timeout_secs));
     let mut last_line = Instant::now();
-    let mut tail: Vec<String> = Vec::new();
     loop {
         let now = Instant::now();
         let mut wait = deadline.saturating_duration_since(now);
@@ -558,45 +550,45 @@ fn run_nested(program: &Path, options: &LabOptions, assets: &Assets) -> Result<i
         }
         match rx.recv_timeout(wait.max(Duration::from_millis(1))) {
             Ok(line) => {
+                // Either channel is a sign of life.
                 last_line = Instant::now();
-                let _ = writeln!(log, "{line}");
-                if lockup::is_lockup_report(&line) {
-                    eprintln!("{line}");
-                    eprintln!("xtask lab: the L1 kernel reports a lockup; killing QEMU");
-                    let _ = child.kill();
-                    aborted = Some(XtaskError::L1Lockup {
-                        line,
-                        seconds: start.elapsed().as_secs_f64(),
-                        log: log_path.clone(),
-                    });
-                    break;
-                }
-                if line.contains(START_MARKER) && !started {
-                    started = true;
-                    eprintln!(
-                        "xtask lab: L1 booted in {:.1?}; program output follows",
-                        start.elapsed()
-                    );
-                    continue;
-                }
-                if let Some(code) = parse_exit(&line) {
-                    exit = Some(code);
-                    continue;
-                }
-                if (started && exit.is_none()) || options.verbose {
-                    println!("{line}");
-                } else {
-                    tail.push(line);
-                    if tail.len() > 60 {
-                        tail.remove(0);
+                let _ = match line.channel {
+                    Channel::Kernel => writeln!(log, "{}", line.text),
+                    Channel::Program => writeln!(log, "[program] {}", line.text),
+                };
+                match console.on_line(&line) {
+                    Action::Lockup => {
+                        eprintln!("{}", line.text);
+                        eprintln!("xtask lab: the L1 kernel reports a lockup; killing QEMU");
+                        let _ = child.kill();
+                        aborted = Some(XtaskError::L1Lockup {
+                            line: line.text,
+                            seconds: start.elapsed().as_secs_f64(),
+                            log: log_path.clone(),
+                        });
+                        break;
                     }
+                    Action::Started => {
+                        eprintln!(
+                            "xtask lab: L1 booted in {:.1?}; program output follows",
+                            start.elapsed()
+                        );
+                        if console.program_on_kernel_console() {
+                            eprintln!(
+                                "xtask lab: warning: the L1 has no second serial port, so the program's output \
+                                 shares the kernel console: a lockup report the program prints will stop the L1"
+                            );
+                        }
+                    }
+                    Action::Show => println!("{}", line.text),
+                    Action::Exited(_) | Action::Hold => {}
                 }
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
             Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {
                 let quiet = last_line.elapsed().as_secs();
                 let _ = child.kill();
-                if exit.is_some() {
+                if console.exit().is_some() {
                     // The program is done; only the power-off hangs.
                     eprintln!(
                         "xtask lab: the program has exited but the L1 has not powered off after {quiet}s; killing QEMU"
@@ -630,7 +622,7 @@ fn run_nested(program: &Path, options: &LabOptions, assets: &Assets) -> Result<i
     if let Some(error) = aborted {
         return Err(error);
     }
-    match exit {
+    match console.exit() {
         Some(code) => {
             eprintln!(
                 "xtask lab: program exited with {code}; L1 wall time {wall:.1?} (console log: {})",
@@ -639,7 +631,7 @@ fn run_nested(program: &Path, options: &LabOptions, assets: &Assets) -> Result<i
             Ok(code)
         }
         None => {
-            for line in &tail {
+            for line in console.tail() {
                 eprintln!("  | {line}");
             }
             Err(XtaskError::Other(format!(
@@ -675,22 +667,18 @@ mod tests {
     }
 
     #[test]
-    fn parses_exit_markers_and_quotes() {
-        assert_eq!(parse_exit("UVM_LAB_EXIT=0"), Some(0));
-        assert_eq!(parse_exit("[  1.0] x UVM_LAB_EXIT=42\r"), Some(42));
-        assert_eq!(parse_exit("UVM_LAB_EXIT="), None);
-        assert_eq!(parse_exit("hello"), None);
+    fn quotes_for_sh() {
         assert_eq!(shell_quote("it's"), "'it'\\''s'");
     }
 
     #[test]
     fn parses_options() {
         let args = |s: &str| s.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
-        let o = parse(&args("--timeout 60 -- kvm-probe --exits 5")).unwrap();
+        let o = parse(&args("--timeout 60 -- kvm-selftest --exits 5")).unwrap();
         assert_eq!(o.timeout_secs, 60);
-        assert_eq!(o.program, args("kvm-probe --exits 5"));
-        let o = parse(&args("kvm-probe --exits 5")).unwrap();
-        assert_eq!(o.program, args("kvm-probe --exits 5"));
+        assert_eq!(o.program, args("kvm-selftest --exits 5"));
+        let o = parse(&args("kvm-selftest --exits 5")).unwrap();
+        assert_eq!(o.program, args("kvm-selftest --exits 5"));
         assert!(parse(&args("--print-mode")).unwrap().print_mode);
         let o = parse(&args("--with-qemu -- boot-bench --runs 5")).unwrap();
         assert!(o.with_qemu);

@@ -6,6 +6,10 @@
 //! kernel says so on the console first ("watchdog: BUG: soft lockup" or an
 //! RCU stall), so `cargo xtask lab` can stop the L1 at once
 //! and, when asked to (`--lockup-retries`), run the program again.
+//!
+//! Only lines of the L1 kernel console are matched: the program's output
+//! comes on a channel of its own ([`crate::l1_console`]), so a program that
+//! prints an L2 guest's lockup report does not stop its L1.
 
 /// What the L1 kernel prints when a CPU or task is stuck.
 const REPORTS: [&str; 3] = [

@@ -6,15 +6,20 @@
 //!   workspace (built static) where `/dev/kvm` can boot Linux: directly on a
 //!   VMX/SVM host, else in a nested QEMU TCG guest with emulated SVM.
 //! - `cargo xtask lab --print-mode`: say which of the two it would use and why.
+//! - `cargo xtask circles [CRATE_DIR ...]`: list the import circles between
+//!   the files of each crate ([`circles`]); exits 1 when there is one.
 
 mod apt;
 mod build;
 mod cache;
+mod circles;
 mod cmd;
 mod cpio;
 mod error;
 mod guest;
 mod initramfs;
+mod l1_console;
+mod l1_serial;
 mod lab;
 mod lockup;
 mod modules;
@@ -30,13 +35,16 @@ pub const USAGE: &str = "usage:
   cargo xtask lab [--print-mode] [--nested] [--timeout SECS] [--memory MIB] [--cpus N]
                   [--scratch-gib N] [--with-vmlinux] [--with-qemu] [--verbose]
                   [--lockup-retries N] [--silence-timeout SECS] -- <program|path> [args]
-      run a workspace binary (built static) where /dev/kvm can boot Linux";
+      run a workspace binary (built static) where /dev/kvm can boot Linux
+  cargo xtask circles [CRATE_DIR ...]
+      list the import circles between the files of each crate (exit 1 if any)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("guest") => guest::run(&args[1..]).map(|()| 0),
         Some("lab") => lab::run(&args[1..]),
+        Some("circles") => circles::run(&args[1..]),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(0)

@@ -4,7 +4,7 @@
 //! (and add its crate to this package's dependencies).
 
 use uvm_api::{Registry, UvmConfig};
-use uvm_backend_kvm::guest_assets::GuestAssets;
+use uvm_tools::guest_assets::GuestAssets;
 
 /// Every backend the binary knows, by registry name.
 pub fn registry() -> uvm_api::Result<Registry> {

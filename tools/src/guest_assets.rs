@@ -2,7 +2,8 @@
 //! `assets.json` (the lab exports its path as `UVM_GUEST_ASSETS`), and the
 //! recommended kernel command line.
 //!
-//! Shared by `kvm-boot-check`, the `shim` example and the conformance CLI.
+//! Shared by `kvm-boot-check`, `kvm-hotplug-cycles`, the `shim` example, the
+//! conformance CLI and the benchmarks.
 
 use std::path::{Path, PathBuf};
 

@@ -22,8 +22,9 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use uvm_api::{ConsoleSink, ShareKind, SharedFolder, StopMode, StopReason, Uvm, UvmConfig};
-use uvm_backend_kvm::guest_assets::GuestAssets;
 use uvm_backend_kvm::{KvmBackend, KvmUvm};
+use uvm_tools::guest_assets::GuestAssets;
+use uvm_tools::lab_main::run_with_guest_assets;
 
 const READY: &str = "UVM_GUEST_READY";
 const BOOT_TIMEOUT: Duration = Duration::from_secs(240);
@@ -185,25 +186,8 @@ async fn phase_poweroff(assets: &GuestAssets) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("kvm-boot-check: tokio runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async {
-        let assets = match GuestAssets::from_env() {
-            Ok(a) => a,
-            Err(e) => {
-                eprintln!("kvm-boot-check: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        let console = std::env::args().skip(1).any(|a| a == "--console");
+    let console = std::env::args().skip(1).any(|a| a == "--console");
+    run_with_guest_assets("kvm-boot-check", |assets| async move {
         let graceful = phase_graceful(&assets, console).await;
         let poweroff = phase_poweroff(&assets).await;
         println!("kvm-boot-check: graceful: {graceful:?}; poweroff: {poweroff:?}");

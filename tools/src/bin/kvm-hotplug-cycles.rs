@@ -19,8 +19,9 @@ use uvm_api::{
     ConsoleSink, DiskFormat, GuestProbe, ImageFormat, MacAddress, Nic, Removal, ScsiDisk,
     ShareKind, SharedFolder, StopMode, Uvm, UvmConfig, VpmemController, VpmemDevice,
 };
-use uvm_backend_kvm::guest_assets::GuestAssets;
 use uvm_backend_kvm::{KvmBackend, KvmUvm};
+use uvm_tools::guest_assets::GuestAssets;
+use uvm_tools::lab_main::run_with_guest_assets;
 
 const GUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const MEMORY_SLACK_KIB: i64 = 2048;
@@ -292,24 +293,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("kvm-hotplug-cycles: tokio runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async {
-        let assets = match GuestAssets::from_env() {
-            Ok(a) => a,
-            Err(e) => {
-                eprintln!("kvm-hotplug-cycles: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
+    run_with_guest_assets("kvm-hotplug-cycles", |assets| async move {
         match run(&assets, cycles).await {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::FAILURE,

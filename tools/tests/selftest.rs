@@ -1,31 +1,31 @@
-//! Runs the KVM probe on the host's /dev/kvm (skips loudly when there is none).
+//! Runs the KVM self-test on the host's /dev/kvm (skips loudly when there is none).
 
 use std::path::Path;
 
-use uvm_backend_kvm::probe::{DEFAULT_DEVICE, ProbeError, ProbeOptions, run_probe};
+use uvm_tools::selftest::{DEFAULT_DEVICE, SelftestError, SelftestOptions, run_selftest};
 
 #[test]
-fn probe_runs_real_mode_code_on_dev_kvm() {
+fn selftest_runs_real_mode_code_on_dev_kvm() {
     if !Path::new(DEFAULT_DEVICE).exists() {
         eprintln!("SKIPPED: /dev/kvm not available: {DEFAULT_DEVICE} does not exist on this host");
         return;
     }
-    let options = ProbeOptions {
+    let options = SelftestOptions {
         exits: 100,
-        ..ProbeOptions::default()
+        ..SelftestOptions::default()
     };
-    match run_probe(&options) {
+    match run_selftest(&options) {
         Ok(report) => {
             eprintln!("{report}");
             assert_eq!(report.serial_output, "5\n");
             assert_eq!(report.loop_exits, 100);
         }
-        Err(ProbeError::DeviceMissing { path }) => {
+        Err(SelftestError::DeviceMissing { path }) => {
             eprintln!(
                 "SKIPPED: /dev/kvm not available: {} vanished",
                 path.display()
             );
         }
-        Err(other) => panic!("the KVM probe failed on {DEFAULT_DEVICE}: {other}"),
+        Err(other) => panic!("the KVM self-test failed on {DEFAULT_DEVICE}: {other}"),
     }
 }
