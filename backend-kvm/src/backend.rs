@@ -3,44 +3,17 @@
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
-use uvm_api::{
-    Action, Backend, Capabilities, Error, GuestOs, Operation, Resource, Result, Uvm, UvmConfig,
-};
+use uvm_api::{Action, Backend, Capabilities, Error, GuestOs, Result, Uvm, UvmConfig};
 use uvm_devices::virtio::fs::find_virtiofsd;
 
 use crate::arch::boot::BootSpec;
 use crate::arch::boot::payload::RealModePayload;
+use crate::capabilities;
 use crate::managers::net::retry_while_tap_busy;
 use crate::uvm::KvmUvm;
 
 /// The registry name of this backend.
 pub const NAME: &str = "kvm";
-
-/// The (resource, operation) pairs the kvm backend implements: vsock,
-/// and SCSI, VPMem and network add and remove (cold and hot plug, see
-/// [`crate::managers`]).
-pub const RESOURCES: &[(Resource, Operation)] = &[
-    (Resource::VmSocket, Operation::Add),
-    (Resource::Scsi, Operation::Add),
-    (Resource::Scsi, Operation::Remove),
-    (Resource::VPMem, Operation::Add),
-    (Resource::VPMem, Operation::Remove),
-    (Resource::Network, Operation::Add),
-    (Resource::Network, Operation::Remove),
-];
-
-/// The pairs added when a `virtiofsd` binary is available (shared folders).
-pub const SHARE_RESOURCES: &[(Resource, Operation)] = &[
-    (Resource::VirtioFs, Operation::Add),
-    (Resource::VirtioFs, Operation::Remove),
-];
-
-/// Whether the kvm backend implements `operation` on `resource`, given
-/// whether it has a `virtiofsd` to serve shared folders with.
-pub fn supports(resource: Resource, operation: Operation, virtiofsd: bool) -> bool {
-    RESOURCES.contains(&(resource, operation))
-        || (virtiofsd && SHARE_RESOURCES.contains(&(resource, operation)))
-}
 
 /// The KVM backend.
 #[derive(Debug, Default, Clone)]
@@ -127,19 +100,7 @@ impl Backend for KvmBackend {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            resources: RESOURCES
-                .iter()
-                .chain(if self.virtiofsd.is_some() {
-                    SHARE_RESOURCES
-                } else {
-                    &[]
-                })
-                .copied()
-                .collect(),
-            actions: [Action::Pause, Action::Resume].into_iter().collect(),
-            restore: false,
-        }
+        capabilities::matrix(self.virtiofsd.is_some())
     }
 
     fn supports_guest_os(&self, os: GuestOs) -> bool {
@@ -173,6 +134,8 @@ impl Backend for KvmBackend {
 
 #[cfg(test)]
 mod tests {
+    use uvm_api::{Operation, Resource};
+
     use super::*;
 
     #[test]

@@ -22,7 +22,7 @@ use uvm_api::{
 use uvm_guest_agent::client::AgentClient;
 
 use crate::control::protocol::{Command, VmmHandle};
-use crate::vsock::KvmVsock;
+use crate::managers::vsock::KvmVsock;
 
 /// The guest view of one VM of the kvm backend.
 pub struct KvmGuestProbe {

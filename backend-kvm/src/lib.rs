@@ -66,20 +66,20 @@
 pub mod arch;
 pub mod backend;
 pub mod build;
+pub mod capabilities;
 pub mod console;
 pub mod control;
+pub mod device_window;
 pub mod error;
 pub mod exits;
 pub mod guest_probe;
 pub mod irq;
-pub mod lifecycle;
 pub mod managers;
 pub mod memory;
 pub mod pci;
 pub mod stats;
 pub mod uvm;
 pub mod vcpu;
-pub mod vsock;
 
 pub use arch::boot::payload::RealModePayload;
 pub use backend::{KvmBackend, NAME as BACKEND_NAME};

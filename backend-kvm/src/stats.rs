@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
+use uvm_api::ExitCell;
 use uvm_api::{MemoryStats, ProcessorStats, Stats};
 
 use crate::console::ConsoleTap;
 use crate::exits::ExitCounters;
-use crate::lifecycle::Lifecycle;
 use crate::memory::{self, GuestMem};
 use crate::vcpu::clock::VcpuClock;
 
@@ -30,7 +30,7 @@ pub struct VmStats {
 
 /// The current statistics.
 pub fn collect(
-    lifecycle: &Lifecycle,
+    lifecycle: &ExitCell,
     vm: &VmStats,
     memory_bytes: u64,
     console: &ConsoleTap,

@@ -13,6 +13,7 @@ use kvm_bindings::kvm_clock_data;
 use kvm_ioctls::VmFd;
 use parking_lot::Mutex;
 use tokio::sync::mpsc::UnboundedReceiver;
+use uvm_api::ExitCell;
 use uvm_api::{ExitStatus, StopReason};
 use uvm_devices::acpi::pm::PmDevice;
 use uvm_devices::legacy::GuestRequest;
@@ -21,7 +22,6 @@ use vmm_sys_util::signal::Killable;
 
 use super::protocol::{Command, VmmEvent};
 use crate::build::pci::PciDevices;
-use crate::lifecycle::Lifecycle;
 use crate::memory::GuestMem;
 use crate::pci::hub::DeviceHub;
 use crate::stats::VmStats;
@@ -52,7 +52,7 @@ pub struct Controller {
     /// Events and commands.
     pub(super) inbox: UnboundedReceiver<VmmEvent>,
     /// State and exit status.
-    pub(super) lifecycle: Arc<Lifecycle>,
+    pub(super) lifecycle: Arc<ExitCell>,
     /// Figures frozen at the stop.
     pub(super) stats: Arc<VmStats>,
     /// The guest clock saved at pause.

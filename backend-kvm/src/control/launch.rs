@@ -2,13 +2,13 @@
 
 use std::sync::Arc;
 
+use uvm_api::ExitCell;
 use uvm_api::{ExitStatus, StopReason};
 
 use super::controller::Controller;
 use super::protocol::VmmHandle;
 use crate::build::Prepared;
 use crate::error::VmmError;
-use crate::lifecycle::Lifecycle;
 use crate::pci::hub::DeviceHub;
 use crate::stats::VmStats;
 use crate::vcpu::clock::VcpuClock;
@@ -21,7 +21,7 @@ use crate::vcpu::{self, VcpuContext, kick};
 pub fn launch(
     prepared: Prepared,
     hub: Arc<DeviceHub>,
-    lifecycle: Arc<Lifecycle>,
+    lifecycle: Arc<ExitCell>,
     stats: Arc<VmStats>,
     release_devices: Box<dyn FnOnce() + Send>,
 ) -> Result<VmmHandle, VmmError> {

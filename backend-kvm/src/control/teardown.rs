@@ -15,11 +15,11 @@
 
 use std::time::{Duration, Instant};
 
+use uvm_api::ExitCell;
 use uvm_api::ExitStatus;
 
 use super::controller::{Controller, PAUSE_TIMEOUT};
 use super::protocol::{Command, VmmEvent};
-use crate::lifecycle::Lifecycle;
 use crate::memory;
 use crate::vcpu::control::Want;
 
@@ -80,7 +80,7 @@ impl Controller {
 
 /// Ends a VM that never ran (stopped before start, failed to start, or
 /// dropped): its devices are released, then the exit is published.
-pub fn never_started(release_devices: impl FnOnce(), lifecycle: &Lifecycle, status: ExitStatus) {
+pub fn never_started(release_devices: impl FnOnce(), lifecycle: &ExitCell, status: ExitStatus) {
     release_devices();
     lifecycle.finish(status);
 }

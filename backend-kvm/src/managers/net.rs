@@ -1,7 +1,7 @@
 //! [`KvmNetwork`]: NICs as virtio-net functions over tap devices.
 //!
 //! Each NIC is its own virtio-net PCI function in the first free slot of
-//! [`DYNAMIC_SLOTS`], backed by the tap named by `Nic::endpoint` (opened,
+//! [`slots::DYNAMIC`], backed by the tap named by `Nic::endpoint` (opened,
 //! or created if absent, with `IFF_VNET_HDR`). Frames from the guest go out
 //! on its queue notifications; frames for the guest are moved by the
 //! device's own receive pump. The pump and the tap go with the device,
@@ -13,12 +13,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use tracing::Instrument;
-use uvm_api::{Error, NetworkManager, Nic, Removal, Resource, Result, op_span};
+use uvm_api::{DeviceTable, Error, NetworkManager, Nic, Removal, Resource, Result, op_span};
 use uvm_devices::virtio::net::{NetDevice, Tap, TapError};
 
-use super::ids::IdTable;
-use super::pmem::DYNAMIC_SLOTS;
-use super::{ManagerContext, Unplug, complete_all, lock};
+use super::context::ManagerContext;
+use super::removal::Unplug;
+use crate::pci::slots;
 
 struct Attached {
     slot: u8,
@@ -32,7 +32,7 @@ pub struct KvmNetwork {
 }
 
 /// The NICs of a VM by id.
-type Nics = IdTable<String, Attached>;
+type Nics = DeviceTable<String, Attached>;
 
 fn tap_error(nic: &Nic, e: TapError) -> Error {
     match e {
@@ -78,35 +78,26 @@ impl KvmNetwork {
     pub fn new(ctx: ManagerContext) -> Self {
         KvmNetwork {
             ctx,
-            nics: Arc::new(Mutex::new(IdTable::default())),
+            nics: Arc::new(Mutex::new(DeviceTable::default())),
         }
     }
 
     pub(crate) fn do_add_nic(&self, nic: Nic) -> Result<()> {
         self.ctx.check_state()?;
         nic.validate()?;
-        let mac = nic.mac.octets();
-        let mut nics = lock(&self.nics);
-        if nics.contains(&nic.id) {
-            return Err(Error::already_exists(Resource::Network, nic.id.clone()));
-        }
-        if nics.all().any(|(_, a)| a.mac == mac) {
-            return Err(Error::already_exists(
-                Resource::Network,
-                format!("MAC {}", nic.mac),
-            ));
-        }
-        let tap = Tap::open(&nic.endpoint).map_err(|e| tap_error(&nic, e))?;
-        let device = NetDevice::with_rx_pump(Box::new(tap), mac, &nic.id)
-            .map_err(|e| Error::io(format!("starting the receive thread of NIC {}", nic.id), e))?;
         let slot = self
             .ctx
             .hub
-            .reserve_slot(DYNAMIC_SLOTS)
+            .reserve_slot(slots::DYNAMIC)
             .map_err(|e| self.ctx.hub_error(Resource::Network, e))?;
-        nics.insert(nic.id.clone(), Attached { slot, mac });
-        drop(nics);
-        // No manager lock across the hub: eject callbacks take it.
+        let device = self.open(&nic, slot);
+        let device = match device {
+            Ok(device) => device,
+            Err(e) => {
+                self.ctx.hub.unreserve(slot);
+                return Err(e);
+            }
+        };
         let plugged = self.ctx.hub.plug(
             slot,
             &format!("virtio-net {}", nic.id),
@@ -114,17 +105,42 @@ impl KvmNetwork {
             None,
         );
         if let Err(e) = plugged {
-            lock(&self.nics).forget(&nic.id);
+            self.nics.lock().take_attached(&nic.id);
             return Err(self.ctx.hub_error(Resource::Network, e));
         }
         tracing::info!(vm = %self.ctx.vm_id, id = %nic.id, endpoint = %nic.endpoint, mac = %nic.mac, slot, "NIC added");
         Ok(())
     }
 
+    /// Takes `nic`'s id and MAC for `slot` and opens its tap; returns the
+    /// device (with its receive pump running).
+    fn open(&self, nic: &Nic, slot: u8) -> Result<NetDevice> {
+        let mac = nic.mac.octets();
+        let mut nics = self.nics.lock();
+        if nics.contains(&nic.id) {
+            return Err(Error::already_exists(Resource::Network, nic.id.clone()));
+        }
+        if nics.iter_visible().any(|(_, a)| a.mac == mac) {
+            return Err(Error::already_exists(
+                Resource::Network,
+                format!("MAC {}", nic.mac),
+            ));
+        }
+        // Opened under the lock: a racing add of the same id gets
+        // AlreadyExists, not the tap's EBUSY.
+        let tap = Tap::open(&nic.endpoint).map_err(|e| tap_error(nic, e))?;
+        let device = NetDevice::with_rx_pump(Box::new(tap), mac, &nic.id)
+            .map_err(|e| Error::io(format!("starting the receive thread of NIC {}", nic.id), e))?;
+        if nics.insert(nic.id.clone(), Attached { slot, mac }).is_err() {
+            return Err(Error::already_exists(Resource::Network, nic.id.clone()));
+        }
+        Ok(device)
+    }
+
     fn do_remove_nic(&self, id: &str) -> Result<Removal> {
         self.ctx.check_state()?;
         let key = id.to_owned();
-        let Some(slot) = lock(&self.nics).attached(&key).map(|a| a.slot) else {
+        let Some(slot) = self.nics.lock().attached(&key).map(|a| a.slot) else {
             return Err(Error::not_found(Resource::Network, id));
         };
         Unplug {
@@ -132,13 +148,18 @@ impl KvmNetwork {
             table: |t: &mut Nics| t,
             released: |_: &mut Nics, _: &Attached| {},
         }
-        .start(&self.ctx, &self.nics, key, slot, id)
+        .start(&self.nics, key, id, || {
+            self.ctx
+                .hub
+                .unplug(slot)
+                .map_err(|e| self.ctx.hub_error(Resource::Network, e))
+        })
     }
 
     /// The VM stopped: receive threads stop, pending removals complete.
     pub fn shut_down(&self) {
-        let (completers, _) = lock(&self.nics).drain();
-        complete_all(completers);
+        let drained = self.nics.lock().drain();
+        drained.complete();
     }
 }
 

@@ -1,38 +1,32 @@
 //! [`KvmVpmem`]: VPMem devices as virtio-pmem functions.
 //!
 //! Each device is its own virtio-pmem PCI function in the first free slot
-//! from [`DYNAMIC_SLOTS`]; its image file is mapped (shared, so guest
-//! writes and the guest's flushes reach the file; read-only images are
-//! mapped read-only and given to KVM as a read-only memory slot) into the
-//! device memory window above guest RAM ([`crate::arch::layout::device_memory_base`]),
-//! at a 2 MiB aligned address. Images must be raw, non-empty and a
-//! multiple of 2 MiB long (the granularity Linux maps device memory in);
-//! other formats are refused (`InvalidArgument`, argument `format`).
+//! of [`slots::DYNAMIC`]; its image ([`PmemImage`]: checked, mapped shared,
+//! read-only images mapped read-only and given to KVM as a read-only
+//! memory slot) appears in the device memory window above guest RAM
+//! ([`DeviceWindow`]) at a 2 MiB aligned address. The contract's rules for
+//! a device against its controller come from
+//! [`uvm_api::VpmemDevice::check_against`]; the kvm backend adds that
+//! images are raw, non-empty and a multiple of 2 MiB long (the granularity
+//! Linux maps device memory in). Other formats are refused
+//! (`InvalidArgument`, argument `format`).
 
-use std::collections::BTreeMap;
-use std::fs::OpenOptions;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use tracing::Instrument;
 use uvm_api::{
-    Error, ImageFormat, Removal, Resource, Result, VpmemController, VpmemDevice, VpmemManager,
-    op_span,
+    DeviceTable, Error, ImageFormat, Removal, Resource, Result, VpmemController, VpmemDevice,
+    VpmemManager, op_span,
 };
-use uvm_devices::virtio::pmem::PmemDevice;
-use vm_memory::FileOffset;
-use vm_memory::mmap::MmapRegion;
+use uvm_devices::virtio::pmem::{PmemError, PmemImage};
 
-use super::ids::IdTable;
-use super::{ManagerContext, Unplug, complete_all, lock};
-use crate::arch::layout;
+use super::context::ManagerContext;
+use super::removal::Unplug;
+use crate::device_window::DeviceWindow;
 use crate::pci::memslots::ExtraMemory;
-
-/// Slots VPMem devices and NICs take (after the SCSI controllers).
-pub const DYNAMIC_SLOTS: std::ops::RangeInclusive<u8> = 6..=31;
-/// Alignment and size granularity of device memory.
-pub const PMEM_ALIGN: u64 = 2 << 20;
+use crate::pci::slots;
 
 struct Mapped {
     slot: u8,
@@ -41,28 +35,28 @@ struct Mapped {
 
 struct PmemState {
     controller: Option<VpmemController>,
-    devices: IdTable<u32, Mapped>,
-    /// Guest-physical ranges in use: start -> length.
-    window_used: BTreeMap<u64, u64>,
+    devices: DeviceTable<u32, Mapped>,
+    window: DeviceWindow,
 }
 
 /// The VPMem manager of one VM.
 pub struct KvmVpmem {
     ctx: ManagerContext,
-    window: (u64, u64),
     state: Arc<Mutex<PmemState>>,
 }
 
-/// The lowest `len`-byte hole in `[start, end)` not covered by `used`.
-fn first_fit(used: &BTreeMap<u64, u64>, (start, end): (u64, u64), len: u64) -> Option<u64> {
-    let mut candidate = start;
-    for (&s, &l) in used {
-        if candidate.checked_add(len)? <= s {
-            break;
+fn image_error(e: PmemError) -> Error {
+    match e {
+        PmemError::Metadata { path, source } => {
+            Error::io(format!("reading metadata of {}", path.display()), source)
         }
-        candidate = candidate.max(s.checked_add(l)?);
+        e @ (PmemError::NotRegularFile(_) | PmemError::BadLength { .. }) => {
+            Error::invalid_argument("path", e.to_string())
+        }
+        PmemError::Io { what, path, source } => {
+            Error::io(format!("{what} {}", path.display()), source)
+        }
     }
-    (candidate.checked_add(len)? <= end).then_some(candidate)
 }
 
 impl KvmVpmem {
@@ -70,21 +64,17 @@ impl KvmVpmem {
     pub fn new(ctx: ManagerContext, ram_bytes: u64) -> Self {
         KvmVpmem {
             ctx,
-            window: (
-                layout::device_memory_base(ram_bytes),
-                layout::DEVICE_MEMORY_END,
-            ),
             state: Arc::new(Mutex::new(PmemState {
                 controller: None,
-                devices: IdTable::default(),
-                window_used: BTreeMap::new(),
+                devices: DeviceTable::default(),
+                window: DeviceWindow::for_ram(ram_bytes),
             })),
         }
     }
 
     pub(crate) fn do_add_controller(&self, controller: VpmemController) -> Result<()> {
         self.ctx.check_state()?;
-        let mut state = lock(&self.state);
+        let mut state = self.state.lock();
         if state.controller.is_some() {
             return Err(Error::AlreadySet {
                 what: "the VPMem controller".to_owned(),
@@ -107,152 +97,113 @@ impl KvmVpmem {
                 ),
             ));
         }
-        let mut state = lock(&self.state);
-        let Some(controller) = state.controller else {
+        let Some(controller) = self.state.lock().controller else {
             return Err(Error::not_found(Resource::VPMem, "controller"));
         };
-        if device.id >= controller.max_devices {
-            return Err(Error::invalid_argument(
-                "id",
-                format!(
-                    "slot {} is not below the controller's max_devices {}",
-                    device.id, controller.max_devices
-                ),
-            ));
-        }
-        let path = &device.path;
-        let meta = std::fs::metadata(path)
-            .map_err(|e| Error::io(format!("reading metadata of {}", path.display()), e))?;
-        if !meta.is_file() {
-            return Err(Error::invalid_argument(
-                "path",
-                format!("{} is not a regular file", path.display()),
-            ));
-        }
-        let size = meta.len();
-        if size > controller.max_size_bytes {
-            return Err(Error::invalid_argument(
-                "path",
-                format!(
-                    "{} is {size} bytes, more than the controller's max_size_bytes {}",
-                    path.display(),
-                    controller.max_size_bytes
-                ),
-            ));
-        }
-        if size == 0 || size % PMEM_ALIGN != 0 {
-            return Err(Error::invalid_argument(
-                "path",
-                format!(
-                    "{} is {size} bytes; VPMem images must be a non-zero multiple of {PMEM_ALIGN} bytes",
-                    path.display()
-                ),
-            ));
-        }
-        if state.devices.contains(&device.id) {
+        device.check_against(&controller)?;
+        PmemImage::checked_len(&device.path).map_err(image_error)?;
+        if self.state.lock().devices.contains(&device.id) {
             return Err(Error::already_exists(
                 Resource::VPMem,
                 device.id.to_string(),
             ));
         }
-        let guest_address = first_fit(&state.window_used, self.window, size).ok_or_else(|| {
-            Error::LimitReached {
-                resource: Resource::VPMem,
-                limit: format!(
-                    "the device memory window [{:#x}, {:#x})",
-                    self.window.0, self.window.1
-                ),
-            }
-        })?;
-        let file = OpenOptions::new()
-            .read(true)
-            .write(!device.read_only)
-            .open(path)
-            .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-        let flush_file = file
-            .try_clone()
-            .map_err(|e| Error::io(format!("duplicating the fd of {}", path.display()), e))?;
-        let len = usize::try_from(size)
-            .map_err(|_| Error::invalid_argument("path", "image too large for this host"))?;
-        let prot = if device.read_only {
-            libc::PROT_READ
-        } else {
-            libc::PROT_READ | libc::PROT_WRITE
-        };
-        let region: MmapRegion<()> = MmapRegion::build(
-            Some(FileOffset::new(file, 0)),
-            len,
-            prot,
-            libc::MAP_SHARED | libc::MAP_NORESERVE,
-        )
-        .map_err(|e| {
-            Error::io(
-                format!("mapping {}", path.display()),
-                std::io::Error::other(e),
-            )
-        })?;
-        let memory = ExtraMemory {
-            guest_address,
-            host_address: region.as_ptr() as u64,
-            len: size,
-            read_only: device.read_only,
-            owner: Box::new(region),
-        };
+        let image = PmemImage::open(&device.path, device.read_only).map_err(image_error)?;
         let slot = self
             .ctx
             .hub
-            .reserve_slot(DYNAMIC_SLOTS)
+            .reserve_slot(slots::DYNAMIC)
             .map_err(|e| self.ctx.hub_error(Resource::VPMem, e))?;
-        state.window_used.insert(guest_address, size);
-        state.devices.insert(
-            device.id,
-            Mapped {
-                slot,
-                guest_address,
-            },
-        );
-        drop(state);
-        // No manager lock across the hub: eject callbacks take it.
-        let model = PmemDevice::new(flush_file, device.read_only, guest_address, size);
-        let plugged = self.ctx.hub.plug(
-            slot,
-            &format!("virtio-pmem {}", device.id),
-            Box::new(model),
-            Some(memory),
-        );
+        let placed = self.place(device.id, slot, image.len());
+        let guest_address = match placed {
+            Ok(address) => address,
+            Err(e) => {
+                self.ctx.hub.unreserve(slot);
+                return Err(e);
+            }
+        };
+        let plugged = image
+            .device(guest_address)
+            .map_err(image_error)
+            .and_then(|model| {
+                let memory = ExtraMemory {
+                    guest_address,
+                    host_address: image.host_address(),
+                    len: image.len(),
+                    read_only: image.read_only(),
+                    owner: Box::new(image),
+                };
+                self.ctx
+                    .hub
+                    .plug(
+                        slot,
+                        &format!("virtio-pmem {}", device.id),
+                        Box::new(model),
+                        Some(memory),
+                    )
+                    .map_err(|e| self.ctx.hub_error(Resource::VPMem, e))
+            });
         if let Err(e) = plugged {
-            let mut state = lock(&self.state);
-            state.devices.forget(&device.id);
-            state.window_used.remove(&guest_address);
-            return Err(self.ctx.hub_error(Resource::VPMem, e));
+            let mut state = self.state.lock();
+            state.devices.take_attached(&device.id);
+            state.window.free(guest_address);
+            return Err(e);
         }
-        tracing::info!(vm = %self.ctx.vm_id, id = device.id, slot, guest_address, size, read_only = device.read_only, "VPMem device added");
+        tracing::info!(vm = %self.ctx.vm_id, id = device.id, slot, guest_address, read_only = device.read_only, "VPMem device added");
         Ok(())
+    }
+
+    /// Takes the id and a guest range of `len` bytes for device `id` in
+    /// `slot`; returns the range's start.
+    fn place(&self, id: u32, slot: u8, len: u64) -> Result<u64> {
+        let mut state = self.state.lock();
+        if state.devices.contains(&id) {
+            return Err(Error::already_exists(Resource::VPMem, id.to_string()));
+        }
+        let Some(guest_address) = state.window.allocate(len) else {
+            let (start, end) = state.window.bounds();
+            return Err(Error::LimitReached {
+                resource: Resource::VPMem,
+                limit: format!("the device memory window [{start:#x}, {end:#x})"),
+            });
+        };
+        let mapped = Mapped {
+            slot,
+            guest_address,
+        };
+        if state.devices.insert(id, mapped).is_err() {
+            state.window.free(guest_address);
+            return Err(Error::already_exists(Resource::VPMem, id.to_string()));
+        }
+        Ok(guest_address)
     }
 
     fn do_remove_device(&self, id: u32) -> Result<Removal> {
         self.ctx.check_state()?;
-        let Some(slot) = lock(&self.state).devices.attached(&id).map(|m| m.slot) else {
+        let Some(slot) = self.state.lock().devices.attached(&id).map(|m| m.slot) else {
             return Err(Error::not_found(Resource::VPMem, id.to_string()));
         };
         Unplug {
             resource: Resource::VPMem,
             table: |s: &mut PmemState| &mut s.devices,
-            released: |s: &mut PmemState, mapped: &Mapped| {
-                s.window_used.remove(&mapped.guest_address);
-            },
+            released: |s: &mut PmemState, mapped: &Mapped| s.window.free(mapped.guest_address),
         }
-        .start(&self.ctx, &self.state, id, slot, &id.to_string())
+        .start(&self.state, id, &id.to_string(), || {
+            self.ctx
+                .hub
+                .unplug(slot)
+                .map_err(|e| self.ctx.hub_error(Resource::VPMem, e))
+        })
     }
 
     /// The VM stopped: every pending removal completes.
     pub fn shut_down(&self) {
-        let (completers, _) = {
-            let mut state = lock(&self.state);
-            state.window_used.clear();
+        let drained = {
+            let mut state = self.state.lock();
+            state.window.clear();
             state.devices.drain()
         };
-        complete_all(completers);
+        drained.complete();
     }
 }
 
@@ -273,22 +224,5 @@ impl VpmemManager for KvmVpmem {
     async fn remove_device(&self, id: u32) -> Result<Removal> {
         let span = op_span(&self.ctx.vm_id, "vpmem remove_device");
         async { self.do_remove_device(id) }.instrument(span).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn first_fit_fills_holes_in_order() {
-        let mut used = BTreeMap::new();
-        let w = (0x1000, 0x10000);
-        assert_eq!(first_fit(&used, w, 0x2000), Some(0x1000));
-        used.insert(0x1000, 0x2000);
-        used.insert(0x5000, 0x1000);
-        assert_eq!(first_fit(&used, w, 0x2000), Some(0x3000));
-        assert_eq!(first_fit(&used, w, 0x3000), Some(0x6000));
-        assert_eq!(first_fit(&used, w, 0x10000), None);
     }
 }

@@ -1,14 +1,14 @@
 //! [`KvmScsi`]: SCSI controllers as virtio-scsi functions, disks as LUNs.
 //!
 //! Controller `i` is a virtio-scsi function in PCI slot
-//! [`SCSI_FIRST_SLOT`]` + i`, so controllers sit in slot order (the guest
-//! agent numbers virtio-scsi hosts by PCI address). Every disk is LUN
-//! `lun` of target 0; a LUN added to a running controller is announced
-//! through the virtio-scsi event queue (transport reset, rescan) and a
-//! removed one likewise (transport reset, removed); its id is free again
-//! once the guest has released it. Formats: raw image files and whole
-//! block devices; anything else is refused (`InvalidArgument`, argument
-//! `format`). Images are never probed.
+//! [`slots::scsi`]`(i)`, so controllers sit in slot order (the guest agent
+//! numbers virtio-scsi hosts by PCI address). Every disk is LUN `lun` of
+//! target 0; a LUN added to a running controller is announced through the
+//! virtio-scsi event queue (transport reset, rescan) and a removed one
+//! likewise (transport reset, removed); its id is free again once the guest
+//! has released it. Formats: raw image files and whole block devices;
+//! anything else is refused (`InvalidArgument`, argument `format`). Images
+//! are never probed.
 
 use std::sync::Arc;
 
@@ -16,15 +16,15 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 use tracing::Instrument;
 use uvm_api::config::{MAX_LUNS_PER_CONTROLLER, MAX_SCSI_CONTROLLERS};
-use uvm_api::{DiskFormat, Error, Removal, Resource, Result, ScsiDisk, ScsiManager, op_span};
+use uvm_api::{
+    DeviceTable, DiskFormat, Error, Removal, Resource, Result, ScsiDisk, ScsiManager, op_span,
+};
 use uvm_devices::scsi::{DiskImage, ImageKind, ScsiDisk as ScsiLun, ScsiError};
 use uvm_devices::virtio::scsi::{ScsiHost, VirtioScsiDevice};
 
-use super::ids::IdTable;
-use super::{ManagerContext, Unplug, complete_all, lock};
-
-/// PCI slot of controller 0.
-pub const SCSI_FIRST_SLOT: u8 = 2;
+use super::context::ManagerContext;
+use super::removal::Unplug;
+use crate::pci::slots;
 
 struct Controller {
     host: ScsiHost,
@@ -33,8 +33,8 @@ struct Controller {
 
 #[derive(Default)]
 struct ScsiState {
-    controllers: IdTable<u8, Controller>,
-    disks: IdTable<(u8, u8), ()>,
+    controllers: DeviceTable<u8, Controller>,
+    disks: DeviceTable<(u8, u8), ()>,
 }
 
 /// The SCSI manager of one VM.
@@ -83,25 +83,26 @@ impl KvmScsi {
 
     pub(crate) fn do_add_controller(&self, index: u8) -> Result<()> {
         self.ctx.check_state()?;
-        if index >= MAX_SCSI_CONTROLLERS {
-            return Err(Error::LimitReached {
-                resource: Resource::Scsi,
-                limit: format!(
-                    "{MAX_SCSI_CONTROLLERS} controllers (indices 0..{MAX_SCSI_CONTROLLERS})"
-                ),
-            });
-        }
+        let slot = slots::scsi(index).ok_or_else(|| Error::LimitReached {
+            resource: Resource::Scsi,
+            limit: format!(
+                "{MAX_SCSI_CONTROLLERS} controllers (indices 0..{MAX_SCSI_CONTROLLERS})"
+            ),
+        })?;
         let device = VirtioScsiDevice::new(1);
-        let host = device.host();
-        let slot = SCSI_FIRST_SLOT + index;
+        let controller = Controller {
+            host: device.host(),
+            slot,
+        };
+        if self
+            .state
+            .lock()
+            .controllers
+            .insert(index, controller)
+            .is_err()
         {
-            let mut state = lock(&self.state);
-            if state.controllers.contains(&index) {
-                return Err(Error::already_exists(Resource::Scsi, controller_id(index)));
-            }
-            state.controllers.insert(index, Controller { host, slot });
+            return Err(Error::already_exists(Resource::Scsi, controller_id(index)));
         }
-        // No manager lock across the hub: device callbacks take it.
         let plugged = self.ctx.hub.plug(
             slot,
             &format!("virtio-scsi controller {index}"),
@@ -109,7 +110,7 @@ impl KvmScsi {
             None,
         );
         if let Err(e) = plugged {
-            lock(&self.state).controllers.forget(&index);
+            self.state.lock().controllers.take_attached(&index);
             return Err(self.ctx.hub_error(Resource::Scsi, e));
         }
         Ok(())
@@ -117,24 +118,35 @@ impl KvmScsi {
 
     fn do_remove_controller(&self, index: u8) -> Result<Removal> {
         self.ctx.check_state()?;
-        let state = lock(&self.state);
-        let Some(slot) = state.controllers.attached(&index).map(|c| c.slot) else {
-            return Err(Error::not_found(Resource::Scsi, controller_id(index)));
+        let slot = {
+            let state = self.state.lock();
+            let Some(slot) = state.controllers.attached(&index).map(|c| c.slot) else {
+                return Err(Error::not_found(Resource::Scsi, controller_id(index)));
+            };
+            let disks = state
+                .disks
+                .iter_visible()
+                .filter(|((c, _), _)| *c == index)
+                .count();
+            if disks > 0 {
+                return Err(Error::invalid_argument(
+                    "index",
+                    format!("controller {index} still holds {disks} disk(s); remove them first"),
+                ));
+            }
+            slot
         };
-        let disks = state.disks.all().filter(|((c, _), _)| *c == index).count();
-        if disks > 0 {
-            return Err(Error::invalid_argument(
-                "index",
-                format!("controller {index} still holds {disks} disk(s); remove them first"),
-            ));
-        }
-        drop(state);
         Unplug {
             resource: Resource::Scsi,
             table: |s: &mut ScsiState| &mut s.controllers,
             released: |_: &mut ScsiState, _: &Controller| {},
         }
-        .start(&self.ctx, &self.state, index, slot, &controller_id(index))
+        .start(&self.state, index, &controller_id(index), || {
+            self.ctx
+                .hub
+                .unplug(slot)
+                .map_err(|e| self.ctx.hub_error(Resource::Scsi, e))
+        })
     }
 
     pub(crate) fn do_add_disk(&self, disk: ScsiDisk) -> Result<()> {
@@ -160,7 +172,7 @@ impl KvmScsi {
         };
         let key = (disk.controller, disk.lun);
         let host = {
-            let mut state = lock(&self.state);
+            let mut state = self.state.lock();
             let Some(host) = state
                 .controllers
                 .attached(&disk.controller)
@@ -171,17 +183,15 @@ impl KvmScsi {
                     controller_id(disk.controller),
                 ));
             };
-            if state.disks.contains(&key) {
+            // Reserved now; the device is called with the lock released.
+            if state.disks.insert(key, ()).is_err() {
                 return Err(Error::already_exists(Resource::Scsi, disk.address()));
             }
-            // Reserved now; the device is called with no manager lock held
-            // (its release callbacks take this lock from inside the device).
-            state.disks.insert(key, ());
             host
         };
         let attached = self.attach_lun(&host, &disk, kind);
         if attached.is_err() {
-            lock(&self.state).disks.forget(&key);
+            self.state.lock().disks.take_attached(&key);
         }
         attached
     }
@@ -205,48 +215,39 @@ impl KvmScsi {
     fn do_remove_disk(&self, controller: u8, lun: u8) -> Result<Removal> {
         self.ctx.check_state()?;
         let id = format!("{controller}:{lun}");
-        let mut state = lock(&self.state);
         let key = (controller, lun);
-        if state.disks.attached(&key).is_none() {
-            return Err(Error::not_found(Resource::Scsi, id));
+        let host = {
+            let state = self.state.lock();
+            state
+                .disks
+                .attached(&key)
+                .and_then(|_| {
+                    state
+                        .controllers
+                        .iter_visible()
+                        .find(|(c, _)| **c == controller)
+                        .map(|(_, c)| c.host.clone())
+                })
+                .ok_or_else(|| Error::not_found(Resource::Scsi, id.clone()))?
+        };
+        Unplug {
+            resource: Resource::Scsi,
+            table: |s: &mut ScsiState| &mut s.disks,
+            released: |_: &mut ScsiState, _: &()| {},
         }
-        let Some(host) = state
-            .controllers
-            .all()
-            .find(|(c, _)| **c == controller)
-            .map(|(_, c)| c.host.clone())
-        else {
-            return Err(Error::not_found(Resource::Scsi, id));
-        };
-        let (removal, completer) = Removal::pending(Resource::Scsi, id);
-        state.disks.begin_release(&key, completer);
-        drop(state);
-        let release = match host.remove_lun(u16::from(lun)) {
-            Ok(r) => r,
-            Err(e) => {
-                let mut state = lock(&self.state);
-                if state.disks.finish_release(&key).is_some() {
-                    state.disks.insert(key, ());
-                }
-                return Err(Error::backend(e));
-            }
-        };
-        let weak = Arc::downgrade(&self.state);
-        release.on_release(move || {
-            let Some(state) = weak.upgrade() else { return };
-            let done = lock(&state).disks.finish_release(&key);
-            if let Some((Some(completer), _)) = done {
-                completer.complete();
-            }
-        });
-        Ok(removal)
+        .start(&self.state, key, &id, || {
+            host.remove_lun(u16::from(lun)).map_err(Error::backend)
+        })
     }
 
-    /// The VM stopped: every pending removal completes, the table empties.
+    /// The VM stopped: every pending removal completes, the tables empty.
     pub fn shut_down(&self) {
-        let (mut completers, _) = lock(&self.state).disks.drain();
-        completers.extend(lock(&self.state).controllers.drain().0);
-        complete_all(completers);
+        let (disks, controllers) = {
+            let mut state = self.state.lock();
+            (state.disks.drain(), state.controllers.drain())
+        };
+        disks.complete();
+        controllers.complete();
     }
 }
 

@@ -4,7 +4,7 @@
 //! Adding a share starts `virtiofsd` on the folder (`--readonly` for a
 //! read-only share) with its socket in the VM's runtime directory, connects
 //! a [`VhostUserFs`] device to it and plugs that in the first free slot of
-//! [`DYNAMIC_SLOTS`]; the share's name is the virtio-fs tag (at most 36
+//! [`slots::DYNAMIC`]; the share's name is the virtio-fs tag (at most 36
 //! bytes). With `allowed_files`, the daemon serves a private staging
 //! directory holding hard links to exactly those files (so the guest sees
 //! only them, and writes to them reach the host files); files that do not
@@ -22,14 +22,14 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 use tracing::Instrument;
 use uvm_api::{
-    Error, Operation, Removal, Resource, Result, ShareKind, SharedFolder, SharedFolderManager,
-    op_span,
+    DeviceTable, Error, Operation, Removal, Resource, Result, ShareKind, SharedFolder,
+    SharedFolderManager, op_span,
 };
 use uvm_devices::virtio::fs::{FsError, TAG_LEN, VhostUserFs, VirtiofsdProcess};
 
-use super::ids::IdTable;
-use super::pmem::DYNAMIC_SLOTS;
-use super::{ManagerContext, Unplug, complete_all, lock};
+use super::context::ManagerContext;
+use super::removal::Unplug;
+use crate::pci::slots;
 
 /// Size of each virtio-fs queue.
 const QUEUE_SIZE: u16 = 256;
@@ -49,7 +49,7 @@ pub struct KvmShares {
 }
 
 /// The shares of a VM by name.
-type Shares = IdTable<String, Served>;
+type Shares = DeviceTable<String, Served>;
 
 fn fs_error(share: &SharedFolder, e: FsError) -> Error {
     match e {
@@ -98,7 +98,7 @@ impl KvmShares {
             ctx,
             virtiofsd,
             runtime_dir: OnceLock::new(),
-            shares: Arc::new(Mutex::new(IdTable::default())),
+            shares: Arc::new(Mutex::new(DeviceTable::default())),
         }
     }
 
@@ -135,7 +135,7 @@ impl KvmShares {
                 format!("virtio-fs tags are at most {TAG_LEN} bytes"),
             ));
         }
-        if lock(&self.shares).contains(&share.name) {
+        if self.shares.lock().contains(&share.name) {
             return Err(Error::already_exists(
                 Resource::VirtioFs,
                 share.name.clone(),
@@ -156,30 +156,28 @@ impl KvmShares {
             .map_err(|e| fs_error(&share, e))?;
         let device = VhostUserFs::connect(&socket, &share.name, 1, QUEUE_SIZE)
             .map_err(|e| fs_error(&share, e))?;
-        let slot = {
-            let mut shares = lock(&self.shares);
-            if shares.contains(&share.name) {
-                return Err(Error::already_exists(
-                    Resource::VirtioFs,
-                    share.name.clone(),
-                ));
-            }
-            let slot = self
-                .ctx
-                .hub
-                .reserve_slot(DYNAMIC_SLOTS)
-                .map_err(|e| self.ctx.hub_error(Resource::VirtioFs, e))?;
-            shares.insert(
-                share.name.clone(),
-                Served {
-                    slot,
-                    _daemon: daemon,
-                    _staging: staged,
-                },
-            );
-            slot
+        let slot = self
+            .ctx
+            .hub
+            .reserve_slot(slots::DYNAMIC)
+            .map_err(|e| self.ctx.hub_error(Resource::VirtioFs, e))?;
+        let served = Served {
+            slot,
+            _daemon: daemon,
+            _staging: staged,
         };
-        // No manager lock across the hub: eject callbacks take it.
+        if self
+            .shares
+            .lock()
+            .insert(share.name.clone(), served)
+            .is_err()
+        {
+            self.ctx.hub.unreserve(slot);
+            return Err(Error::already_exists(
+                Resource::VirtioFs,
+                share.name.clone(),
+            ));
+        }
         let plugged = self.ctx.hub.plug(
             slot,
             &format!("virtio-fs {}", share.name),
@@ -187,8 +185,7 @@ impl KvmShares {
             None,
         );
         if let Err(e) = plugged {
-            let served = lock(&self.shares).forget(&share.name);
-            drop(served);
+            self.shares.lock().take_attached(&share.name);
             return Err(self.ctx.hub_error(Resource::VirtioFs, e));
         }
         tracing::info!(vm = %self.ctx.vm_id, name = %share.name, host_path = %share.host_path.display(),
@@ -200,7 +197,7 @@ impl KvmShares {
         self.binary(kind, Operation::Remove)?;
         self.ctx.check_state()?;
         let key = name.to_owned();
-        let Some(slot) = lock(&self.shares).attached(&key).map(|s| s.slot) else {
+        let Some(slot) = self.shares.lock().attached(&key).map(|s| s.slot) else {
             return Err(Error::not_found(Resource::VirtioFs, name));
         };
         Unplug {
@@ -208,14 +205,18 @@ impl KvmShares {
             table: |t: &mut Shares| t,
             released: |_: &mut Shares, _: &Served| {},
         }
-        .start(&self.ctx, &self.shares, key, slot, name)
+        .start(&self.shares, key, name, || {
+            self.ctx
+                .hub
+                .unplug(slot)
+                .map_err(|e| self.ctx.hub_error(Resource::VirtioFs, e))
+        })
     }
 
     /// The VM stopped: daemons stop, pending removals complete.
     pub fn shut_down(&self) {
-        let (completers, served) = lock(&self.shares).drain();
-        drop(served);
-        complete_all(completers);
+        let drained = self.shares.lock().drain();
+        drained.complete();
     }
 }
 

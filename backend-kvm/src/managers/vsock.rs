@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
+use uvm_api::ExitCell;
 use uvm_api::{
     Action, Error, Resource, Result, State, VmSocketManager, VsockListener, VsockStream,
     validate_port,
@@ -29,8 +30,6 @@ use uvm_api::{
 use uvm_devices::virtio::VirtioDevice;
 use uvm_devices::virtio::pci_transport::VirtioPciDevice;
 use uvm_devices::virtio::vsock::{HostListener, MuxerError, VsockDevice, VsockHost};
-
-use crate::lifecycle::Lifecycle;
 
 /// The guest's vsock CID.
 pub const GUEST_CID: u64 = 3;
@@ -40,14 +39,14 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The vsock manager of one VM.
 pub struct KvmVsock {
     vm_id: String,
-    lifecycle: Arc<Lifecycle>,
+    lifecycle: Arc<ExitCell>,
     host: VsockHost,
     transport: Mutex<Option<Arc<Mutex<VirtioPciDevice>>>>,
 }
 
 impl KvmVsock {
     /// A manager for the VM `vm_id` whose lifecycle is `lifecycle`.
-    pub fn new(vm_id: &str, lifecycle: Arc<Lifecycle>) -> Self {
+    pub fn new(vm_id: &str, lifecycle: Arc<ExitCell>) -> Self {
         KvmVsock {
             vm_id: vm_id.to_owned(),
             lifecycle,
@@ -147,7 +146,7 @@ impl VmSocketManager for KvmVsock {
 /// A host listener whose `accept` ends with the VM.
 struct KvmListener {
     inner: HostListener,
-    lifecycle: Arc<Lifecycle>,
+    lifecycle: Arc<ExitCell>,
 }
 
 fn stopped() -> Error {
