@@ -18,9 +18,12 @@
 //! - [`run_suite`] returns a [`Report`] (as a table, JSON or JUnit XML);
 //! - [`conformance_tests!`] expands to one `#[test]` per check, so a backend
 //!   crate runs the suite inside `cargo test`;
-//! - the `uvm-conformance` binary: `uvm-conformance --backend NAME
-//!   [--only AREA] [--format table|json|junit]`, which exits non-zero on any
-//!   failure.
+//! - the `uvm-conformance` command of the `uvm-conformance-cli` crate
+//!   (`cargo run -p uvm-conformance-cli -- --backend NAME [--only AREA]
+//!   [--format table|json|junit]`), which exits non-zero on any failure.
+//!
+//! This library depends on `uvm-api` only: the backends a run can pick by
+//! name are registered by the command, not here.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), uvm_api::Error> {
