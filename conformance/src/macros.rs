@@ -86,12 +86,13 @@ macro_rules! conformance_tests {
     };
 }
 
-/// Generates the tests of [`conformance_tests!`] from the list of check names.
+/// Generates the tests of [`conformance_tests!`] from the list of checks
+/// (`area: name ...;`), one test per check, named as the check.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __uvm_conformance_tests {
-    ($($name:ident)*) => {
-        $(
+    ($($area:ident: $($name:ident)*;)*) => {
+        $($(
             #[test]
             fn $name() {
                 $crate::macro_support::run_test(
@@ -101,7 +102,7 @@ macro_rules! __uvm_conformance_tests {
                     __uvm_conformance_known(),
                 );
             }
-        )*
+        )*)*
     };
 }
 

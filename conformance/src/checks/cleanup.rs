@@ -22,7 +22,6 @@ use super::network::NicKind;
 use super::procfs::{self, Holdings};
 use super::scsi::ScsiKind;
 use super::support::{Vm, complete, in_state};
-use crate::check::Check;
 use crate::ctx::Ctx;
 use crate::step::{Must, Step, bail, ensure, fail, skip};
 
@@ -32,6 +31,8 @@ const CYCLES: u32 = 100;
 const ATTEMPTS: u32 = 3;
 /// How long what was released may take to go (threads to exit, descriptors to close).
 const SETTLE: Duration = Duration::from_secs(3);
+/// Time limit of each thread and descriptor leak check (they run 100 cycles, alone).
+const LEAK_CHECK_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// A runtime of the leak checks' own, whose idle threads go quickly.
 fn runtime() -> Step<tokio::runtime::Runtime> {
@@ -362,54 +363,50 @@ async fn removals_complete_on_stop(ctx: Ctx) -> Step {
     Ok(())
 }
 
-/// The cleanup checks.
-pub(super) fn checks() -> Vec<Check> {
-    use super::check;
-    let exclusive = |mut c: Check| {
-        c.exclusive = true;
-        c.timeout = Some(Duration::from_secs(600));
-        c
-    };
-    vec![
-        exclusive(check!(
-            Cleanup,
-            cleanup_no_thread_or_fd_leak_after_100_vms,
-            "after 100 create/start/stop cycles the process holds no more threads or file descriptors than before (runs alone)",
-            no_leaks_after_vm_cycles
-        )),
-        exclusive(check!(
-            Cleanup,
-            cleanup_no_thread_or_fd_leak_after_100_hot_plugs,
-            "after 100 hot add/remove cycles of a disk and a NIC the process holds no more threads or file descriptors than before (runs alone)",
-            no_leaks_after_device_cycles
-        )),
-        {
-            let mut c = check!(
-                Cleanup,
-                cleanup_no_task_leak_after_100_vms,
-                "after 100 create/start/stop cycles no more tokio tasks are alive than before",
-                no_task_leaks
-            );
-            c.timeout = Some(Duration::from_secs(300));
-            c
-        },
-        check!(
-            Cleanup,
-            cleanup_images_closed_after_stop,
-            "once a VM has stopped, no disk or VPMem image it had stays open in the process",
-            images_closed_after_stop
-        ),
-        check!(
-            Cleanup,
-            cleanup_image_closed_after_removal,
-            "once a disk's removal completes, its image is no longer open in the process",
-            image_closed_after_removal
-        ),
-        check!(
-            Cleanup,
-            cleanup_pending_removals_complete_on_stop,
-            "removals still pending when the VM stops complete (they are neither abandoned nor left hanging)",
-            removals_complete_on_stop
-        ),
-    ]
-}
+super::check!(
+    Cleanup,
+    cleanup_no_thread_or_fd_leak_after_100_vms,
+    "after 100 create/start/stop cycles the process holds no more threads or file descriptors than before (runs alone)",
+    no_leaks_after_vm_cycles,
+    exclusive: true,
+    timeout: Some(LEAK_CHECK_TIMEOUT),
+);
+
+super::check!(
+    Cleanup,
+    cleanup_no_thread_or_fd_leak_after_100_hot_plugs,
+    "after 100 hot add/remove cycles of a disk and a NIC the process holds no more threads or file descriptors than before (runs alone)",
+    no_leaks_after_device_cycles,
+    exclusive: true,
+    timeout: Some(LEAK_CHECK_TIMEOUT),
+);
+
+super::check!(
+    Cleanup,
+    cleanup_no_task_leak_after_100_vms,
+    "after 100 create/start/stop cycles no more tokio tasks are alive than before",
+    no_task_leaks,
+    exclusive: false,
+    timeout: Some(Duration::from_secs(300)),
+);
+
+super::check!(
+    Cleanup,
+    cleanup_images_closed_after_stop,
+    "once a VM has stopped, no disk or VPMem image it had stays open in the process",
+    images_closed_after_stop
+);
+
+super::check!(
+    Cleanup,
+    cleanup_image_closed_after_removal,
+    "once a disk's removal completes, its image is no longer open in the process",
+    image_closed_after_removal
+);
+
+super::check!(
+    Cleanup,
+    cleanup_pending_removals_complete_on_stop,
+    "removals still pending when the VM stops complete (they are neither abandoned nor left hanging)",
+    removals_complete_on_stop
+);

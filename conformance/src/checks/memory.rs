@@ -5,7 +5,6 @@ use uvm_api::{Error, Operation, Resource, State, Uvm};
 
 use super::support::{Before, eventually, in_state, refused};
 use super::update::{Update, bad_arguments, claimed, refused_outside};
-use crate::check::Check;
 use crate::ctx::Ctx;
 use crate::step::{Must, Step, bail, ensure, fail};
 
@@ -141,33 +140,30 @@ async fn out_of_range(ctx: Ctx) -> Step {
     .await
 }
 
-/// The memory checks.
-pub(super) fn checks() -> Vec<Check> {
-    use super::check;
-    vec![
-        check!(
-            Memory,
-            memory_update_while_running,
-            "a memory update while running takes effect: stats show the new size (NotSupported, changing nothing, if unclaimed)",
-            while_running
-        ),
-        check!(
-            Memory,
-            memory_update_before_start,
-            "a memory update before start is the size the VM boots with",
-            before_start
-        ),
-        check!(
-            Memory,
-            memory_update_paused_or_stopped_invalid_state,
-            "a memory update while paused or after stop gives InvalidState",
-            outside
-        ),
-        check!(
-            Memory,
-            memory_update_out_of_range_invalid_argument,
-            "zero or more than the contract's maximum gives InvalidArgument and changes nothing",
-            out_of_range
-        ),
-    ]
-}
+super::check!(
+    Memory,
+    memory_update_while_running,
+    "a memory update while running takes effect: stats show the new size (NotSupported, changing nothing, if unclaimed)",
+    while_running
+);
+
+super::check!(
+    Memory,
+    memory_update_before_start,
+    "a memory update before start is the size the VM boots with",
+    before_start
+);
+
+super::check!(
+    Memory,
+    memory_update_paused_or_stopped_invalid_state,
+    "a memory update while paused or after stop gives InvalidState",
+    outside
+);
+
+super::check!(
+    Memory,
+    memory_update_out_of_range_invalid_argument,
+    "zero or more than the contract's maximum gives InvalidArgument and changes nothing",
+    out_of_range
+);

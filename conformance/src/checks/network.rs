@@ -8,7 +8,6 @@ use super::device::{
 };
 use super::plug::{Kinds, maybe_view, refuse_add};
 use super::support::{Before, create, reach};
-use crate::check::Check;
 use crate::ctx::Ctx;
 use crate::fixtures::mac;
 use crate::step::{Step, Want, ensure, expect_err};
@@ -195,30 +194,33 @@ async fn several_nics(ctx: Ctx) -> Step {
     Ok(())
 }
 
-/// The network checks.
-pub(super) fn checks() -> Vec<Check> {
-    let mut all = super::device_checks!(Network, KINDS;
-        network_cold_plug_visible_after_start,
-        network_hot_add_visible_in_guest,
-        network_cold_and_hot_plug_agree,
-        network_same_id_twice_already_exists,
-        network_changes_while_paused_invalid_state,
-        network_changes_after_stop_invalid_state,
-        network_hot_remove_leaves_guest,
-        network_cold_remove_before_start,
-        network_remove_then_readd_same_id,
-        network_double_remove_not_found,
-        network_remove_unknown_not_found,
-        network_id_reserved_until_removal_completes,
-    );
-    all.extend([
-        super::boot_check!(Network, network_boot_config_nic_visible, KINDS),
-        super::check!(Network, network_same_mac_twice_already_exists,
-            "a second NIC with a MAC in use gives AlreadyExists and changes nothing",
-            duplicate_mac),
-        super::check!(Network, network_several_nics_distinct_in_guest,
-            "two cold-plugged and two hot-added NICs are all in the guest, each with its MAC, under distinct names",
-            several_nics),
-    ]);
-    all
-}
+super::device_checks!(Network, KINDS;
+    network_cold_plug_visible_after_start,
+    network_hot_add_visible_in_guest,
+    network_cold_and_hot_plug_agree,
+    network_same_id_twice_already_exists,
+    network_changes_while_paused_invalid_state,
+    network_changes_after_stop_invalid_state,
+    network_hot_remove_leaves_guest,
+    network_cold_remove_before_start,
+    network_remove_then_readd_same_id,
+    network_double_remove_not_found,
+    network_remove_unknown_not_found,
+    network_id_reserved_until_removal_completes,
+);
+
+super::boot_check!(Network, network_boot_config_nic_visible, KINDS);
+
+super::check!(
+    Network,
+    network_same_mac_twice_already_exists,
+    "a second NIC with a MAC in use gives AlreadyExists and changes nothing",
+    duplicate_mac
+);
+
+super::check!(
+    Network,
+    network_several_nics_distinct_in_guest,
+    "two cold-plugged and two hot-added NICs are all in the guest, each with its MAC, under distinct names",
+    several_nics
+);

@@ -4,7 +4,6 @@
 use uvm_api::{ProcessorLimits, State};
 
 use super::update::{Update, bad_arguments, refused_outside, works_in};
-use crate::check::Check;
 use crate::ctx::Ctx;
 use crate::step::Step;
 
@@ -57,33 +56,30 @@ async fn out_of_range(ctx: Ctx) -> Step {
     bad_arguments(&ctx, &bad).await
 }
 
-/// The processor checks.
-pub(super) fn checks() -> Vec<Check> {
-    use super::check;
-    vec![
-        check!(
-            Processor,
-            processor_update_while_running,
-            "processor limits can be updated while running (NotSupported, changing nothing, if unclaimed)",
-            while_running
-        ),
-        check!(
-            Processor,
-            processor_update_before_start,
-            "processor limits can be set before start, and the VM then starts",
-            before_start
-        ),
-        check!(
-            Processor,
-            processor_update_paused_or_stopped_invalid_state,
-            "a processor update while paused or after stop gives InvalidState",
-            outside
-        ),
-        check!(
-            Processor,
-            processor_limits_out_of_range_invalid_argument,
-            "empty or out-of-range limits give InvalidArgument and change nothing",
-            out_of_range
-        ),
-    ]
-}
+super::check!(
+    Processor,
+    processor_update_while_running,
+    "processor limits can be updated while running (NotSupported, changing nothing, if unclaimed)",
+    while_running
+);
+
+super::check!(
+    Processor,
+    processor_update_before_start,
+    "processor limits can be set before start, and the VM then starts",
+    before_start
+);
+
+super::check!(
+    Processor,
+    processor_update_paused_or_stopped_invalid_state,
+    "a processor update while paused or after stop gives InvalidState",
+    outside
+);
+
+super::check!(
+    Processor,
+    processor_limits_out_of_range_invalid_argument,
+    "empty or out-of-range limits give InvalidArgument and change nothing",
+    out_of_range
+);

@@ -9,7 +9,6 @@ use super::device::{
 };
 use super::plug::{Kinds, refuse_add};
 use super::support::{Before, complete, create, probe, refused};
-use crate::check::Check;
 use crate::ctx::Ctx;
 use crate::fixtures::{self, DISK_SIZE, SAMPLE_LEN, digest, read_host, sample_offsets};
 use crate::step::{Must, Step, Want, bail, ensure, expect_any_err, expect_err, fail};
@@ -473,48 +472,75 @@ async fn refused_format(ctx: Ctx) -> Step {
     }
 }
 
-/// The SCSI checks.
-pub(super) fn checks() -> Vec<Check> {
-    let mut all = super::device_checks!(Scsi, KINDS;
-        scsi_cold_plug_visible_after_start,
-        scsi_hot_add_visible_in_guest,
-        scsi_cold_and_hot_plug_agree,
-        scsi_same_lun_twice_already_exists,
-        scsi_changes_while_paused_invalid_state,
-        scsi_changes_after_stop_invalid_state,
-        scsi_hot_remove_leaves_guest,
-        scsi_cold_remove_before_start,
-        scsi_remove_then_readd_same_lun,
-        scsi_double_remove_not_found,
-        scsi_remove_unknown_not_found,
-        scsi_lun_reserved_until_removal_completes,
-    );
-    all.extend([
-        super::boot_check!(Scsi, scsi_boot_config_disk_visible, KINDS),
-        super::check!(Scsi, scsi_read_only_disk_refuses_guest_writes,
-            "a read-only disk is read-only in the guest, and a guest write neither succeeds nor reaches the image",
-            read_only_refuses_writes),
-        super::check!(Scsi, scsi_guest_writes_reach_host_image,
-            "what the guest writes to a writable disk reads back the same and is in the host image",
-            writes_reach_host),
-        super::check!(Scsi, scsi_controller_twice_already_exists,
-            "adding a controller that is there gives AlreadyExists",
-            controller_twice),
-        super::check!(Scsi, scsi_controller_beyond_limit_refused,
-            "adding a controller beyond the contract's maximum gives LimitReached and changes nothing",
-            controller_limit),
-        super::check!(Scsi, scsi_disk_on_missing_controller_not_found,
-            "adding a disk on a controller that was never added gives NotFound",
-            missing_controller),
-        super::check!(Scsi, scsi_busy_controller_removal_invalid_argument,
-            "removing a controller that holds disks gives InvalidArgument and the disks stay",
-            busy_controller),
-        super::check!(Scsi, scsi_empty_controller_removal_completes,
-            "an empty controller can be removed; disks cannot be added to it afterwards (NotFound)",
-            empty_controller_removal),
-        super::check!(Scsi, scsi_refused_format_changes_nothing,
-            "a format the backend refuses leaves the LUN free for a disk it serves",
-            refused_format),
-    ]);
-    all
-}
+super::device_checks!(Scsi, KINDS;
+    scsi_cold_plug_visible_after_start,
+    scsi_hot_add_visible_in_guest,
+    scsi_cold_and_hot_plug_agree,
+    scsi_same_lun_twice_already_exists,
+    scsi_changes_while_paused_invalid_state,
+    scsi_changes_after_stop_invalid_state,
+    scsi_hot_remove_leaves_guest,
+    scsi_cold_remove_before_start,
+    scsi_remove_then_readd_same_lun,
+    scsi_double_remove_not_found,
+    scsi_remove_unknown_not_found,
+    scsi_lun_reserved_until_removal_completes,
+);
+
+super::boot_check!(Scsi, scsi_boot_config_disk_visible, KINDS);
+
+super::check!(
+    Scsi,
+    scsi_read_only_disk_refuses_guest_writes,
+    "a read-only disk is read-only in the guest, and a guest write neither succeeds nor reaches the image",
+    read_only_refuses_writes
+);
+
+super::check!(
+    Scsi,
+    scsi_guest_writes_reach_host_image,
+    "what the guest writes to a writable disk reads back the same and is in the host image",
+    writes_reach_host
+);
+
+super::check!(
+    Scsi,
+    scsi_controller_twice_already_exists,
+    "adding a controller that is there gives AlreadyExists",
+    controller_twice
+);
+
+super::check!(
+    Scsi,
+    scsi_controller_beyond_limit_refused,
+    "adding a controller beyond the contract's maximum gives LimitReached and changes nothing",
+    controller_limit
+);
+
+super::check!(
+    Scsi,
+    scsi_disk_on_missing_controller_not_found,
+    "adding a disk on a controller that was never added gives NotFound",
+    missing_controller
+);
+
+super::check!(
+    Scsi,
+    scsi_busy_controller_removal_invalid_argument,
+    "removing a controller that holds disks gives InvalidArgument and the disks stay",
+    busy_controller
+);
+
+super::check!(
+    Scsi,
+    scsi_empty_controller_removal_completes,
+    "an empty controller can be removed; disks cannot be added to it afterwards (NotFound)",
+    empty_controller_removal
+);
+
+super::check!(
+    Scsi,
+    scsi_refused_format_changes_nothing,
+    "a format the backend refuses leaves the LUN free for a disk it serves",
+    refused_format
+);

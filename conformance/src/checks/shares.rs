@@ -9,7 +9,6 @@ use super::device::{
 };
 use super::plug::{Kinds, refuse_add};
 use super::support::{Before, create, probe, refused};
-use crate::check::Check;
 use crate::ctx::Ctx;
 use crate::fixtures::{self, digest, share_files};
 use crate::step::{Must, Step, ensure, fail};
@@ -357,36 +356,47 @@ async fn same_name_other_kinds(ctx: Ctx) -> Step {
     Ok(())
 }
 
-/// The shared-folder checks.
-pub(super) fn checks() -> Vec<Check> {
-    let mut all = super::device_checks!(Shares, KINDS;
-        shares_cold_plug_visible_after_start,
-        shares_hot_add_visible_in_guest,
-        shares_cold_and_hot_plug_agree,
-        shares_same_name_twice_already_exists,
-        shares_changes_while_paused_invalid_state,
-        shares_changes_after_stop_invalid_state,
-        shares_hot_remove_leaves_guest,
-        shares_cold_remove_before_start,
-        shares_remove_then_readd_same_name,
-        shares_double_remove_not_found,
-        shares_remove_unknown_not_found,
-        shares_name_reserved_until_removal_completes,
-    );
-    all.extend([
-        super::boot_check!(Shares, shares_boot_config_share_visible, KINDS),
-        super::check!(Shares, shares_read_only_refuses_guest_writes,
-            "a read-only share is read-only in the guest; guest writes fail and do not reach the host folder",
-            read_only_refuses_writes),
-        super::check!(Shares, shares_guest_writes_reach_host_folder,
-            "a file the guest writes to a writable share is in the host folder with the same contents",
-            writes_reach_host),
-        super::check!(Shares, shares_allowed_files_limit_guest_view,
-            "a share with allowed files shows the guest only those files",
-            allowed_files_limit_view),
-        super::check!(Shares, shares_same_name_across_kinds_coexist,
-            "names are unique per kind: shares of different kinds may have the same name",
-            same_name_other_kinds),
-    ]);
-    all
-}
+super::device_checks!(Shares, KINDS;
+    shares_cold_plug_visible_after_start,
+    shares_hot_add_visible_in_guest,
+    shares_cold_and_hot_plug_agree,
+    shares_same_name_twice_already_exists,
+    shares_changes_while_paused_invalid_state,
+    shares_changes_after_stop_invalid_state,
+    shares_hot_remove_leaves_guest,
+    shares_cold_remove_before_start,
+    shares_remove_then_readd_same_name,
+    shares_double_remove_not_found,
+    shares_remove_unknown_not_found,
+    shares_name_reserved_until_removal_completes,
+);
+
+super::boot_check!(Shares, shares_boot_config_share_visible, KINDS);
+
+super::check!(
+    Shares,
+    shares_read_only_refuses_guest_writes,
+    "a read-only share is read-only in the guest; guest writes fail and do not reach the host folder",
+    read_only_refuses_writes
+);
+
+super::check!(
+    Shares,
+    shares_guest_writes_reach_host_folder,
+    "a file the guest writes to a writable share is in the host folder with the same contents",
+    writes_reach_host
+);
+
+super::check!(
+    Shares,
+    shares_allowed_files_limit_guest_view,
+    "a share with allowed files shows the guest only those files",
+    allowed_files_limit_view
+);
+
+super::check!(
+    Shares,
+    shares_same_name_across_kinds_coexist,
+    "names are unique per kind: shares of different kinds may have the same name",
+    same_name_other_kinds
+);

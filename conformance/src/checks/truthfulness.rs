@@ -11,7 +11,6 @@ use super::device::{
 use super::plug::{maybe_view, refuse_add};
 use super::support::{Before, complete, create, expect_state, in_state, reach, refused};
 use super::update::{Update, refused_outside};
-use crate::check::Check;
 use crate::ctx::Ctx;
 use crate::outcome::Outcome;
 use crate::step::{Must, Step, Want, bail, ensure, expect_err, skip};
@@ -439,175 +438,196 @@ async fn save(ctx: Ctx) -> Step {
     action(ctx, Action::Save).await
 }
 
-/// The truthfulness checks.
-pub(super) fn checks() -> Vec<Check> {
-    use super::{check, kind_check};
-    const ADD: &str = "claimed: adding works before start and while running, and the guest sees it; unclaimed: NotSupported in every state, nothing changed";
-    const REMOVE: &str = "claimed: removing works before start and while running, and the guest lets go; unclaimed: NotSupported in every state, the device stays";
-    vec![
-        check!(
-            Truthfulness,
-            truthfulness_supported_within_capabilities,
-            "no VM claims a pair or action its backend's capabilities lack, and the capabilities list only defined pairs",
-            within_capabilities
-        ),
-        check!(
-            Truthfulness,
-            truthfulness_undefined_pairs_unsupported,
-            "supported is false for every pair the contract does not define",
-            undefined_pairs
-        ),
-        check!(
-            Truthfulness,
-            truthfulness_claims_have_managers,
-            "in every state, a claimed pair comes with its manager",
-            claims_have_managers
-        ),
-        check!(
-            Truthfulness,
-            truthfulness_answers_stable_across_states,
-            "supported and supports_action give the same answers in every state",
-            stable_answers
-        ),
-        kind_check!(
-            Truthfulness,
-            truthfulness_vpmem_add,
-            ADD,
-            super::vpmem::KINDS,
-            device_add
-        ),
-        kind_check!(
-            Truthfulness,
-            truthfulness_vpmem_remove,
-            REMOVE,
-            super::vpmem::KINDS,
-            device_remove
-        ),
-        kind_check!(
-            Truthfulness,
-            truthfulness_scsi_add,
-            ADD,
-            super::scsi::KINDS,
-            device_add
-        ),
-        kind_check!(
-            Truthfulness,
-            truthfulness_scsi_remove,
-            REMOVE,
-            super::scsi::KINDS,
-            device_remove
-        ),
-        kind_check!(
-            Truthfulness,
-            truthfulness_network_add,
-            ADD,
-            super::network::KINDS,
-            device_add
-        ),
-        kind_check!(
-            Truthfulness,
-            truthfulness_network_remove,
-            REMOVE,
-            super::network::KINDS,
-            device_remove
-        ),
-        kind_check!(
-            Truthfulness,
-            truthfulness_vsmb_add,
-            ADD,
-            super::shares::VSMB_KINDS,
-            device_add
-        ),
-        kind_check!(
-            Truthfulness,
-            truthfulness_vsmb_remove,
-            REMOVE,
-            super::shares::VSMB_KINDS,
-            device_remove
-        ),
-        kind_check!(
-            Truthfulness,
-            truthfulness_pci_add,
-            ADD,
-            super::pci::KINDS,
-            device_add
-        ),
-        kind_check!(
-            Truthfulness,
-            truthfulness_pci_remove,
-            REMOVE,
-            super::pci::KINDS,
-            device_remove
-        ),
-        kind_check!(
-            Truthfulness,
-            truthfulness_plan9_add,
-            ADD,
-            super::shares::PLAN9_KINDS,
-            device_add
-        ),
-        kind_check!(
-            Truthfulness,
-            truthfulness_plan9_remove,
-            REMOVE,
-            super::shares::PLAN9_KINDS,
-            device_remove
-        ),
-        kind_check!(
-            Truthfulness,
-            truthfulness_virtio_fs_add,
-            ADD,
-            super::shares::VIRTIO_FS_KINDS,
-            device_add
-        ),
-        kind_check!(
-            Truthfulness,
-            truthfulness_virtio_fs_remove,
-            REMOVE,
-            super::shares::VIRTIO_FS_KINDS,
-            device_remove
-        ),
-        check!(
-            Truthfulness,
-            truthfulness_vm_socket_add,
-            "claimed: listen works before start, while running and paused, connect while running; unclaimed: both NotSupported in every state",
-            vm_socket_add
-        ),
-        check!(
-            Truthfulness,
-            truthfulness_memory_update,
-            "claimed: memory updates take effect before start and while running; unclaimed: NotSupported in every state",
-            memory_update
-        ),
-        check!(
-            Truthfulness,
-            truthfulness_processor_update,
-            "claimed: processor updates work before start and while running; unclaimed: NotSupported in every state",
-            processor_update
-        ),
-        check!(
-            Truthfulness,
-            truthfulness_cpu_group_update,
-            "claimed: CPU group updates work before start and while running; unclaimed: NotSupported in every state",
-            cpu_group_update
-        ),
-        check!(
-            Truthfulness,
-            truthfulness_action_pause,
-            "claimed: pause works while running; unclaimed: ActionNotSupported in every state, nothing changed",
-            pause
-        ),
-        check!(
-            Truthfulness,
-            truthfulness_action_resume,
-            "claimed: resume works while paused; unclaimed: ActionNotSupported in every state, nothing changed",
-            resume
-        ),
-        check!(
-            Truthfulness,
-            truthfulness_action_save,
-            "claimed: save works while paused and writes the snapshot; unclaimed: ActionNotSupported in every state, writing nothing",
-            save
-        ),
-    ]
-}
+/// What a per-resource add check asserts.
+const ADD: &str = "claimed: adding works before start and while running, and the guest sees it; unclaimed: NotSupported in every state, nothing changed";
+/// What a per-resource remove check asserts.
+const REMOVE: &str = "claimed: removing works before start and while running, and the guest lets go; unclaimed: NotSupported in every state, the device stays";
+
+super::check!(
+    Truthfulness,
+    truthfulness_supported_within_capabilities,
+    "no VM claims a pair or action its backend's capabilities lack, and the capabilities list only defined pairs",
+    within_capabilities
+);
+
+super::check!(
+    Truthfulness,
+    truthfulness_undefined_pairs_unsupported,
+    "supported is false for every pair the contract does not define",
+    undefined_pairs
+);
+
+super::check!(
+    Truthfulness,
+    truthfulness_claims_have_managers,
+    "in every state, a claimed pair comes with its manager",
+    claims_have_managers
+);
+
+super::check!(
+    Truthfulness,
+    truthfulness_answers_stable_across_states,
+    "supported and supports_action give the same answers in every state",
+    stable_answers
+);
+
+super::kind_check!(
+    Truthfulness,
+    truthfulness_vpmem_add,
+    ADD,
+    super::vpmem::KINDS,
+    device_add
+);
+
+super::kind_check!(
+    Truthfulness,
+    truthfulness_vpmem_remove,
+    REMOVE,
+    super::vpmem::KINDS,
+    device_remove
+);
+
+super::kind_check!(
+    Truthfulness,
+    truthfulness_scsi_add,
+    ADD,
+    super::scsi::KINDS,
+    device_add
+);
+
+super::kind_check!(
+    Truthfulness,
+    truthfulness_scsi_remove,
+    REMOVE,
+    super::scsi::KINDS,
+    device_remove
+);
+
+super::kind_check!(
+    Truthfulness,
+    truthfulness_network_add,
+    ADD,
+    super::network::KINDS,
+    device_add
+);
+
+super::kind_check!(
+    Truthfulness,
+    truthfulness_network_remove,
+    REMOVE,
+    super::network::KINDS,
+    device_remove
+);
+
+super::kind_check!(
+    Truthfulness,
+    truthfulness_vsmb_add,
+    ADD,
+    super::shares::VSMB_KINDS,
+    device_add
+);
+
+super::kind_check!(
+    Truthfulness,
+    truthfulness_vsmb_remove,
+    REMOVE,
+    super::shares::VSMB_KINDS,
+    device_remove
+);
+
+super::kind_check!(
+    Truthfulness,
+    truthfulness_pci_add,
+    ADD,
+    super::pci::KINDS,
+    device_add
+);
+
+super::kind_check!(
+    Truthfulness,
+    truthfulness_pci_remove,
+    REMOVE,
+    super::pci::KINDS,
+    device_remove
+);
+
+super::kind_check!(
+    Truthfulness,
+    truthfulness_plan9_add,
+    ADD,
+    super::shares::PLAN9_KINDS,
+    device_add
+);
+
+super::kind_check!(
+    Truthfulness,
+    truthfulness_plan9_remove,
+    REMOVE,
+    super::shares::PLAN9_KINDS,
+    device_remove
+);
+
+super::kind_check!(
+    Truthfulness,
+    truthfulness_virtio_fs_add,
+    ADD,
+    super::shares::VIRTIO_FS_KINDS,
+    device_add
+);
+
+super::kind_check!(
+    Truthfulness,
+    truthfulness_virtio_fs_remove,
+    REMOVE,
+    super::shares::VIRTIO_FS_KINDS,
+    device_remove
+);
+
+super::check!(
+    Truthfulness,
+    truthfulness_vm_socket_add,
+    "claimed: listen works before start, while running and paused, connect while running; unclaimed: both NotSupported in every state",
+    vm_socket_add
+);
+
+super::check!(
+    Truthfulness,
+    truthfulness_memory_update,
+    "claimed: memory updates take effect before start and while running; unclaimed: NotSupported in every state",
+    memory_update
+);
+
+super::check!(
+    Truthfulness,
+    truthfulness_processor_update,
+    "claimed: processor updates work before start and while running; unclaimed: NotSupported in every state",
+    processor_update
+);
+
+super::check!(
+    Truthfulness,
+    truthfulness_cpu_group_update,
+    "claimed: CPU group updates work before start and while running; unclaimed: NotSupported in every state",
+    cpu_group_update
+);
+
+super::check!(
+    Truthfulness,
+    truthfulness_action_pause,
+    "claimed: pause works while running; unclaimed: ActionNotSupported in every state, nothing changed",
+    pause
+);
+
+super::check!(
+    Truthfulness,
+    truthfulness_action_resume,
+    "claimed: resume works while paused; unclaimed: ActionNotSupported in every state, nothing changed",
+    resume
+);
+
+super::check!(
+    Truthfulness,
+    truthfulness_action_save,
+    "claimed: save works while paused and writes the snapshot; unclaimed: ActionNotSupported in every state, writing nothing",
+    save
+);

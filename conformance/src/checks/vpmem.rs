@@ -10,7 +10,6 @@ use uvm_api::{
 use super::device::{DeviceKind, Seen, Spec, claims, probe_failed, wrong_spec};
 use super::plug::{Kinds, refuse_add};
 use super::support::{Before, create, reach, refused};
-use crate::check::Check;
 use crate::ctx::Ctx;
 use crate::fixtures::{self, pmem_size};
 use crate::step::{Must, Step, Want, bail, expect_err, fail};
@@ -276,39 +275,54 @@ async fn controller_refused_when_unclaimed(ctx: Ctx) -> Step {
     .await
 }
 
-/// The VPMem checks.
-pub(super) fn checks() -> Vec<Check> {
-    let mut all = super::device_checks!(Vpmem, KINDS;
-        vpmem_cold_plug_visible_after_start,
-        vpmem_hot_add_visible_in_guest,
-        vpmem_cold_and_hot_plug_agree,
-        vpmem_same_slot_twice_already_exists,
-        vpmem_changes_while_paused_invalid_state,
-        vpmem_changes_after_stop_invalid_state,
-        vpmem_hot_remove_leaves_guest,
-        vpmem_cold_remove_before_start,
-        vpmem_remove_then_readd_same_slot,
-        vpmem_double_remove_not_found,
-        vpmem_remove_unknown_not_found,
-        vpmem_slot_reserved_until_removal_completes,
-    );
-    all.extend([
-        super::boot_check!(Vpmem, vpmem_boot_config_device_visible, KINDS),
-        super::check!(Vpmem, vpmem_controller_set_once,
-            "the VPMem controller is set once; setting it again gives AlreadySet",
-            controller_once),
-        super::check!(Vpmem, vpmem_device_needs_controller,
-            "adding a VPMem device before the controller is set gives NotFound and changes nothing",
-            needs_controller),
-        super::check!(Vpmem, vpmem_slot_beyond_max_devices_invalid_argument,
-            "a slot at or beyond the controller's max_devices gives InvalidArgument and changes nothing",
-            slot_beyond_max),
-        super::check!(Vpmem, vpmem_image_beyond_max_size_invalid_argument,
-            "an image larger than the controller's max_size_bytes gives InvalidArgument and changes nothing",
-            image_too_large),
-        super::check!(Vpmem, vpmem_controller_refused_when_unclaimed,
-            "without VPMem add, setting the controller gives NotSupported",
-            controller_refused_when_unclaimed),
-    ]);
-    all
-}
+super::device_checks!(Vpmem, KINDS;
+    vpmem_cold_plug_visible_after_start,
+    vpmem_hot_add_visible_in_guest,
+    vpmem_cold_and_hot_plug_agree,
+    vpmem_same_slot_twice_already_exists,
+    vpmem_changes_while_paused_invalid_state,
+    vpmem_changes_after_stop_invalid_state,
+    vpmem_hot_remove_leaves_guest,
+    vpmem_cold_remove_before_start,
+    vpmem_remove_then_readd_same_slot,
+    vpmem_double_remove_not_found,
+    vpmem_remove_unknown_not_found,
+    vpmem_slot_reserved_until_removal_completes,
+);
+
+super::boot_check!(Vpmem, vpmem_boot_config_device_visible, KINDS);
+
+super::check!(
+    Vpmem,
+    vpmem_controller_set_once,
+    "the VPMem controller is set once; setting it again gives AlreadySet",
+    controller_once
+);
+
+super::check!(
+    Vpmem,
+    vpmem_device_needs_controller,
+    "adding a VPMem device before the controller is set gives NotFound and changes nothing",
+    needs_controller
+);
+
+super::check!(
+    Vpmem,
+    vpmem_slot_beyond_max_devices_invalid_argument,
+    "a slot at or beyond the controller's max_devices gives InvalidArgument and changes nothing",
+    slot_beyond_max
+);
+
+super::check!(
+    Vpmem,
+    vpmem_image_beyond_max_size_invalid_argument,
+    "an image larger than the controller's max_size_bytes gives InvalidArgument and changes nothing",
+    image_too_large
+);
+
+super::check!(
+    Vpmem,
+    vpmem_controller_refused_when_unclaimed,
+    "without VPMem add, setting the controller gives NotSupported",
+    controller_refused_when_unclaimed
+);

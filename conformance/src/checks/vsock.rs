@@ -9,7 +9,6 @@ use uvm_api::{
 };
 
 use super::support::{Before, Claim, claim, create, in_state, probe, reach, refused};
-use crate::check::Check;
 use crate::ctx::Ctx;
 use crate::step::{Must, Step, Want, ensure, expect_err, fail};
 
@@ -414,81 +413,86 @@ async fn port_any(ctx: Ctx) -> Step {
     Ok(())
 }
 
-/// The vsock checks.
-pub(super) fn checks() -> Vec<Check> {
-    use super::check;
-    vec![
-        check!(
-            Vsock,
-            vsock_guest_dial_reaches_host_listener,
-            "a guest-dialled connection reaches the host listener and the host's answer reaches the guest",
-            guest_dial
-        ),
-        check!(
-            Vsock,
-            vsock_host_connect_reaches_guest_listener,
-            "a host connection reaches a guest listener; 100 kB echo back intact",
-            host_connect
-        ),
-        check!(
-            Vsock,
-            vsock_listen_before_start,
-            "a listener opened before start receives the guest's connections after boot",
-            listen_before_start
-        ),
-        check!(
-            Vsock,
-            vsock_listen_while_paused,
-            "listen works while paused, and the listener serves after resume",
-            listen_while_paused
-        ),
-        check!(
-            Vsock,
-            vsock_listen_after_stop_invalid_state,
-            "listen on a stopped VM gives InvalidState",
-            listen_after_stop
-        ),
-        check!(
-            Vsock,
-            vsock_connect_outside_running_invalid_state,
-            "connect before start, while paused or after stop gives InvalidState",
-            connect_outside_running
-        ),
-        check!(
-            Vsock,
-            vsock_connect_without_listener_io_error,
-            "connect to a guest port nobody listens on gives Io (connection refused)",
-            connect_refused
-        ),
-        check!(
-            Vsock,
-            vsock_port_twice_already_exists,
-            "a second listener on a port gives AlreadyExists; the first keeps working",
-            port_twice
-        ),
-        check!(
-            Vsock,
-            vsock_dropped_listener_frees_port,
-            "dropping a listener frees its port for a new listener",
-            drop_frees_port
-        ),
-        check!(
-            Vsock,
-            vsock_accept_fails_after_stop,
-            "a pending accept, and any accept after stop, fails with InvalidState once the VM stops",
-            accept_fails_after_stop
-        ),
-        check!(
-            Vsock,
-            vsock_concurrent_guest_connections,
-            "eight concurrent guest connections are all accepted, each answered on its own stream",
-            concurrent_connections
-        ),
-        check!(
-            Vsock,
-            vsock_port_any_invalid_argument,
-            "VMADDR_PORT_ANY is refused with InvalidArgument by listen and connect",
-            port_any
-        ),
-    ]
-}
+super::check!(
+    Vsock,
+    vsock_guest_dial_reaches_host_listener,
+    "a guest-dialled connection reaches the host listener and the host's answer reaches the guest",
+    guest_dial
+);
+
+super::check!(
+    Vsock,
+    vsock_host_connect_reaches_guest_listener,
+    "a host connection reaches a guest listener; 100 kB echo back intact",
+    host_connect
+);
+
+super::check!(
+    Vsock,
+    vsock_listen_before_start,
+    "a listener opened before start receives the guest's connections after boot",
+    listen_before_start
+);
+
+super::check!(
+    Vsock,
+    vsock_listen_while_paused,
+    "listen works while paused, and the listener serves after resume",
+    listen_while_paused
+);
+
+super::check!(
+    Vsock,
+    vsock_listen_after_stop_invalid_state,
+    "listen on a stopped VM gives InvalidState",
+    listen_after_stop
+);
+
+super::check!(
+    Vsock,
+    vsock_connect_outside_running_invalid_state,
+    "connect before start, while paused or after stop gives InvalidState",
+    connect_outside_running
+);
+
+super::check!(
+    Vsock,
+    vsock_connect_without_listener_io_error,
+    "connect to a guest port nobody listens on gives Io (connection refused)",
+    connect_refused
+);
+
+super::check!(
+    Vsock,
+    vsock_port_twice_already_exists,
+    "a second listener on a port gives AlreadyExists; the first keeps working",
+    port_twice
+);
+
+super::check!(
+    Vsock,
+    vsock_dropped_listener_frees_port,
+    "dropping a listener frees its port for a new listener",
+    drop_frees_port
+);
+
+super::check!(
+    Vsock,
+    vsock_accept_fails_after_stop,
+    "a pending accept, and any accept after stop, fails with InvalidState once the VM stops",
+    accept_fails_after_stop
+);
+
+super::check!(
+    Vsock,
+    vsock_concurrent_guest_connections,
+    "eight concurrent guest connections are all accepted, each answered on its own stream",
+    concurrent_connections
+);
+
+super::check!(
+    Vsock,
+    vsock_port_any_invalid_argument,
+    "VMADDR_PORT_ANY is refused with InvalidArgument by listen and connect",
+    port_any
+);
