@@ -38,6 +38,7 @@
 //! # }
 //! ```
 
+mod capability;
 mod check;
 mod checks;
 mod ctx;
@@ -51,6 +52,7 @@ mod runner;
 mod step;
 pub mod threads;
 
+pub use capability::{ActionClaim, Capability, CapabilityMatrix, Claim, PairClaim};
 pub use check::{Check, CheckFn};
 pub use checks::{all_checks, area_checks, find};
 pub use ctx::{Ctx, Settings};

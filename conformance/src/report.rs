@@ -41,8 +41,11 @@ impl CheckResult {
 pub struct Summary {
     /// Checks run.
     pub total: usize,
-    /// Checks passed.
+    /// Checks passed: they proved a claimed capability (or a promise every backend makes).
     pub passed: usize,
+    /// Checks unclaimed: their capability is not claimed, and all they
+    /// verified is its honest refusal.
+    pub unclaimed: usize,
     /// Checks failed.
     pub failed: usize,
     /// Checks skipped.
@@ -69,6 +72,7 @@ impl Report {
         let summary = Summary {
             total: results.len(),
             passed: count(Outcome::is_passed),
+            unclaimed: count(Outcome::is_unclaimed),
             failed: count(Outcome::is_failed),
             skipped: count(Outcome::is_skipped),
         };
@@ -95,11 +99,11 @@ impl Report {
         self.results.iter().find(|r| r.name == name)
     }
 
-    /// The one-line summary: `conformance: N passed, N failed, N skipped`.
+    /// The one-line summary: `conformance: N passed, N unclaimed, N failed, N skipped`.
     pub fn summary_line(&self) -> String {
         format!(
-            "conformance: {} passed, {} failed, {} skipped",
-            self.summary.passed, self.summary.failed, self.summary.skipped
+            "conformance: {} passed, {} unclaimed, {} failed, {} skipped",
+            self.summary.passed, self.summary.unclaimed, self.summary.failed, self.summary.skipped
         )
     }
 
@@ -132,7 +136,7 @@ impl Report {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{:<area_w$}  {:<name_w$}  {:<7}  {:>7}  DETAIL",
+            "{:<area_w$}  {:<name_w$}  {:<9}  {:>7}  DETAIL",
             "AREA", "CHECK", "RESULT", "TIME"
         );
         for r in &self.results {
@@ -143,7 +147,7 @@ impl Report {
                 .unwrap_or_default();
             let _ = writeln!(
                 out,
-                "{:<area_w$}  {:<name_w$}  {:<7}  {:>5}ms  {detail}",
+                "{:<area_w$}  {:<name_w$}  {:<9}  {:>5}ms  {detail}",
                 r.area.as_str(),
                 r.name,
                 r.outcome.status().to_uppercase(),
@@ -203,7 +207,7 @@ impl Report {
                 secs(r.duration_ms)
             );
             match &r.outcome {
-                Outcome::Passed => out.push_str("/>\n"),
+                Outcome::Passed | Outcome::Unclaimed(_) => out.push_str("/>\n"),
                 Outcome::Failed(m) => {
                     let _ = writeln!(
                         out,
@@ -279,6 +283,10 @@ mod tests {
                     Outcome::Failed("expected <1> & got \"2\"\u{1}".into()),
                 ),
                 r("c_skip", Outcome::Skipped("no probe".into())),
+                r(
+                    "d_unclaimed",
+                    Outcome::Unclaimed("(pci, add) is not claimed".into()),
+                ),
             ],
             Duration::from_millis(1500),
         )
@@ -290,8 +298,9 @@ mod tests {
         assert_eq!(
             report.summary,
             Summary {
-                total: 3,
+                total: 4,
                 passed: 1,
+                unclaimed: 1,
                 failed: 1,
                 skipped: 1
             }
@@ -299,7 +308,7 @@ mod tests {
         assert!(!report.success());
         assert_eq!(
             report.summary_line(),
-            "conformance: 1 passed, 1 failed, 1 skipped"
+            "conformance: 1 passed, 1 unclaimed, 1 failed, 1 skipped"
         );
     }
 
@@ -309,7 +318,7 @@ mod tests {
         assert!(xml.contains("&lt;1&gt; &amp; got &quot;2&quot;"), "{xml}");
         assert!(!xml.contains('\u{1}'));
         assert!(xml.contains("<skipped message=\"no probe\"/>"));
-        assert_eq!(xml.matches("<testcase ").count(), 3);
+        assert_eq!(xml.matches("<testcase ").count(), 4);
         assert_eq!(xml.matches("</testcase>").count(), 2);
         assert!(xml.contains("failures=\"1\""));
     }
@@ -317,14 +326,15 @@ mod tests {
     #[test]
     fn table_lists_every_check_and_failures_in_full() {
         let table = sample().to_table();
-        for name in ["a_ok", "b_bad", "c_skip"] {
+        for name in ["a_ok", "b_bad", "c_skip", "d_unclaimed"] {
             assert!(table.contains(name), "{table}");
         }
         assert!(table.contains("FAILED"));
+        assert!(table.contains("UNCLAIMED"));
         assert!(
             table
                 .trim_end()
-                .ends_with("conformance: 1 passed, 1 failed, 1 skipped")
+                .ends_with("conformance: 1 passed, 1 unclaimed, 1 failed, 1 skipped")
         );
     }
 

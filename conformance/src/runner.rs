@@ -85,6 +85,7 @@ pub async fn run_check(
     match &outcome {
         Outcome::Failed(m) => warn!(check = check.name, "failed: {m}"),
         Outcome::Skipped(m) => info!(check = check.name, "skipped: {m}"),
+        Outcome::Unclaimed(m) => info!(check = check.name, ?elapsed, "unclaimed: {m}"),
         Outcome::Passed => info!(check = check.name, ?elapsed, "passed"),
     }
     CheckResult::new(check, outcome, elapsed)

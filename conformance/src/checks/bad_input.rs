@@ -7,10 +7,10 @@ use uvm_api::{Error, GuestOs, State};
 use super::device::{DeviceKind, Spec, add_claimed, claims};
 use super::network::NicKind;
 use super::pci::PciKind;
-use super::plug::refuse_add;
+use super::plug::{refuse_add, unclaimed_op};
 use super::scsi::ScsiKind;
 use super::shares::VIRTIO_FS;
-use super::support::{Before, Vm, in_state};
+use super::support::{Before, Vm, created_and_running, in_state};
 use super::vpmem::VpmemKind;
 use crate::ctx::Ctx;
 use crate::step::{Step, Want, bail, expect_any_err, expect_err};
@@ -25,30 +25,39 @@ async fn bad_add(
     spoil: fn(&mut Spec),
     wants: &[Want],
 ) -> Step {
-    for state in [State::Created, State::Running] {
-        let vm = in_state(ctx, state).await?;
-        let mut bad = kind.fixture(ctx, 1)?;
-        spoil(&mut bad);
-        if !claims(kind, &*vm, uvm_api::Operation::Add)? {
-            refuse_add(kind, &*vm, &bad, &format!("an add with {flaw}")).await?;
-            continue;
-        }
-        kind.prepare(&*vm).await?;
-        let before = Before::take(&*vm).await?;
-        let what = format!(
-            "adding {} {} with {flaw} while {state}",
-            kind.noun(),
-            kind.id(&bad)
-        );
-        expect_any_err(&what, kind.add(&*vm, &bad).await.unwrap_or(Ok(())), wants)?;
-        before.unchanged(&*vm, &what).await?;
-        // Nothing changed: the id the refused call named is still free.
-        let good = kind.fixture(ctx, 1)?;
-        if kind.id(&good) == kind.id(&bad) {
-            let what =
-                format!("adding a well-formed device under the id the refused add named ({state})");
-            add_claimed(kind, &*vm, &good, &what).await?;
-        }
+    created_and_running(|state| bad_add_in(ctx, kind, flaw, spoil, wants, state)).await
+}
+
+async fn bad_add_in(
+    ctx: &Ctx,
+    kind: &'static dyn DeviceKind,
+    flaw: &str,
+    spoil: fn(&mut Spec),
+    wants: &[Want],
+    state: State,
+) -> Step {
+    let vm = in_state(ctx, state).await?;
+    let mut bad = kind.fixture(ctx, 1)?;
+    spoil(&mut bad);
+    if !claims(kind, &*vm, uvm_api::Operation::Add)? {
+        refuse_add(kind, &*vm, &bad, &format!("an add with {flaw}")).await?;
+        return Err(unclaimed_op(kind, uvm_api::Operation::Add));
+    }
+    kind.prepare(&*vm).await?;
+    let before = Before::take(&*vm).await?;
+    let what = format!(
+        "adding {} {} with {flaw} while {state}",
+        kind.noun(),
+        kind.id(&bad)
+    );
+    expect_any_err(&what, kind.add(&*vm, &bad).await.unwrap_or(Ok(())), wants)?;
+    before.unchanged(&*vm, &what).await?;
+    // Nothing changed: the id the refused call named is still free.
+    let good = kind.fixture(ctx, 1)?;
+    if kind.id(&good) == kind.id(&bad) {
+        let what =
+            format!("adding a well-formed device under the id the refused add named ({state})");
+        add_claimed(kind, &*vm, &good, &what).await?;
     }
     Ok(())
 }

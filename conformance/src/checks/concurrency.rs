@@ -9,7 +9,7 @@ use uvm_api::{Action, Error, Operation, Resource, State, StopMode, StopReason, U
 
 use super::device::{DeviceKind, Spec, claims, wait_seen};
 use super::network::NicKind;
-use super::plug::{maybe_view, refuse_add};
+use super::plug::{maybe_view, refuse_add, unclaimed_op};
 use super::scsi::ScsiKind;
 use super::support::{create, expect_state, in_state};
 use crate::ctx::Ctx;
@@ -40,7 +40,8 @@ async fn distinct_adds(ctx: &Ctx, kind: &'static dyn DeviceKind, n: u32) -> Step
         .map(|i| kind.fixture(ctx, i))
         .collect::<Step<Vec<_>>>()?;
     if !claims(kind, &*vm, Operation::Add)? {
-        return refuse_add(kind, &*vm, &specs[0], "a hot add").await;
+        refuse_add(kind, &*vm, &specs[0], "a hot add").await?;
+        return Err(unclaimed_op(kind, Operation::Add));
     }
     kind.prepare(&*vm).await?;
     let results = add_all(vm.arc(), kind, &specs).await?;
@@ -81,7 +82,8 @@ async fn same_lun_race(ctx: Ctx) -> Step {
         specs.push(spec);
     }
     if !claims(&ScsiKind, &*vm, Operation::Add)? {
-        return refuse_add(&ScsiKind, &*vm, &specs[0], "a hot add").await;
+        refuse_add(&ScsiKind, &*vm, &specs[0], "a hot add").await?;
+        return Err(unclaimed_op(&ScsiKind, Operation::Add));
     }
     ScsiKind.prepare(&*vm).await?;
     let results = add_all(vm.arc(), &ScsiKind, &specs).await?;

@@ -5,21 +5,19 @@ use uvm_api::State;
 
 use super::update::{Update, bad_arguments, refused_outside, works_in};
 use crate::ctx::Ctx;
-use crate::step::Step;
+use crate::step::{Must, Step};
 
 fn group() -> Update {
     Update::CpuGroup("uvm-conformance".into())
 }
 
 pub(super) async fn while_running(ctx: Ctx) -> Step {
-    works_in(&ctx, State::Running, &group()).await.map(|_| ())
+    works_in(&ctx, State::Running, &group()).await.map(drop)
 }
 
 pub(super) async fn before_start(ctx: Ctx) -> Step {
-    if let Some(vm) = works_in(&ctx, State::Created, &group()).await? {
-        crate::step::Must::must(vm.start().await, "start after setting the CPU group")?;
-    }
-    Ok(())
+    let vm = works_in(&ctx, State::Created, &group()).await?;
+    vm.start().await.must("start after setting the CPU group")
 }
 
 async fn outside(ctx: Ctx) -> Step {

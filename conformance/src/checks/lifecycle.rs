@@ -7,8 +7,9 @@ use uvm_api::{Action, State, StopMode, StopReason, Uvm};
 
 use super::ops::every_call;
 use super::support::{Before, GRACEFUL, create, expect_state, in_state, need_pause, reach};
+use crate::capability::{Capability, OPTIONAL_ACTIONS};
 use crate::ctx::Ctx;
-use crate::step::{Must, Step, Want, bail, ensure, expect_err, skip};
+use crate::step::{Must, Step, Want, bail, ensure, expect_err, skip, unclaimed, verdict};
 
 /// Performs `action` (start, stop, pause, resume or save) on `vm`.
 pub(crate) async fn act(ctx: &Ctx, vm: &dyn Uvm, action: Action) -> uvm_api::Result<()> {
@@ -32,11 +33,11 @@ async fn refused_in(ctx: &Ctx, action: Action, state: State) -> Step {
     reach(&*vm, state).await?;
     let before = Before::take(&*vm).await?;
     let what = format!("{action} while {state}");
-    let optional = matches!(action, Action::Pause | Action::Resume | Action::Save);
-    let want = if optional && !vm.supports_action(action) {
-        Want::ActionNotSupported(action)
-    } else {
+    let claimed = !OPTIONAL_ACTIONS.contains(&action) || vm.supports_action(action);
+    let want = if claimed {
         Want::InvalidState(state)
+    } else {
+        Want::ActionNotSupported(action)
     };
     expect_err(&what, act(ctx, &*vm, action).await, want)?;
     before.unchanged(&*vm, &what).await?;
@@ -44,7 +45,7 @@ async fn refused_in(ctx: &Ctx, action: Action, state: State) -> Step {
         vm.exit_status().is_none() || state == State::Stopped,
         "after {what}: the VM reports an exit status although it did not stop"
     );
-    Ok(())
+    verdict(claimed, &[Capability::Action(action)])
 }
 
 macro_rules! refusal {
@@ -117,7 +118,8 @@ async fn pause_from_running(ctx: Ctx) -> Step {
             vm.pause().await,
             Want::ActionNotSupported(Action::Pause),
         )?;
-        return before.unchanged(&*vm, "a refused pause").await;
+        before.unchanged(&*vm, "a refused pause").await?;
+        return Err(unclaimed(&[Capability::Action(Action::Pause)]));
     }
     vm.pause().await.must("pause while running")?;
     expect_state(&*vm, State::Paused, "pause")
@@ -131,7 +133,8 @@ async fn resume_from_paused(ctx: Ctx) -> Step {
             vm.resume().await,
             Want::ActionNotSupported(Action::Resume),
         )?;
-        return expect_state(&*vm, State::Paused, "a refused resume");
+        expect_state(&*vm, State::Paused, "a refused resume")?;
+        return Err(unclaimed(&[Capability::Action(Action::Resume)]));
     }
     vm.resume().await.must("resume while paused")?;
     expect_state(&*vm, State::Running, "resume")?;
@@ -154,7 +157,8 @@ async fn save_when_paused(ctx: Ctx) -> Step {
             Want::ActionNotSupported(Action::Save),
         )?;
         ensure!(!dest.exists(), "a refused save wrote {}", dest.display());
-        return expect_state(&*vm, State::Paused, "a refused save");
+        expect_state(&*vm, State::Paused, "a refused save")?;
+        return Err(unclaimed(&[Capability::Action(Action::Save)]));
     }
     vm.save(&dest).await.must("save while paused")?;
     expect_state(&*vm, State::Paused, "save")?;
@@ -186,7 +190,7 @@ async fn restore_snapshot(ctx: Ctx) -> Step {
             restored.is_err(),
             "restore succeeded although the backend's capabilities say restore: false"
         );
-        return Ok(());
+        return Err(unclaimed(&[Capability::Restore]));
     }
     if !can_save {
         ensure!(

@@ -4,7 +4,7 @@ use uvm_api::config::{MAX_MEMORY_MIB, MIN_MEMORY_MIB};
 use uvm_api::{Error, Operation, Resource, State, Uvm};
 
 use super::support::{Before, eventually, in_state, refused};
-use super::update::{Update, bad_arguments, claimed, refused_outside};
+use super::update::{Update, bad_arguments, claimed, refused_outside, unclaimed_update};
 use crate::ctx::Ctx;
 use crate::step::{Must, Step, bail, ensure, fail};
 
@@ -86,7 +86,7 @@ pub(super) async fn while_running(ctx: Ctx) -> Step {
             now == was,
             "a refused memory update changed assigned memory from {was} to {now}"
         );
-        return Ok(());
+        return Err(unclaimed_update(&probe));
     }
     let mib = resize(&ctx, &*vm, State::Running).await?;
     shows(
@@ -115,7 +115,7 @@ pub(super) async fn before_start(ctx: Ctx) -> Step {
             )
             .await?;
         }
-        return Ok(());
+        return Err(unclaimed_update(&probe));
     }
     let mib = resize(&ctx, &*vm, State::Created).await?;
     vm.start().await.must("start after a memory update")?;

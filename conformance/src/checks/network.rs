@@ -6,8 +6,8 @@ use uvm_api::{GuestProbe, Nic, Operation, Resource, State, Uvm, UvmConfig};
 use super::device::{
     DeviceKind, Seen, Spec, add_claimed, claims, probe_failed, wait_seen, wrong_spec,
 };
-use super::plug::{Kinds, maybe_view, refuse_add};
-use super::support::{Before, create, reach};
+use super::plug::{Kinds, maybe_view, refuse_add, unclaimed_op};
+use super::support::{Before, create, created_and_running, reach};
 use crate::ctx::Ctx;
 use crate::fixtures::mac;
 use crate::step::{Step, Want, ensure, expect_err};
@@ -119,29 +119,30 @@ impl DeviceKind for NicKind {
 }
 
 async fn duplicate_mac(ctx: Ctx) -> Step {
-    for state in [State::Created, State::Running] {
-        let vm = create(&ctx).await?;
-        reach(&*vm, state).await?;
-        let first = NicKind.fixture(&ctx, 1)?;
-        let mut second = NicKind.fixture(&ctx, 2)?;
-        if let (Spec::Nic(a), Spec::Nic(b)) = (&first, &mut second) {
-            b.mac = a.mac;
-        }
-        if !claims(&NicKind, &*vm, Operation::Add)? {
-            refuse_add(&NicKind, &*vm, &second, "an add").await?;
-            continue;
-        }
-        add_claimed(&NicKind, &*vm, &first, &format!("adding nic1 ({state})")).await?;
-        let before = Before::take(&*vm).await?;
-        let what = format!("adding nic2 with the MAC of nic1 ({state})");
-        expect_err(
-            &what,
-            NicKind.add(&*vm, &second).await.unwrap_or(Ok(())),
-            Want::AlreadyExists(Resource::Network),
-        )?;
-        before.unchanged(&*vm, &what).await?;
+    created_and_running(|state| duplicate_mac_in(&ctx, state)).await
+}
+
+async fn duplicate_mac_in(ctx: &Ctx, state: State) -> Step {
+    let vm = create(ctx).await?;
+    reach(&*vm, state).await?;
+    let first = NicKind.fixture(ctx, 1)?;
+    let mut second = NicKind.fixture(ctx, 2)?;
+    if let (Spec::Nic(a), Spec::Nic(b)) = (&first, &mut second) {
+        b.mac = a.mac;
     }
-    Ok(())
+    if !claims(&NicKind, &*vm, Operation::Add)? {
+        refuse_add(&NicKind, &*vm, &second, "an add").await?;
+        return Err(unclaimed_op(&NicKind, Operation::Add));
+    }
+    add_claimed(&NicKind, &*vm, &first, &format!("adding nic1 ({state})")).await?;
+    let before = Before::take(&*vm).await?;
+    let what = format!("adding nic2 with the MAC of nic1 ({state})");
+    expect_err(
+        &what,
+        NicKind.add(&*vm, &second).await.unwrap_or(Ok(())),
+        Want::AlreadyExists(Resource::Network),
+    )?;
+    before.unchanged(&*vm, &what).await
 }
 
 async fn several_nics(ctx: Ctx) -> Step {
@@ -159,7 +160,8 @@ async fn several_nics(ctx: Ctx) -> Step {
         .await
         .map_err(|e| crate::step::fail(format!("start: {}", crate::step::describe(&e))))?;
     if !claimed {
-        return refuse_add(&NicKind, &*vm, &specs[2], "a hot add").await;
+        refuse_add(&NicKind, &*vm, &specs[2], "a hot add").await?;
+        return Err(unclaimed_op(&NicKind, Operation::Add));
     }
     for spec in &specs[2..] {
         add_claimed(&NicKind, &*vm, spec, "adding while running").await?;

@@ -5,7 +5,7 @@ use uvm_api::{ProcessorLimits, State};
 
 use super::update::{Update, bad_arguments, refused_outside, works_in};
 use crate::ctx::Ctx;
-use crate::step::Step;
+use crate::step::{Must, Parts, Step};
 
 fn limits() -> Update {
     Update::Processor(ProcessorLimits {
@@ -16,21 +16,20 @@ fn limits() -> Update {
 }
 
 pub(super) async fn while_running(ctx: Ctx) -> Step {
-    works_in(&ctx, State::Running, &limits()).await?;
     let only_weight = Update::Processor(ProcessorLimits {
         weight: Some(50),
         ..Default::default()
     });
-    works_in(&ctx, State::Running, &only_weight)
-        .await
-        .map(|_| ())
+    let mut parts = Parts::default();
+    for update in [limits(), only_weight] {
+        parts.part(works_in(&ctx, State::Running, &update).await.map(drop))?;
+    }
+    parts.end()
 }
 
 pub(super) async fn before_start(ctx: Ctx) -> Step {
-    if let Some(vm) = works_in(&ctx, State::Created, &limits()).await? {
-        crate::step::Must::must(vm.start().await, "start after a processor update")?;
-    }
-    Ok(())
+    let vm = works_in(&ctx, State::Created, &limits()).await?;
+    vm.start().await.must("start after a processor update")
 }
 
 async fn outside(ctx: Ctx) -> Step {

@@ -7,11 +7,13 @@ use uvm_api::{GuestProbe, Operation, Resource, ShareKind, SharedFolder, Uvm, Uvm
 use super::device::{
     DeviceKind, Seen, Spec, add_claimed, claims, probe_failed, wait_seen, wrong_spec,
 };
-use super::plug::{Kinds, refuse_add};
+use super::plug::{Kinds, refuse_add, unclaimed_op};
 use super::support::{Before, create, probe, refused};
+use crate::capability::Capability;
 use crate::ctx::Ctx;
 use crate::fixtures::{self, digest, share_files};
-use crate::step::{Must, Step, ensure, fail};
+use crate::outcome::Outcome;
+use crate::step::{Must, Parts, Step, ensure, fail, verdict};
 
 /// Shares of one kind, named `<prefix><n>`, each a folder of three files.
 pub(crate) struct ShareDevice {
@@ -201,6 +203,7 @@ where
     F: Fn(super::support::Vm, &'static ShareDevice, Spec) -> Fut,
     Fut: std::future::Future<Output = Step>,
 {
+    let mut parts = Parts::default();
     for kind in [&VIRTIO_FS, &PLAN9, &VSMB] {
         let vm = create(ctx).await?;
         vm.start().await.must("start")?;
@@ -210,15 +213,17 @@ where
         }
         if !claims(kind, &*vm, Operation::Add)? {
             refuse_add(kind, &*vm, &spec, "a hot add").await?;
+            parts.part(Err(unclaimed_op(kind, Operation::Add)))?;
             continue;
         }
         add_claimed(kind, &*vm, &spec, "adding while running").await?;
         f(vm, kind, spec).await.map_err(|o| match o {
-            crate::outcome::Outcome::Failed(m) => fail(format!("[{}] {m}", kind.resource())),
+            Outcome::Failed(m) => fail(format!("[{}] {m}", kind.resource())),
             other => other,
         })?;
+        parts.part(Ok(()))?;
     }
-    Ok(())
+    parts.end()
 }
 
 async fn read_only_refuses_writes(ctx: Ctx) -> Step {
@@ -301,6 +306,7 @@ async fn same_name_other_kinds(ctx: Ctx) -> Step {
     let vm = create(&ctx).await?;
     vm.start().await.must("start")?;
     let mut added = Vec::new();
+    let mut refused_kinds = Vec::new();
     for kind in [&VIRTIO_FS, &PLAN9, &VSMB] {
         let dir = fixtures::folder(ctx.scratch(), &fixtures::unique("same"), &share_files(9))?;
         let spec = Spec::Share(SharedFolder {
@@ -332,10 +338,14 @@ async fn same_name_other_kinds(ctx: Ctx) -> Step {
                 result,
             )
             .await?;
+            refused_kinds.push(Capability::Pair(kind.resource(), Operation::Add));
         }
     }
+    // With fewer than two kinds claimed there is nothing to coexist: all the
+    // check proved is the other kinds' honest refusal.
+    let end = verdict(added.len() >= 2, &refused_kinds);
     let Some(manager) = vm.shared_folders() else {
-        return Ok(());
+        return end;
     };
     for kind in &added {
         if vm.supported(kind.resource(), Operation::Remove) {
@@ -353,7 +363,7 @@ async fn same_name_other_kinds(ctx: Ctx) -> Step {
                 .await?;
         }
     }
-    Ok(())
+    end
 }
 
 super::device_checks!(Shares, KINDS;

@@ -8,12 +8,13 @@ use uvm_api::{Action, Capabilities, Operation, Resource, State, Uvm};
 use super::device::{
     DeviceKind, add_claimed, claims, expect_unseen, remove_claimed, wait_gone, wait_seen,
 };
-use super::plug::{maybe_view, refuse_add};
+use super::plug::{maybe_view, refuse_add, unclaimed_op};
 use super::support::{Before, complete, create, expect_state, in_state, reach, refused};
 use super::update::{Update, refused_outside};
+use crate::capability::{Capability, OPTIONAL_ACTIONS};
 use crate::ctx::Ctx;
 use crate::outcome::Outcome;
-use crate::step::{Must, Step, Want, bail, ensure, expect_err, skip};
+use crate::step::{Must, Parts, Step, Want, bail, ensure, expect_err, skip, unclaimed};
 
 /// Every state, `Paused` only if the backend can pause.
 const STATES: [State; 4] = [
@@ -54,8 +55,6 @@ fn every_pair() -> impl Iterator<Item = (Resource, Operation)> {
         .into_iter()
         .flat_map(|r| Operation::ALL.into_iter().map(move |op| (r, op)))
 }
-
-const OPTIONAL_ACTIONS: [Action; 3] = [Action::Pause, Action::Resume, Action::Save];
 
 async fn within_capabilities(ctx: Ctx) -> Step {
     let caps: Capabilities = ctx.backend().capabilities();
@@ -181,7 +180,7 @@ pub(crate) async fn device_add(ctx: Ctx, kind: &'static dyn DeviceKind) -> Step 
             }
         }
     }
-    Ok(())
+    Err(unclaimed_op(kind, Operation::Add))
 }
 
 /// `(kind, remove)`: works cold and hot if claimed; `NotSupported` in every state otherwise,
@@ -267,7 +266,7 @@ pub(crate) async fn device_remove(ctx: Ctx, kind: &'static dyn DeviceKind) -> St
             wait_seen(&ctx, kind, p, &spec, "a refused remove").await?;
         }
     }
-    Ok(())
+    Err(unclaimed_op(kind, Operation::Remove))
 }
 
 async fn vm_socket_add(ctx: Ctx) -> Step {
@@ -334,21 +333,26 @@ async fn vm_socket_add(ctx: Ctx) -> Step {
         )
         .await?;
     }
-    Ok(())
+    Err(unclaimed(&[Capability::Pair(r, Operation::Add)]))
 }
 
-async fn update(ctx: &Ctx, update: Update, created: bool) -> Step {
-    if created {
-        super::update::works_in(ctx, State::Created, &update).await?;
+/// `update` works before start and while running, and is refused while
+/// paused and after stop; all of it ends unclaimed if the VM does not claim it.
+async fn update(ctx: &Ctx, update: Update) -> Step {
+    let mut parts = Parts::default();
+    for state in [State::Created, State::Running] {
+        parts.part(super::update::works_in(ctx, state, &update).await.map(drop))?;
     }
-    super::update::works_in(ctx, State::Running, &update).await?;
-    refused_outside(ctx, &update).await
+    parts.part(refused_outside(ctx, &update).await)?;
+    parts.end()
 }
 
 async fn memory_update(ctx: Ctx) -> Step {
-    super::memory::before_start(ctx.clone()).await?;
-    super::memory::while_running(ctx.clone()).await?;
-    refused_outside(&ctx, &Update::Memory(ctx.template().memory_mib)).await
+    let mut parts = Parts::default();
+    parts.part(super::memory::before_start(ctx.clone()).await)?;
+    parts.part(super::memory::while_running(ctx.clone()).await)?;
+    parts.part(refused_outside(&ctx, &Update::Memory(ctx.template().memory_mib)).await)?;
+    parts.end()
 }
 
 async fn processor_update(ctx: Ctx) -> Step {
@@ -356,11 +360,11 @@ async fn processor_update(ctx: Ctx) -> Step {
         weight: Some(300),
         ..Default::default()
     };
-    update(&ctx, Update::Processor(limits), true).await
+    update(&ctx, Update::Processor(limits)).await
 }
 
 async fn cpu_group_update(ctx: Ctx) -> Step {
-    update(&ctx, Update::CpuGroup("uvm-conformance-t".into()), true).await
+    update(&ctx, Update::CpuGroup("uvm-conformance-t".into())).await
 }
 
 /// An optional action: works where the table allows it if claimed;
@@ -423,7 +427,7 @@ async fn action(ctx: Ctx, action: Action) -> Step {
         "a refused save wrote {}",
         dest.display()
     );
-    Ok(())
+    Err(unclaimed(&[Capability::Action(action)]))
 }
 
 async fn pause(ctx: Ctx) -> Step {

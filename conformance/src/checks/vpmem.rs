@@ -8,11 +8,11 @@ use uvm_api::{
 };
 
 use super::device::{DeviceKind, Seen, Spec, claims, probe_failed, wrong_spec};
-use super::plug::{Kinds, refuse_add};
+use super::plug::{Kinds, refuse_add, unclaimed_op};
 use super::support::{Before, create, reach, refused};
 use crate::ctx::Ctx;
 use crate::fixtures::{self, pmem_size};
-use crate::step::{Must, Step, Want, bail, expect_err, fail};
+use crate::step::{Must, Parts, Step, Want, bail, expect_err, fail};
 
 /// The controller the checks set: room for 16 devices of up to 64 MiB.
 pub(crate) const CONTROLLER: VpmemController = VpmemController {
@@ -144,17 +144,19 @@ where
     F: Fn(super::support::Vm, State) -> Fut,
     Fut: std::future::Future<Output = Step>,
 {
+    let mut parts = Parts::default();
     for state in [State::Created, State::Running] {
         let vm = create(ctx).await?;
         reach(&*vm, state).await?;
         if !claims(&VpmemKind, &*vm, Operation::Add)? {
             let spec = VpmemKind.fixture(ctx, 1)?;
             refuse_add(&VpmemKind, &*vm, &spec, what).await?;
+            parts.part(Err(unclaimed_op(&VpmemKind, Operation::Add)))?;
             continue;
         }
-        f(vm, state).await?;
+        parts.part(f(vm, state).await)?;
     }
-    Ok(())
+    parts.end()
 }
 
 async fn controller_once(ctx: Ctx) -> Step {
@@ -257,22 +259,22 @@ async fn image_too_large(ctx: Ctx) -> Step {
 async fn controller_refused_when_unclaimed(ctx: Ctx) -> Step {
     let vm = create(&ctx).await?;
     vm.start().await.must("start")?;
-    let Some(vpmem) = vm.vpmem() else {
-        return Ok(());
-    };
     if vm.supported(Resource::VPMem, Operation::Add) {
         return Ok(());
     }
-    let before = Before::take(&*vm).await?;
-    refused(
-        &*vm,
-        &before,
-        "setting the VPMem controller",
-        Resource::VPMem,
-        Operation::Add,
-        Some(vpmem.add_controller(CONTROLLER).await),
-    )
-    .await
+    if let Some(vpmem) = vm.vpmem() {
+        let before = Before::take(&*vm).await?;
+        refused(
+            &*vm,
+            &before,
+            "setting the VPMem controller",
+            Resource::VPMem,
+            Operation::Add,
+            Some(vpmem.add_controller(CONTROLLER).await),
+        )
+        .await?;
+    }
+    Err(unclaimed_op(&VpmemKind, Operation::Add))
 }
 
 super::device_checks!(Vpmem, KINDS;

@@ -8,18 +8,23 @@ use uvm_api::{
     Operation, Resource, State, StopMode, Uvm, VMADDR_PORT_ANY, VmSocketManager, VsockListener,
 };
 
-use super::support::{Before, Claim, claim, create, in_state, probe, reach, refused};
+use super::support::{
+    Before, Claim, claim, create, created_and_running, in_state, probe, reach, refused,
+};
+use crate::capability::Capability;
 use crate::ctx::Ctx;
-use crate::step::{Must, Step, Want, ensure, expect_err, fail};
+use crate::outcome::Outcome;
+use crate::step::{Must, Parts, Step, Want, ensure, expect_err, fail, unclaimed};
 
 const R: Resource = Resource::VmSocket;
 const IO_LIMIT: Duration = Duration::from_secs(10);
 
 /// The VM's socket manager if it claims sockets; if it does not, checks that
-/// listen and connect are refused in its current state and returns `None`.
-async fn sockets(vm: &dyn Uvm, port: u32) -> Step<Option<&dyn VmSocketManager>> {
+/// listen and connect are refused in its current state and ends the check
+/// unclaimed.
+async fn sockets(vm: &dyn Uvm, port: u32) -> Step<&dyn VmSocketManager> {
     match claim(vm, R, Operation::Add, vm.vm_socket())? {
-        Claim::Yes(m) => Ok(Some(m)),
+        Claim::Yes(m) => Ok(m),
         Claim::No(m) => {
             let before = Before::take(vm).await?;
             let listen = match m {
@@ -48,7 +53,7 @@ async fn sockets(vm: &dyn Uvm, port: u32) -> Step<Option<&dyn VmSocketManager>> 
                 connect,
             )
             .await?;
-            Ok(None)
+            Err(unclaimed(&[Capability::Pair(R, Operation::Add)]))
         }
     }
 }
@@ -117,18 +122,14 @@ async fn guest_dials(
 
 async fn guest_dial(ctx: Ctx) -> Step {
     let vm = in_state(&ctx, State::Running).await?;
-    let Some(m) = sockets(&*vm, 6000).await? else {
-        return Ok(());
-    };
+    let m = sockets(&*vm, 6000).await?;
     let listener = m.listen(6000).await.must("listen(6000) while running")?;
     guest_dials(&*vm, listener, 6000, b"hello from the guest").await
 }
 
 async fn host_connect(ctx: Ctx) -> Step {
     let vm = in_state(&ctx, State::Running).await?;
-    let Some(m) = sockets(&*vm, 6001).await? else {
-        return Ok(());
-    };
+    let m = sockets(&*vm, 6001).await?;
     let p = probe(&*vm)?;
     p.serve_echo(6001)
         .await
@@ -152,7 +153,7 @@ async fn host_connect(ctx: Ctx) -> Step {
             .read_to_end(&mut back)
             .await
             .map_err(|e| fail(format!("reading the echo: {e}")))?;
-        Ok::<_, crate::outcome::Outcome>(back)
+        Ok::<_, Outcome>(back)
     };
     let back = tokio::time::timeout(IO_LIMIT, exchange)
         .await
@@ -173,9 +174,7 @@ async fn host_connect(ctx: Ctx) -> Step {
 async fn listen_in_state(ctx: &Ctx, state: State, port: u32) -> Step {
     let vm = create(ctx).await?;
     reach(&*vm, state).await?;
-    let Some(m) = sockets(&*vm, port).await? else {
-        return Ok(());
-    };
+    let m = sockets(&*vm, port).await?;
     let listener = m
         .listen(port)
         .await
@@ -214,9 +213,7 @@ async fn listen_while_paused(ctx: Ctx) -> Step {
 
 async fn listen_after_stop(ctx: Ctx) -> Step {
     let vm = in_state(&ctx, State::Stopped).await?;
-    let Some(m) = sockets(&*vm, 6004).await? else {
-        return Ok(());
-    };
+    let m = sockets(&*vm, 6004).await?;
     expect_err(
         "listen(6004) on a stopped VM",
         m.listen(6004).await,
@@ -226,29 +223,31 @@ async fn listen_after_stop(ctx: Ctx) -> Step {
 }
 
 async fn connect_outside_running(ctx: Ctx) -> Step {
+    let mut parts = Parts::default();
     for state in [State::Created, State::Paused, State::Stopped] {
         let vm = match in_state(&ctx, state).await {
             Ok(vm) => vm,
-            Err(crate::outcome::Outcome::Skipped(_)) => continue,
+            Err(Outcome::Skipped(_)) => continue,
             Err(o) => return Err(o),
         };
-        let Some(m) = sockets(&*vm, 6005).await? else {
-            continue;
-        };
-        expect_err(
-            &format!("connect(6005) while {state}"),
-            m.connect(6005).await,
-            Want::InvalidState(state),
-        )?;
+        parts.part(connect_refused_in(&*vm, state).await)?;
     }
+    parts.end()
+}
+
+async fn connect_refused_in(vm: &dyn Uvm, state: State) -> Step {
+    let m = sockets(vm, 6005).await?;
+    expect_err(
+        &format!("connect(6005) while {state}"),
+        m.connect(6005).await,
+        Want::InvalidState(state),
+    )?;
     Ok(())
 }
 
 async fn connect_refused(ctx: Ctx) -> Step {
     let vm = in_state(&ctx, State::Running).await?;
-    let Some(m) = sockets(&*vm, 6006).await? else {
-        return Ok(());
-    };
+    let m = sockets(&*vm, 6006).await?;
     expect_err(
         "connect(6006) with no guest listener on it",
         m.connect(6006).await,
@@ -259,9 +258,7 @@ async fn connect_refused(ctx: Ctx) -> Step {
 
 async fn port_twice(ctx: Ctx) -> Step {
     let vm = in_state(&ctx, State::Running).await?;
-    let Some(m) = sockets(&*vm, 6007).await? else {
-        return Ok(());
-    };
+    let m = sockets(&*vm, 6007).await?;
     let listener = m.listen(6007).await.must("listen(6007)")?;
     expect_err(
         "a second listen(6007) while the first listener lives",
@@ -273,9 +270,7 @@ async fn port_twice(ctx: Ctx) -> Step {
 
 async fn drop_frees_port(ctx: Ctx) -> Step {
     let vm = in_state(&ctx, State::Running).await?;
-    let Some(m) = sockets(&*vm, 6008).await? else {
-        return Ok(());
-    };
+    let m = sockets(&*vm, 6008).await?;
     for round in 1..=3 {
         let listener = m
             .listen(6008)
@@ -292,9 +287,7 @@ async fn drop_frees_port(ctx: Ctx) -> Step {
 
 async fn accept_fails_after_stop(ctx: Ctx) -> Step {
     let vm = in_state(&ctx, State::Running).await?;
-    let Some(m) = sockets(&*vm, 6009).await? else {
-        return Ok(());
-    };
+    let m = sockets(&*vm, 6009).await?;
     let mut pending = m.listen(6009).await.must("listen(6009)")?;
     let mut later = m.listen(6010).await.must("listen(6010)")?;
     let waiting = tokio::spawn(async move { pending.accept().await.map(|_| ()) });
@@ -325,9 +318,7 @@ async fn accept_fails_after_stop(ctx: Ctx) -> Step {
 async fn concurrent_connections(ctx: Ctx) -> Step {
     const N: usize = 8;
     let vm = in_state(&ctx, State::Running).await?;
-    let Some(m) = sockets(&*vm, 6011).await? else {
-        return Ok(());
-    };
+    let m = sockets(&*vm, 6011).await?;
     let mut listener = m.listen(6011).await.must("listen(6011)")?;
     let p = probe(&*vm)?;
     let server = tokio::spawn(async move {
@@ -356,7 +347,7 @@ async fn concurrent_connections(ctx: Ctx) -> Step {
         for h in handlers {
             h.await.map_err(|e| fail(format!("handler task: {e}")))??;
         }
-        Ok::<(), crate::outcome::Outcome>(())
+        Ok::<(), Outcome>(())
     });
     let dials = (0..N).map(|i| {
         let payload = format!("connection {i}").into_bytes();
@@ -370,7 +361,7 @@ async fn concurrent_connections(ctx: Ctx) -> Step {
                 "connection {i} got the answer meant for another: {:?}",
                 String::from_utf8_lossy(&reply)
             );
-            Ok::<(), crate::outcome::Outcome>(())
+            Ok::<(), Outcome>(())
         }
     });
     p.uptime().await.must("the guest agent answering")?;
@@ -392,23 +383,23 @@ async fn concurrent_connections(ctx: Ctx) -> Step {
 }
 
 async fn port_any(ctx: Ctx) -> Step {
-    for state in [State::Created, State::Running] {
-        let vm = in_state(&ctx, state).await?;
-        let Some(m) = sockets(&*vm, VMADDR_PORT_ANY).await? else {
-            continue;
-        };
+    created_and_running(|state| port_any_in(&ctx, state)).await
+}
+
+async fn port_any_in(ctx: &Ctx, state: State) -> Step {
+    let vm = in_state(ctx, state).await?;
+    let m = sockets(&*vm, VMADDR_PORT_ANY).await?;
+    expect_err(
+        &format!("listen(VMADDR_PORT_ANY) while {state}"),
+        m.listen(VMADDR_PORT_ANY).await,
+        Want::InvalidArgument,
+    )?;
+    if state == State::Running {
         expect_err(
-            &format!("listen(VMADDR_PORT_ANY) while {state}"),
-            m.listen(VMADDR_PORT_ANY).await,
+            "connect(VMADDR_PORT_ANY)",
+            m.connect(VMADDR_PORT_ANY).await,
             Want::InvalidArgument,
         )?;
-        if state == State::Running {
-            expect_err(
-                "connect(VMADDR_PORT_ANY)",
-                m.connect(VMADDR_PORT_ANY).await,
-                Want::InvalidArgument,
-            )?;
-        }
     }
     Ok(())
 }
