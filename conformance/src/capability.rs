@@ -31,9 +31,9 @@ impl Capability {
     /// How the backend refuses this capability when it does not claim it.
     pub fn refusal(self) -> &'static str {
         match self {
-            Capability::Pair(..) => "NotSupported, and nothing changed",
-            Capability::Action(_) => "ActionNotSupported, and nothing changed",
-            Capability::Restore => "an error, and no VM",
+            Capability::Pair(..) => "NotSupported, nothing changed",
+            Capability::Action(_) => "ActionNotSupported, nothing changed",
+            Capability::Restore => "an error, no VM",
         }
     }
 }

@@ -9,6 +9,7 @@ use tokio::sync::RwLock;
 use tracing::{info, warn};
 use uvm_api::UvmConfig;
 
+use crate::capability::CapabilityMatrix;
 use crate::check::Check;
 use crate::checks;
 use crate::ctx::{Ctx, Settings};
@@ -167,7 +168,10 @@ pub async fn run_checks(
     options: &RunOptions,
 ) -> Report {
     let started = Instant::now();
-    let backend = factory.make().name().to_owned();
+    let made = factory.make();
+    let backend = made.name().to_owned();
+    let capabilities = CapabilityMatrix::of(&made.capabilities());
+    drop(made);
     let selected: Vec<(usize, &Check)> = list
         .iter()
         .enumerate()
@@ -192,6 +196,7 @@ pub async fn run_checks(
     results.sort_by_key(|(i, _)| *i);
     Report::new(
         backend,
+        capabilities,
         results.into_iter().map(|(_, r)| r).collect(),
         started.elapsed(),
     )

@@ -35,7 +35,7 @@ pub(crate) fn unclaimed(capabilities: &[Capability]) -> Outcome {
         ("is", "its")
     };
     Outcome::Unclaimed(format!(
-        "{names} {is} not claimed; verified {its} honest refusal ({refusal})"
+        "{names} {is} not claimed; verified {its} honest refusal: {refusal}"
     ))
 }
 
@@ -241,7 +241,7 @@ mod tests {
         assert_eq!(
             one.message(),
             Some(
-                "(pci, add) is not claimed; verified its honest refusal (NotSupported, and nothing changed)"
+                "(pci, add) is not claimed; verified its honest refusal: NotSupported, nothing changed"
             )
         );
         let two = unclaimed(&[
