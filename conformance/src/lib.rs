@@ -8,19 +8,42 @@
 //! provides one; the truthfulness of `supported`; bad input; concurrency;
 //! and leaks.
 //!
-//! A check whose capability the backend does not claim still runs: it
-//! asserts that the call returns `NotSupported` and changes nothing. A check
-//! is skipped only when it cannot be exercised at all (no guest probe, a
-//! state the backend cannot reach), and says why.
+//! Each check ends in one of four [`Outcome`]s:
+//!
+//! - **passed**: the backend did what the contract says, for a capability
+//!   it claims (or for a promise every backend makes, such as `supported`
+//!   being false for every pair the contract does not define);
+//! - **unclaimed**: the check is about a capability the backend does not
+//!   claim, and still ran: it verified the honest refusal (`NotSupported` or
+//!   `ActionNotSupported`, nothing changed). That proves the backend truthful,
+//!   not capable, so it is reported apart from passed, and it is not a
+//!   failure. A check about several kinds of device passes if any kind it
+//!   exercised is claimed;
+//! - **failed**: the backend did not do what the contract says (a wrong
+//!   refusal, or a refusal that changed something, is a failure too);
+//! - **skipped**: the check could not be exercised at all (no guest probe, a
+//!   state the backend cannot reach), and says why.
+//!
+//! A [`Report`] starts with the backend's [`CapabilityMatrix`] (from
+//! [`uvm_api::Backend::capabilities`]: every (resource, operation) pair the
+//! contract defines, every action, and restore, each claimed or not), then
+//! one result per check, and counts passed, unclaimed, failed and skipped
+//! separately ([`Summary`]).
 //!
 //! Three ways to run the suite:
 //!
 //! - [`run_suite`] returns a [`Report`] (as a table, JSON or JUnit XML);
 //! - [`conformance_tests!`] expands to one `#[test]` per check, so a backend
-//!   crate runs the suite inside `cargo test`;
-//! - the `uvm-conformance` binary: `uvm-conformance --backend NAME
-//!   [--only AREA] [--format table|json|junit]`, which exits non-zero on any
-//!   failure.
+//!   crate runs the suite inside `cargo test` (an unclaimed check passes its
+//!   test and prints `UNCLAIMED <name>: <reason>`);
+//! - the `uvm-conformance` command of the `uvm-conformance-cli` crate
+//!   (`cargo run -p uvm-conformance-cli -- --backend NAME [--only AREA]
+//!   [--format table|json|junit]`), which exits non-zero on failures only.
+//!
+//! This library depends on `uvm-api` only: the backends a run can pick by
+//! name are registered by the command, not here. The list of checks is kept
+//! in one place (`src/list.rs`), from which both [`all_checks`] and the
+//! tests of [`conformance_tests!`] are generated.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), uvm_api::Error> {
@@ -35,6 +58,7 @@
 //! # }
 //! ```
 
+mod capability;
 mod check;
 mod checks;
 mod ctx;
@@ -48,12 +72,13 @@ mod runner;
 mod step;
 pub mod threads;
 
+pub use capability::{ActionClaim, Capability, CapabilityMatrix, Claim, PairClaim};
 pub use check::{Check, CheckFn};
 pub use checks::{all_checks, area_checks, find};
 pub use ctx::{Ctx, Settings};
 pub use factory::Factory;
 pub use outcome::{Area, Outcome, UnknownArea};
-pub use report::{CheckResult, Report, Summary, xml_escape};
+pub use report::{CheckResult, JunitError, Report, Summary};
 pub use runner::{DEFAULT_TIMEOUT, RunOptions, run_check, run_checks, run_named, run_suite};
 
 /// Environment variable naming a host PCI device the PCI checks may assign.

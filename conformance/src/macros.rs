@@ -28,7 +28,9 @@ use crate::runner::{RunOptions, run_named};
 /// Each test runs its check on a fresh multi-threaded tokio runtime with two
 /// workers (no `tokio` dependency is needed in the caller). A failed check
 /// panics with its message; a skipped one prints `SKIPPED <name>: <reason>`
-/// to stderr and passes. The checks that count the process's threads and file
+/// to stderr and passes; an unclaimed one (the backend does not claim the
+/// capability and refused it honestly) prints `UNCLAIMED <name>: <reason>`
+/// and passes too: it is not a failure. The checks that count the process's threads and file
 /// descriptors take a lock every other generated test shares, so they run
 /// alone; put the macro in a test file of its own so that tests of yours do
 /// not run beside them. `UVM_CONFORMANCE_TIMEOUT_SECS` raises the time limit
@@ -37,8 +39,8 @@ use crate::runner::{RunOptions, run_named};
 /// A backend that does not pass everything yet can name its known failures:
 /// `conformance_tests!(mod NAME, factory, config, known_failures = &["check_name"])`.
 /// Such a check still runs; its failure is printed as `KNOWN FAILURE` and
-/// the test passes, but if it passes the test fails, so that the list is
-/// kept true.
+/// the test passes, but if it no longer fails (it passes, or ends
+/// unclaimed) the test fails, so that the list is kept true.
 #[macro_export]
 macro_rules! conformance_tests {
     (mod $module:ident, $factory:expr, $config:expr, known_failures = $known:expr $(,)?) => {
@@ -86,12 +88,13 @@ macro_rules! conformance_tests {
     };
 }
 
-/// Generates the tests of [`conformance_tests!`] from the list of check names.
+/// Generates the tests of [`conformance_tests!`] from the list of checks
+/// (`area: name ...;`), one test per check, named as the check.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __uvm_conformance_tests {
-    ($($name:ident)*) => {
-        $(
+    ($($area:ident: $($name:ident)*;)*) => {
+        $($(
             #[test]
             fn $name() {
                 $crate::macro_support::run_test(
@@ -101,12 +104,12 @@ macro_rules! __uvm_conformance_tests {
                     __uvm_conformance_known(),
                 );
             }
-        )*
+        )*)*
     };
 }
 
 /// Runs check `name` as a test: panics if it fails (unless it is a known
-/// failure), prints a line to stderr if it is skipped.
+/// failure), prints a line to stderr if it is skipped or unclaimed.
 #[doc(hidden)]
 pub fn run_test(name: &str, factory: Factory, template: UvmConfig, known_failures: &[&str]) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -122,10 +125,13 @@ pub fn run_test(name: &str, factory: Factory, template: UvmConfig, known_failure
     let known = known_failures.contains(&name);
     match result.map(|r| r.outcome) {
         None => panic!("the conformance suite has no check named {name}"),
-        Some(Outcome::Passed) if known => {
-            panic!("{name} passes but is listed as a known failure: remove it from known_failures")
+        Some(Outcome::Passed | Outcome::Unclaimed(_)) if known => {
+            panic!(
+                "{name} no longer fails but is listed as a known failure: remove it from known_failures"
+            )
         }
         Some(Outcome::Passed) => {}
+        Some(Outcome::Unclaimed(reason)) => eprintln!("UNCLAIMED {name}: {reason}"),
         Some(Outcome::Skipped(reason)) => eprintln!("SKIPPED {name}: {reason}"),
         Some(Outcome::Failed(message)) if known => {
             eprintln!("KNOWN FAILURE {name}: {message}");

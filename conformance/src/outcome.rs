@@ -9,8 +9,14 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", content = "message", rename_all = "snake_case")]
 pub enum Outcome {
-    /// The backend did what the contract says.
+    /// The backend did what the contract says, for a capability it claims
+    /// (or for a promise every backend makes).
     Passed,
+    /// The check is about a capability the backend does not claim, and all it
+    /// could verify is the honest refusal (`NotSupported` or
+    /// `ActionNotSupported`, nothing changed): not a failure, and not a pass
+    /// either. The message says which capability and what was verified.
+    Unclaimed(String),
     /// The backend did not: the message says what was expected and what happened.
     Failed(String),
     /// The check could not be exercised at all on this backend; the message says why.
@@ -28,25 +34,31 @@ impl Outcome {
         matches!(self, Outcome::Passed)
     }
 
+    /// Whether the check ended unclaimed (an honest refusal, verified).
+    pub fn is_unclaimed(&self) -> bool {
+        matches!(self, Outcome::Unclaimed(_))
+    }
+
     /// Whether the check was skipped.
     pub fn is_skipped(&self) -> bool {
         matches!(self, Outcome::Skipped(_))
     }
 
-    /// `passed`, `failed` or `skipped`.
+    /// `passed`, `unclaimed`, `failed` or `skipped`.
     pub fn status(&self) -> &'static str {
         match self {
             Outcome::Passed => "passed",
+            Outcome::Unclaimed(_) => "unclaimed",
             Outcome::Failed(_) => "failed",
             Outcome::Skipped(_) => "skipped",
         }
     }
 
-    /// The failure message or skip reason.
+    /// The unclaimed capability, failure message or skip reason.
     pub fn message(&self) -> Option<&str> {
         match self {
             Outcome::Passed => None,
-            Outcome::Failed(m) | Outcome::Skipped(m) => Some(m),
+            Outcome::Unclaimed(m) | Outcome::Failed(m) | Outcome::Skipped(m) => Some(m),
         }
     }
 }
@@ -188,5 +200,13 @@ mod tests {
         assert_eq!(json, r#"{"status":"failed","message":"x"}"#);
         let json = serde_json::to_string(&Outcome::Passed).unwrap();
         assert_eq!(json, r#"{"status":"passed"}"#);
+        let unclaimed = Outcome::Unclaimed("(pci, add) is not claimed".into());
+        let json = serde_json::to_string(&unclaimed).unwrap();
+        assert_eq!(
+            json,
+            r#"{"status":"unclaimed","message":"(pci, add) is not claimed"}"#
+        );
+        assert!(!unclaimed.is_failed() && !unclaimed.is_passed() && unclaimed.is_unclaimed());
+        assert_eq!(unclaimed.message(), Some("(pci, add) is not claimed"));
     }
 }

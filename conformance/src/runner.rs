@@ -9,6 +9,7 @@ use tokio::sync::RwLock;
 use tracing::{info, warn};
 use uvm_api::UvmConfig;
 
+use crate::capability::CapabilityMatrix;
 use crate::check::Check;
 use crate::checks;
 use crate::ctx::{Ctx, Settings};
@@ -85,6 +86,7 @@ pub async fn run_check(
     match &outcome {
         Outcome::Failed(m) => warn!(check = check.name, "failed: {m}"),
         Outcome::Skipped(m) => info!(check = check.name, "skipped: {m}"),
+        Outcome::Unclaimed(m) => info!(check = check.name, ?elapsed, "unclaimed: {m}"),
         Outcome::Passed => info!(check = check.name, ?elapsed, "passed"),
     }
     CheckResult::new(check, outcome, elapsed)
@@ -166,7 +168,10 @@ pub async fn run_checks(
     options: &RunOptions,
 ) -> Report {
     let started = Instant::now();
-    let backend = factory.make().name().to_owned();
+    let made = factory.make();
+    let backend = made.name().to_owned();
+    let capabilities = CapabilityMatrix::of(&made.capabilities());
+    drop(made);
     let selected: Vec<(usize, &Check)> = list
         .iter()
         .enumerate()
@@ -191,6 +196,7 @@ pub async fn run_checks(
     results.sort_by_key(|(i, _)| *i);
     Report::new(
         backend,
+        capabilities,
         results.into_iter().map(|(_, r)| r).collect(),
         started.elapsed(),
     )

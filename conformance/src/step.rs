@@ -2,6 +2,7 @@
 
 use uvm_api::{Action, Error, Operation, Resource, State};
 
+use crate::capability::Capability;
 use crate::outcome::Outcome;
 
 /// A step of a check: `Err` carries the outcome the check ends with (usually a failure).
@@ -15,6 +16,78 @@ pub(crate) fn fail(message: impl Into<String>) -> Outcome {
 /// A skipped outcome with `reason`.
 pub(crate) fn skip(reason: impl Into<String>) -> Outcome {
     Outcome::Skipped(reason.into())
+}
+
+/// An unclaimed outcome: the backend does not claim `capabilities`, and the
+/// check verified their honest refusal (the first one's kind of refusal).
+pub(crate) fn unclaimed(capabilities: &[Capability]) -> Outcome {
+    let names = capabilities
+        .iter()
+        .map(Capability::to_string)
+        .collect::<Vec<_>>()
+        .join(" and ");
+    let refusal = capabilities
+        .first()
+        .map_or("nothing to call", |c| c.refusal());
+    let (is, its) = if capabilities.len() > 1 {
+        ("are", "their")
+    } else {
+        ("is", "its")
+    };
+    Outcome::Unclaimed(format!(
+        "{names} {is} not claimed; verified {its} honest refusal: {refusal}"
+    ))
+}
+
+/// The end of a check that verified either a claimed capability's behaviour
+/// (`claimed`: passed) or only the honest refusal of `capabilities` (unclaimed).
+pub(crate) fn verdict(claimed: bool, capabilities: &[Capability]) -> Step {
+    if claimed {
+        Ok(())
+    } else {
+        Err(unclaimed(capabilities))
+    }
+}
+
+/// The parts of a check (one per state, per kind of device, per call) that
+/// each end passed or unclaimed, gathered into one end: passed if any part
+/// proved a claimed capability, unclaimed if every part only verified an
+/// honest refusal.
+#[derive(Debug, Default)]
+pub(crate) struct Parts {
+    proved: bool,
+    unclaimed: Vec<String>,
+}
+
+impl Parts {
+    /// Counts the end of one part; a failure or a skip ends the check.
+    pub(crate) fn part(&mut self, end: Step) -> Step {
+        match end {
+            Ok(()) | Err(Outcome::Passed) => self.proved = true,
+            Err(Outcome::Unclaimed(m)) => {
+                if !self.unclaimed.contains(&m) {
+                    self.unclaimed.push(m);
+                }
+            }
+            Err(other) => return Err(other),
+        }
+        Ok(())
+    }
+
+    /// Whether no part has been counted.
+    pub(crate) fn is_empty(&self) -> bool {
+        !self.proved && self.unclaimed.is_empty()
+    }
+
+    /// The end of the check: passed if any part proved something or none
+    /// was counted, unclaimed if every part ended unclaimed.
+    pub(crate) fn end(self) -> Step {
+        if self.proved || self.unclaimed.is_empty() {
+            Ok(())
+        } else {
+            Err(Outcome::Unclaimed(self.unclaimed.join("; ")))
+        }
+    }
 }
 
 /// Turns the end of a check body into its outcome.
@@ -161,6 +234,62 @@ pub(crate) fn expect_any_err<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unclaimed_names_the_capability_and_the_verified_refusal() {
+        let one = unclaimed(&[Capability::Pair(Resource::Pci, Operation::Add)]);
+        assert_eq!(
+            one.message(),
+            Some(
+                "(pci, add) is not claimed; verified its honest refusal: NotSupported, nothing changed"
+            )
+        );
+        let two = unclaimed(&[
+            Capability::Pair(Resource::Scsi, Operation::Add),
+            Capability::Pair(Resource::Scsi, Operation::Remove),
+        ]);
+        assert!(
+            two.message()
+                .is_some_and(|m| m.starts_with("(scsi, add) and (scsi, remove) are not claimed")),
+            "{two}"
+        );
+        assert_eq!(verdict(true, &[]), Ok(()));
+        assert!(
+            verdict(false, &[Capability::Restore])
+                .unwrap_err()
+                .is_unclaimed()
+        );
+    }
+
+    #[test]
+    fn parts_pass_if_any_part_proved_something() {
+        let pci = || {
+            Err(unclaimed(&[Capability::Pair(
+                Resource::Pci,
+                Operation::Add,
+            )]))
+        };
+        let mut parts = Parts::default();
+        assert!(parts.is_empty());
+        parts.part(pci()).unwrap();
+        parts.part(pci()).unwrap();
+        assert!(!parts.is_empty());
+        let end = parts.end().unwrap_err();
+        assert!(end.is_unclaimed());
+        assert_eq!(
+            end.message().map(|m| m.matches("(pci, add)").count()),
+            Some(1)
+        );
+
+        let mut parts = Parts::default();
+        parts.part(pci()).unwrap();
+        parts.part(Ok(())).unwrap();
+        assert_eq!(parts.end(), Ok(()));
+
+        let mut parts = Parts::default();
+        assert!(parts.part(Err(fail("broken"))).unwrap_err().is_failed());
+        assert!(parts.part(Err(skip("no probe"))).unwrap_err().is_skipped());
+    }
 
     #[test]
     fn expectations_name_both_sides() {

@@ -27,3 +27,20 @@ uvm_conformance::conformance_tests!(
     || FakeBackend::with_profile(Profile::random(5).without_action(Action::Pause)),
     UvmConfig::builder("macro-random").build().unwrap()
 );
+
+/// The list the test macro expands, as (area, name) pairs.
+macro_rules! listed {
+    ($($area:ident: $($name:ident)*;)*) => {
+        [$($((stringify!($area), stringify!($name))),*),*]
+    };
+}
+
+#[test]
+fn the_macro_has_one_test_per_check_in_suite_order() {
+    let listed = uvm_conformance::__uvm_conformance_with_checks!(listed);
+    let suite: Vec<(&str, &str)> = uvm_conformance::all_checks()
+        .iter()
+        .map(|c| (c.area.as_str(), c.name))
+        .collect();
+    assert_eq!(listed.to_vec(), suite);
+}

@@ -1,6 +1,7 @@
 //! The self-test's other half: the honest fake passes every check, whatever
 //! capabilities it has. A capability it lacks must be refused with
-//! `NotSupported`, and that is what the checks then verify.
+//! `NotSupported`, and that is what the checks then verify: such a check ends
+//! `unclaimed`, never `passed`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
@@ -27,6 +28,8 @@ async fn passes(label: &str, profile: fn() -> Profile) -> Report {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_capability() {
     let report = passes("all", Profile::all).await;
+    // Everything is claimed: nothing can end unclaimed.
+    assert_eq!(report.summary.unclaimed, 0, "{}", report.summary_line());
     // With everything on, only what no probe can see may be skipped.
     for r in report.results.iter().filter(|r| r.outcome.is_skipped()) {
         assert!(
@@ -122,4 +125,91 @@ async fn pause_without_resume_or_save() {
             .without_action(Action::Save)
     })
     .await;
+}
+
+/// The capabilities of the kvm backend today (with virtiofsd installed): no
+/// memory, processor or CPU-group updates, no PCI, no 9p or VSMB shares, no
+/// save or restore.
+fn like_kvm() -> Profile {
+    let mut p = Profile::all()
+        .without_action(Action::Save)
+        .with_restore(false);
+    for (r, op) in [
+        (Resource::Memory, Operation::Update),
+        (Resource::Processor, Operation::Update),
+        (Resource::CpuGroup, Operation::Update),
+        (Resource::Pci, Operation::Add),
+        (Resource::Pci, Operation::Remove),
+        (Resource::Plan9, Operation::Add),
+        (Resource::Plan9, Operation::Remove),
+        (Resource::Vsmb, Operation::Add),
+        (Resource::Vsmb, Operation::Remove),
+    ] {
+        p = p.without(r, op);
+    }
+    p
+}
+
+/// Whether check `name` is about memory, processor, CPU group, PCI, 9p or
+/// VSMB alone, save or restore. (The other share checks pass on virtio-fs;
+/// shares of several kinds with one name cannot coexist where only one kind
+/// is claimed.)
+fn about_what_kvm_lacks(name: &str) -> bool {
+    const PREFIXES: &[&str] = &[
+        "truthfulness_plan9_",
+        "truthfulness_vsmb_",
+        "shares_same_name_across_kinds_coexist",
+        "memory_",
+        "processor_",
+        "cpu_group_",
+        "pci_",
+        "bad_input_pci_",
+        "truthfulness_pci_",
+        "truthfulness_memory_",
+        "truthfulness_processor_",
+        "truthfulness_cpu_group_",
+        "truthfulness_action_save",
+        "lifecycle_save_",
+        "lifecycle_restore_",
+    ];
+    PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unclaimed_exactly_where_the_capability_is_lacking() {
+    let report = passes("like kvm", like_kvm).await;
+    let unclaimed: Vec<&str> = report
+        .results
+        .iter()
+        .filter(|r| r.outcome.is_unclaimed())
+        .map(|r| r.name.as_str())
+        .collect();
+    for r in &report.results {
+        assert_eq!(
+            r.outcome.is_unclaimed(),
+            about_what_kvm_lacks(&r.name),
+            "{} ended {}",
+            r.name,
+            r.outcome
+        );
+        if about_what_kvm_lacks(&r.name) {
+            let message = r.outcome.message().unwrap_or_default();
+            assert!(
+                message.contains("not claimed") && message.contains("honest refusal"),
+                "{}: {message}",
+                r.name
+            );
+        } else {
+            assert!(r.outcome.is_passed(), "{} ended {}", r.name, r.outcome);
+        }
+    }
+    assert_eq!(report.summary.unclaimed, unclaimed.len());
+    assert!(unclaimed.len() >= 30, "only {unclaimed:?}");
+    assert_eq!(
+        report.summary.passed
+            + report.summary.unclaimed
+            + report.summary.failed
+            + report.summary.skipped,
+        report.summary.total
+    );
 }

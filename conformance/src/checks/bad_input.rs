@@ -7,12 +7,11 @@ use uvm_api::{Error, GuestOs, State};
 use super::device::{DeviceKind, Spec, add_claimed, claims};
 use super::network::NicKind;
 use super::pci::PciKind;
-use super::plug::refuse_add;
+use super::plug::{refuse_add, unclaimed_op};
 use super::scsi::ScsiKind;
 use super::shares::VIRTIO_FS;
-use super::support::{Before, Vm, in_state};
+use super::support::{Before, Vm, created_and_running, in_state};
 use super::vpmem::VpmemKind;
-use crate::check::Check;
 use crate::ctx::Ctx;
 use crate::step::{Step, Want, bail, expect_any_err, expect_err};
 
@@ -26,30 +25,39 @@ async fn bad_add(
     spoil: fn(&mut Spec),
     wants: &[Want],
 ) -> Step {
-    for state in [State::Created, State::Running] {
-        let vm = in_state(ctx, state).await?;
-        let mut bad = kind.fixture(ctx, 1)?;
-        spoil(&mut bad);
-        if !claims(kind, &*vm, uvm_api::Operation::Add)? {
-            refuse_add(kind, &*vm, &bad, &format!("an add with {flaw}")).await?;
-            continue;
-        }
-        kind.prepare(&*vm).await?;
-        let before = Before::take(&*vm).await?;
-        let what = format!(
-            "adding {} {} with {flaw} while {state}",
-            kind.noun(),
-            kind.id(&bad)
-        );
-        expect_any_err(&what, kind.add(&*vm, &bad).await.unwrap_or(Ok(())), wants)?;
-        before.unchanged(&*vm, &what).await?;
-        // Nothing changed: the id the refused call named is still free.
-        let good = kind.fixture(ctx, 1)?;
-        if kind.id(&good) == kind.id(&bad) {
-            let what =
-                format!("adding a well-formed device under the id the refused add named ({state})");
-            add_claimed(kind, &*vm, &good, &what).await?;
-        }
+    created_and_running(|state| bad_add_in(ctx, kind, flaw, spoil, wants, state)).await
+}
+
+async fn bad_add_in(
+    ctx: &Ctx,
+    kind: &'static dyn DeviceKind,
+    flaw: &str,
+    spoil: fn(&mut Spec),
+    wants: &[Want],
+    state: State,
+) -> Step {
+    let vm = in_state(ctx, state).await?;
+    let mut bad = kind.fixture(ctx, 1)?;
+    spoil(&mut bad);
+    if !claims(kind, &*vm, uvm_api::Operation::Add)? {
+        refuse_add(kind, &*vm, &bad, &format!("an add with {flaw}")).await?;
+        return Err(unclaimed_op(kind, uvm_api::Operation::Add));
+    }
+    kind.prepare(&*vm).await?;
+    let before = Before::take(&*vm).await?;
+    let what = format!(
+        "adding {} {} with {flaw} while {state}",
+        kind.noun(),
+        kind.id(&bad)
+    );
+    expect_any_err(&what, kind.add(&*vm, &bad).await.unwrap_or(Ok(())), wants)?;
+    before.unchanged(&*vm, &what).await?;
+    // Nothing changed: the id the refused call named is still free.
+    let good = kind.fixture(ctx, 1)?;
+    if kind.id(&good) == kind.id(&bad) {
+        let what =
+            format!("adding a well-formed device under the id the refused add named ({state})");
+        add_claimed(kind, &*vm, &good, &what).await?;
     }
     Ok(())
 }
@@ -280,99 +288,107 @@ async fn guest_os(ctx: Ctx) -> Step {
     Ok(())
 }
 
-/// The bad-input checks.
-pub(super) fn checks() -> Vec<Check> {
-    use super::check;
-    vec![
-        check!(
-            BadInput,
-            bad_input_invalid_config_refused,
-            "create refuses a config that fails validation with InvalidConfig",
-            invalid_config
-        ),
-        check!(
-            BadInput,
-            bad_input_unsupported_guest_os_refused,
-            "create refuses a guest OS the backend does not run with UnsupportedGuestOs naming it and the backend",
-            guest_os
-        ),
-        check!(
-            BadInput,
-            bad_input_scsi_relative_path,
-            "a SCSI disk with a relative path gives InvalidArgument and leaves its LUN free",
-            scsi_relative_path
-        ),
-        check!(
-            BadInput,
-            bad_input_scsi_missing_image,
-            "a SCSI disk whose image does not exist gives InvalidArgument and leaves its LUN free",
-            scsi_missing_image
-        ),
-        check!(
-            BadInput,
-            bad_input_scsi_lun_out_of_range,
-            "a SCSI disk at LUN 64 is refused (InvalidArgument or LimitReached)",
-            scsi_lun_out_of_range
-        ),
-        check!(
-            BadInput,
-            bad_input_vpmem_relative_path,
-            "a VPMem device with a relative path gives InvalidArgument and leaves its slot free",
-            vpmem_relative_path
-        ),
-        check!(
-            BadInput,
-            bad_input_vpmem_missing_image,
-            "a VPMem device whose image does not exist gives InvalidArgument and leaves its slot free",
-            vpmem_missing_image
-        ),
-        check!(
-            BadInput,
-            bad_input_nic_malformed_id,
-            "a NIC id with a space gives InvalidArgument",
-            nic_malformed_id
-        ),
-        check!(
-            BadInput,
-            bad_input_nic_empty_endpoint,
-            "a NIC with an empty endpoint gives InvalidArgument and leaves its id free",
-            nic_empty_endpoint
-        ),
-        check!(
-            BadInput,
-            bad_input_share_relative_path,
-            "a share with a relative host path gives InvalidArgument and leaves its name free",
-            share_relative_path
-        ),
-        check!(
-            BadInput,
-            bad_input_share_file_not_folder,
-            "a share whose host path is a file gives InvalidArgument and leaves its name free",
-            share_file_not_folder
-        ),
-        check!(
-            BadInput,
-            bad_input_share_escaping_allowed_file,
-            "a share whose allowed files escape the folder gives InvalidArgument and leaves its name free",
-            share_escaping_allowed_file
-        ),
-        check!(
-            BadInput,
-            bad_input_share_malformed_name,
-            "a share name with a slash gives InvalidArgument",
-            share_malformed_name
-        ),
-        check!(
-            BadInput,
-            bad_input_pci_malformed_id,
-            "a PCI device with an empty id gives InvalidArgument",
-            pci_malformed_id
-        ),
-        check!(
-            BadInput,
-            bad_input_pci_missing_device,
-            "a PCI device whose host path does not exist gives InvalidArgument and leaves its id free",
-            pci_missing_device
-        ),
-    ]
-}
+super::check!(
+    BadInput,
+    bad_input_invalid_config_refused,
+    "create refuses a config that fails validation with InvalidConfig",
+    invalid_config
+);
+
+super::check!(
+    BadInput,
+    bad_input_unsupported_guest_os_refused,
+    "create refuses a guest OS the backend does not run with UnsupportedGuestOs naming it and the backend",
+    guest_os
+);
+
+super::check!(
+    BadInput,
+    bad_input_scsi_relative_path,
+    "a SCSI disk with a relative path gives InvalidArgument and leaves its LUN free",
+    scsi_relative_path
+);
+
+super::check!(
+    BadInput,
+    bad_input_scsi_missing_image,
+    "a SCSI disk whose image does not exist gives InvalidArgument and leaves its LUN free",
+    scsi_missing_image
+);
+
+super::check!(
+    BadInput,
+    bad_input_scsi_lun_out_of_range,
+    "a SCSI disk at LUN 64 is refused (InvalidArgument or LimitReached)",
+    scsi_lun_out_of_range
+);
+
+super::check!(
+    BadInput,
+    bad_input_vpmem_relative_path,
+    "a VPMem device with a relative path gives InvalidArgument and leaves its slot free",
+    vpmem_relative_path
+);
+
+super::check!(
+    BadInput,
+    bad_input_vpmem_missing_image,
+    "a VPMem device whose image does not exist gives InvalidArgument and leaves its slot free",
+    vpmem_missing_image
+);
+
+super::check!(
+    BadInput,
+    bad_input_nic_malformed_id,
+    "a NIC id with a space gives InvalidArgument",
+    nic_malformed_id
+);
+
+super::check!(
+    BadInput,
+    bad_input_nic_empty_endpoint,
+    "a NIC with an empty endpoint gives InvalidArgument and leaves its id free",
+    nic_empty_endpoint
+);
+
+super::check!(
+    BadInput,
+    bad_input_share_relative_path,
+    "a share with a relative host path gives InvalidArgument and leaves its name free",
+    share_relative_path
+);
+
+super::check!(
+    BadInput,
+    bad_input_share_file_not_folder,
+    "a share whose host path is a file gives InvalidArgument and leaves its name free",
+    share_file_not_folder
+);
+
+super::check!(
+    BadInput,
+    bad_input_share_escaping_allowed_file,
+    "a share whose allowed files escape the folder gives InvalidArgument and leaves its name free",
+    share_escaping_allowed_file
+);
+
+super::check!(
+    BadInput,
+    bad_input_share_malformed_name,
+    "a share name with a slash gives InvalidArgument",
+    share_malformed_name
+);
+
+super::check!(
+    BadInput,
+    bad_input_pci_malformed_id,
+    "a PCI device with an empty id gives InvalidArgument",
+    pci_malformed_id
+);
+
+super::check!(
+    BadInput,
+    bad_input_pci_missing_device,
+    "a PCI device whose host path does not exist gives InvalidArgument and leaves its id free",
+    pci_missing_device
+);

@@ -19,12 +19,15 @@ use uvm_api::{Backend, Operation, State, StopMode};
 
 use super::device::{DeviceKind, Spec, add_claimed, claims, remove_claimed};
 use super::network::NicKind;
+use super::plug::refuse_add;
 use super::procfs::{self, Holdings};
 use super::scsi::ScsiKind;
 use super::support::{Vm, complete, in_state};
-use crate::check::Check;
+use super::unplug::removable;
+use crate::capability::Capability;
 use crate::ctx::Ctx;
-use crate::step::{Must, Step, bail, ensure, fail, skip};
+use crate::outcome::Outcome;
+use crate::step::{Must, Parts, Step, bail, ensure, fail, skip, unclaimed};
 
 /// VMs per leak measurement.
 const CYCLES: u32 = 100;
@@ -32,6 +35,10 @@ const CYCLES: u32 = 100;
 const ATTEMPTS: u32 = 3;
 /// How long what was released may take to go (threads to exit, descriptors to close).
 const SETTLE: Duration = Duration::from_secs(3);
+/// The kinds of device that hold an image file, each with its fixture number.
+const IMAGE_KINDS: [(&dyn DeviceKind, u32); 2] = [(&ScsiKind, 1), (&super::vpmem::VpmemKind, 2)];
+/// Time limit of each thread and descriptor leak check (they run 100 cycles, alone).
+const LEAK_CHECK_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// A runtime of the leak checks' own, whose idle threads go quickly.
 fn runtime() -> Step<tokio::runtime::Runtime> {
@@ -227,17 +234,16 @@ async fn no_task_leaks(ctx: Ctx) -> Step {
     outcome.map_err(|e| fail(format!("the task count failed: {e}")))?
 }
 
-/// The images (disks, VPMem) a VM was given, to check none stays open.
+/// The images (disks, VPMem) a VM was given, to check none stays open; the
+/// kinds whose add the VM does not claim are checked to refuse it instead.
 async fn with_images(ctx: &Ctx, vm: &Vm) -> Step<Vec<PathBuf>> {
     let mut paths = Vec::new();
-    for (kind, n) in [
-        (&ScsiKind as &dyn DeviceKind, 1),
-        (&super::vpmem::VpmemKind, 2),
-    ] {
+    for (kind, n) in IMAGE_KINDS {
+        let spec = kind.fixture(ctx, n)?;
         if !claims(kind, &**vm, Operation::Add)? {
+            refuse_add(kind, &**vm, &spec, "adding an image").await?;
             continue;
         }
-        let spec = kind.fixture(ctx, n)?;
         kind.prepare(&**vm).await?;
         add_claimed(kind, &**vm, &spec, "adding an image").await?;
         match &spec {
@@ -280,7 +286,8 @@ async fn images_closed_after_stop(ctx: Ctx) -> Step {
     let vm = super::support::create(&ctx).await?;
     let paths = with_images(&ctx, &vm).await?;
     if paths.is_empty() {
-        return Ok(());
+        let adds = IMAGE_KINDS.map(|(kind, _)| Capability::Pair(kind.resource(), Operation::Add));
+        return Err(unclaimed(&adds));
     }
     vm.start().await.must("start")?;
     if let Some(probe) = vm.guest_probe() {
@@ -304,10 +311,8 @@ async fn image_closed_after_removal(ctx: Ctx) -> Step {
         return Err(skip("/proc/self is not readable on this host"));
     }
     let vm = in_state(&ctx, State::Running).await?;
-    if !(claims(&ScsiKind, &*vm, Operation::Add)? && claims(&ScsiKind, &*vm, Operation::Remove)?) {
-        return Ok(());
-    }
     let spec = ScsiKind.fixture(&ctx, 1)?;
+    removable(&ScsiKind, &*vm, &spec).await?;
     ScsiKind.prepare(&*vm).await?;
     add_claimed(&ScsiKind, &*vm, &spec, "hot-adding a disk").await?;
     if let Some(probe) = vm.guest_probe()
@@ -333,21 +338,34 @@ async fn image_closed_after_removal(ctx: Ctx) -> Step {
 async fn removals_complete_on_stop(ctx: Ctx) -> Step {
     let vm = in_state(&ctx, State::Running).await?;
     let mut removals = Vec::new();
+    let mut unremovable = Parts::default();
+    let mut skipped = Vec::new();
     for (kind, n) in [
         (&ScsiKind as &dyn DeviceKind, 1),
         (&NicKind, 1),
         (&super::vpmem::VpmemKind, 1),
     ] {
-        if !(claims(kind, &*vm, Operation::Add)? && claims(kind, &*vm, Operation::Remove)?) {
-            continue;
-        }
         let spec = kind.fixture(&ctx, n)?;
+        match removable(kind, &*vm, &spec).await {
+            Ok(()) => {}
+            Err(Outcome::Skipped(reason)) => {
+                skipped.push(format!("[{}] {reason}", kind.resource()));
+                continue;
+            }
+            other => {
+                unremovable.part(other)?;
+                continue;
+            }
+        }
         kind.prepare(&*vm).await?;
         add_claimed(kind, &*vm, &spec, "hot-adding").await?;
         removals.push(remove_claimed(kind, &*vm, &spec, "removing").await?);
     }
     if removals.is_empty() {
-        return Ok(());
+        if unremovable.is_empty() {
+            return Err(skip(skipped.join("; ")));
+        }
+        return unremovable.end();
     }
     vm.stop(StopMode::Force)
         .await
@@ -362,54 +380,50 @@ async fn removals_complete_on_stop(ctx: Ctx) -> Step {
     Ok(())
 }
 
-/// The cleanup checks.
-pub(super) fn checks() -> Vec<Check> {
-    use super::check;
-    let exclusive = |mut c: Check| {
-        c.exclusive = true;
-        c.timeout = Some(Duration::from_secs(600));
-        c
-    };
-    vec![
-        exclusive(check!(
-            Cleanup,
-            cleanup_no_thread_or_fd_leak_after_100_vms,
-            "after 100 create/start/stop cycles the process holds no more threads or file descriptors than before (runs alone)",
-            no_leaks_after_vm_cycles
-        )),
-        exclusive(check!(
-            Cleanup,
-            cleanup_no_thread_or_fd_leak_after_100_hot_plugs,
-            "after 100 hot add/remove cycles of a disk and a NIC the process holds no more threads or file descriptors than before (runs alone)",
-            no_leaks_after_device_cycles
-        )),
-        {
-            let mut c = check!(
-                Cleanup,
-                cleanup_no_task_leak_after_100_vms,
-                "after 100 create/start/stop cycles no more tokio tasks are alive than before",
-                no_task_leaks
-            );
-            c.timeout = Some(Duration::from_secs(300));
-            c
-        },
-        check!(
-            Cleanup,
-            cleanup_images_closed_after_stop,
-            "once a VM has stopped, no disk or VPMem image it had stays open in the process",
-            images_closed_after_stop
-        ),
-        check!(
-            Cleanup,
-            cleanup_image_closed_after_removal,
-            "once a disk's removal completes, its image is no longer open in the process",
-            image_closed_after_removal
-        ),
-        check!(
-            Cleanup,
-            cleanup_pending_removals_complete_on_stop,
-            "removals still pending when the VM stops complete (they are neither abandoned nor left hanging)",
-            removals_complete_on_stop
-        ),
-    ]
-}
+super::check!(
+    Cleanup,
+    cleanup_no_thread_or_fd_leak_after_100_vms,
+    "after 100 create/start/stop cycles the process holds no more threads or file descriptors than before (runs alone)",
+    no_leaks_after_vm_cycles,
+    exclusive: true,
+    timeout: Some(LEAK_CHECK_TIMEOUT),
+);
+
+super::check!(
+    Cleanup,
+    cleanup_no_thread_or_fd_leak_after_100_hot_plugs,
+    "after 100 hot add/remove cycles of a disk and a NIC the process holds no more threads or file descriptors than before (runs alone)",
+    no_leaks_after_device_cycles,
+    exclusive: true,
+    timeout: Some(LEAK_CHECK_TIMEOUT),
+);
+
+super::check!(
+    Cleanup,
+    cleanup_no_task_leak_after_100_vms,
+    "after 100 create/start/stop cycles no more tokio tasks are alive than before",
+    no_task_leaks,
+    exclusive: false,
+    timeout: Some(Duration::from_secs(300)),
+);
+
+super::check!(
+    Cleanup,
+    cleanup_images_closed_after_stop,
+    "once a VM has stopped, no disk or VPMem image it had stays open in the process",
+    images_closed_after_stop
+);
+
+super::check!(
+    Cleanup,
+    cleanup_image_closed_after_removal,
+    "once a disk's removal completes, its image is no longer open in the process",
+    image_closed_after_removal
+);
+
+super::check!(
+    Cleanup,
+    cleanup_pending_removals_complete_on_stop,
+    "removals still pending when the VM stops complete (they are neither abandoned nor left hanging)",
+    removals_complete_on_stop
+);

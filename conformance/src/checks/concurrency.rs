@@ -9,10 +9,9 @@ use uvm_api::{Action, Error, Operation, Resource, State, StopMode, StopReason, U
 
 use super::device::{DeviceKind, Spec, claims, wait_seen};
 use super::network::NicKind;
-use super::plug::{maybe_view, refuse_add};
+use super::plug::{maybe_view, refuse_add, unclaimed_op};
 use super::scsi::ScsiKind;
 use super::support::{create, expect_state, in_state};
-use crate::check::Check;
 use crate::ctx::Ctx;
 use crate::outcome::Outcome;
 use crate::step::{Must, Step, bail, ensure, fail};
@@ -41,7 +40,8 @@ async fn distinct_adds(ctx: &Ctx, kind: &'static dyn DeviceKind, n: u32) -> Step
         .map(|i| kind.fixture(ctx, i))
         .collect::<Step<Vec<_>>>()?;
     if !claims(kind, &*vm, Operation::Add)? {
-        return refuse_add(kind, &*vm, &specs[0], "a hot add").await;
+        refuse_add(kind, &*vm, &specs[0], "a hot add").await?;
+        return Err(unclaimed_op(kind, Operation::Add));
     }
     kind.prepare(&*vm).await?;
     let results = add_all(vm.arc(), kind, &specs).await?;
@@ -82,7 +82,8 @@ async fn same_lun_race(ctx: Ctx) -> Step {
         specs.push(spec);
     }
     if !claims(&ScsiKind, &*vm, Operation::Add)? {
-        return refuse_add(&ScsiKind, &*vm, &specs[0], "a hot add").await;
+        refuse_add(&ScsiKind, &*vm, &specs[0], "a hot add").await?;
+        return Err(unclaimed_op(&ScsiKind, Operation::Add));
     }
     ScsiKind.prepare(&*vm).await?;
     let results = add_all(vm.arc(), &ScsiKind, &specs).await?;
@@ -343,63 +344,65 @@ async fn vms_isolated(ctx: Ctx) -> Step {
     Ok(())
 }
 
-/// The concurrency checks.
-pub(super) fn checks() -> Vec<Check> {
-    use super::check;
-    vec![
-        check!(
-            Concurrency,
-            concurrency_hot_adds_different_luns_all_land,
-            "16 concurrent hot adds of disks at different LUNs all succeed and all land in the guest",
-            different_luns
-        ),
-        check!(
-            Concurrency,
-            concurrency_hot_adds_different_nics_all_land,
-            "8 concurrent hot adds of different NICs all succeed and all land in the guest",
-            different_nics
-        ),
-        check!(
-            Concurrency,
-            concurrency_same_lun_race_one_wins,
-            "of 8 concurrent adds at one LUN exactly one succeeds, the rest get AlreadyExists, and the guest sees the winner",
-            same_lun_race
-        ),
-        check!(
-            Concurrency,
-            concurrency_concurrent_stops,
-            "8 concurrent stops all succeed and the VM stops once",
-            concurrent_stops
-        ),
-        check!(
-            Concurrency,
-            concurrency_concurrent_starts_one_wins,
-            "of 8 concurrent starts exactly one succeeds, the rest get InvalidState",
-            concurrent_starts
-        ),
-        check!(
-            Concurrency,
-            concurrency_adds_racing_stop,
-            "hot adds racing a forced stop each succeed or get InvalidState, and the VM ends killed",
-            adds_racing_stop
-        ),
-        check!(
-            Concurrency,
-            concurrency_pause_resume_race,
-            "racing pauses and resumes each succeed or get InvalidState, and the VM ends in a consistent, working state",
-            pause_resume_race
-        ),
-        check!(
-            Concurrency,
-            concurrency_stats_during_lifecycle,
-            "stats polled nonstop while the VM starts, pauses, resumes and stops always answer",
-            stats_during_lifecycle
-        ),
-        check!(
-            Concurrency,
-            concurrency_vms_are_isolated,
-            "VMs of one backend are isolated: a disk, a stop or a guest panic in one does not show in another",
-            vms_isolated
-        ),
-    ]
-}
+super::check!(
+    Concurrency,
+    concurrency_hot_adds_different_luns_all_land,
+    "16 concurrent hot adds of disks at different LUNs all succeed and all land in the guest",
+    different_luns
+);
+
+super::check!(
+    Concurrency,
+    concurrency_hot_adds_different_nics_all_land,
+    "8 concurrent hot adds of different NICs all succeed and all land in the guest",
+    different_nics
+);
+
+super::check!(
+    Concurrency,
+    concurrency_same_lun_race_one_wins,
+    "of 8 concurrent adds at one LUN exactly one succeeds, the rest get AlreadyExists, and the guest sees the winner",
+    same_lun_race
+);
+
+super::check!(
+    Concurrency,
+    concurrency_concurrent_stops,
+    "8 concurrent stops all succeed and the VM stops once",
+    concurrent_stops
+);
+
+super::check!(
+    Concurrency,
+    concurrency_concurrent_starts_one_wins,
+    "of 8 concurrent starts exactly one succeeds, the rest get InvalidState",
+    concurrent_starts
+);
+
+super::check!(
+    Concurrency,
+    concurrency_adds_racing_stop,
+    "hot adds racing a forced stop each succeed or get InvalidState, and the VM ends killed",
+    adds_racing_stop
+);
+
+super::check!(
+    Concurrency,
+    concurrency_pause_resume_race,
+    "racing pauses and resumes each succeed or get InvalidState, and the VM ends in a consistent, working state",
+    pause_resume_race
+);
+
+super::check!(
+    Concurrency,
+    concurrency_stats_during_lifecycle,
+    "stats polled nonstop while the VM starts, pauses, resumes and stops always answer",
+    stats_during_lifecycle
+);
+
+super::check!(
+    Concurrency,
+    concurrency_vms_are_isolated,
+    "VMs of one backend are isolated: a disk, a stop or a guest panic in one does not show in another",
+    vms_isolated
+);

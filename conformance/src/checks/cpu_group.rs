@@ -4,23 +4,20 @@
 use uvm_api::State;
 
 use super::update::{Update, bad_arguments, refused_outside, works_in};
-use crate::check::Check;
 use crate::ctx::Ctx;
-use crate::step::Step;
+use crate::step::{Must, Step};
 
 fn group() -> Update {
     Update::CpuGroup("uvm-conformance".into())
 }
 
 pub(super) async fn while_running(ctx: Ctx) -> Step {
-    works_in(&ctx, State::Running, &group()).await.map(|_| ())
+    works_in(&ctx, State::Running, &group()).await.map(drop)
 }
 
 pub(super) async fn before_start(ctx: Ctx) -> Step {
-    if let Some(vm) = works_in(&ctx, State::Created, &group()).await? {
-        crate::step::Must::must(vm.start().await, "start after setting the CPU group")?;
-    }
-    Ok(())
+    let vm = works_in(&ctx, State::Created, &group()).await?;
+    vm.start().await.must("start after setting the CPU group")
 }
 
 async fn outside(ctx: Ctx) -> Step {
@@ -31,33 +28,30 @@ async fn bad_id(ctx: Ctx) -> Step {
     bad_arguments(&ctx, &[Update::CpuGroup(String::new())]).await
 }
 
-/// The CPU group checks.
-pub(super) fn checks() -> Vec<Check> {
-    use super::check;
-    vec![
-        check!(
-            CpuGroup,
-            cpu_group_set_while_running,
-            "the CPU group can be set while running (NotSupported, changing nothing, if unclaimed)",
-            while_running
-        ),
-        check!(
-            CpuGroup,
-            cpu_group_set_before_start,
-            "the CPU group can be set before start, and the VM then starts",
-            before_start
-        ),
-        check!(
-            CpuGroup,
-            cpu_group_set_paused_or_stopped_invalid_state,
-            "setting the CPU group while paused or after stop gives InvalidState",
-            outside
-        ),
-        check!(
-            CpuGroup,
-            cpu_group_empty_id_invalid_argument,
-            "an empty CPU group id gives InvalidArgument and changes nothing",
-            bad_id
-        ),
-    ]
-}
+super::check!(
+    CpuGroup,
+    cpu_group_set_while_running,
+    "the CPU group can be set while running (NotSupported, changing nothing, if unclaimed)",
+    while_running
+);
+
+super::check!(
+    CpuGroup,
+    cpu_group_set_before_start,
+    "the CPU group can be set before start, and the VM then starts",
+    before_start
+);
+
+super::check!(
+    CpuGroup,
+    cpu_group_set_paused_or_stopped_invalid_state,
+    "setting the CPU group while paused or after stop gives InvalidState",
+    outside
+);
+
+super::check!(
+    CpuGroup,
+    cpu_group_empty_id_invalid_argument,
+    "an empty CPU group id gives InvalidArgument and changes nothing",
+    bad_id
+);

@@ -6,7 +6,6 @@ use std::time::Duration;
 use uvm_api::{ExitStatus, GuestAction, State, StopMode, StopReason};
 
 use super::support::{GRACEFUL, Vm, create, expect_state, in_state, probe};
-use crate::check::Check;
 use crate::ctx::Ctx;
 use crate::step::{Must, Step, bail, ensure, fail};
 
@@ -267,81 +266,86 @@ async fn guest_exit_wakes_waiters(ctx: Ctx) -> Step {
     Ok(())
 }
 
-/// The exit checks.
-pub(super) fn checks() -> Vec<Check> {
-    use super::check;
-    vec![
-        check!(
-            Exit,
-            exit_guest_poweroff_is_shutdown,
-            "a guest power-off stops the VM with reason shutdown, no exit error, and a later stop changes nothing",
-            poweroff
-        ),
-        check!(
-            Exit,
-            exit_guest_reboot_is_reboot,
-            "a guest reboot stops the VM with reason reboot and no exit error",
-            reboot
-        ),
-        check!(
-            Exit,
-            exit_guest_panic_is_guest_panic,
-            "a guest kernel panic stops the VM with reason guest_panic and an exit error",
-            panic
-        ),
-        check!(
-            Exit,
-            exit_guest_crash_is_crash,
-            "a guest triple fault stops the VM with reason crash and an exit error",
-            crash
-        ),
-        check!(
-            Exit,
-            exit_force_stop_is_killed,
-            "a forced stop reports reason killed and no exit error",
-            force_stop_killed
-        ),
-        check!(
-            Exit,
-            exit_graceful_stop_reason,
-            "a graceful stop reports shutdown if the guest complied in time, killed if the timeout ran out",
-            graceful_stop_reason
-        ),
-        check!(
-            Exit,
-            exit_stop_before_start_is_killed,
-            "a stop before start reports killed",
-            stop_in_created_killed
-        ),
-        check!(
-            Exit,
-            exit_stop_while_paused_is_killed,
-            "a forced stop of a paused VM reports killed",
-            stop_while_paused_killed
-        ),
-        check!(
-            Exit,
-            exit_wait_after_exit_returns_at_once,
-            "after the exit, wait returns at once, the same status every time",
-            wait_after_exit_at_once
-        ),
-        check!(
-            Exit,
-            exit_wait_blocks_until_stopped,
-            "wait blocks while the VM is created, running or paused, and there is no exit status",
-            wait_blocks_while_running
-        ),
-        check!(
-            Exit,
-            exit_concurrent_waiters_same_status,
-            "several concurrent waiters, from before and after start, all get the same status",
-            concurrent_waiters
-        ),
-        check!(
-            Exit,
-            exit_guest_exit_wakes_every_waiter,
-            "a guest panic wakes every waiter with reason guest_panic",
-            guest_exit_wakes_waiters
-        ),
-    ]
-}
+super::check!(
+    Exit,
+    exit_guest_poweroff_is_shutdown,
+    "a guest power-off stops the VM with reason shutdown, no exit error, and a later stop changes nothing",
+    poweroff
+);
+
+super::check!(
+    Exit,
+    exit_guest_reboot_is_reboot,
+    "a guest reboot stops the VM with reason reboot and no exit error",
+    reboot
+);
+
+super::check!(
+    Exit,
+    exit_guest_panic_is_guest_panic,
+    "a guest kernel panic stops the VM with reason guest_panic and an exit error",
+    panic
+);
+
+super::check!(
+    Exit,
+    exit_guest_crash_is_crash,
+    "a guest triple fault stops the VM with reason crash and an exit error",
+    crash
+);
+
+super::check!(
+    Exit,
+    exit_force_stop_is_killed,
+    "a forced stop reports reason killed and no exit error",
+    force_stop_killed
+);
+
+super::check!(
+    Exit,
+    exit_graceful_stop_reason,
+    "a graceful stop reports shutdown if the guest complied in time, killed if the timeout ran out",
+    graceful_stop_reason
+);
+
+super::check!(
+    Exit,
+    exit_stop_before_start_is_killed,
+    "a stop before start reports killed",
+    stop_in_created_killed
+);
+
+super::check!(
+    Exit,
+    exit_stop_while_paused_is_killed,
+    "a forced stop of a paused VM reports killed",
+    stop_while_paused_killed
+);
+
+super::check!(
+    Exit,
+    exit_wait_after_exit_returns_at_once,
+    "after the exit, wait returns at once, the same status every time",
+    wait_after_exit_at_once
+);
+
+super::check!(
+    Exit,
+    exit_wait_blocks_until_stopped,
+    "wait blocks while the VM is created, running or paused, and there is no exit status",
+    wait_blocks_while_running
+);
+
+super::check!(
+    Exit,
+    exit_concurrent_waiters_same_status,
+    "several concurrent waiters, from before and after start, all get the same status",
+    concurrent_waiters
+);
+
+super::check!(
+    Exit,
+    exit_guest_exit_wakes_every_waiter,
+    "a guest panic wakes every waiter with reason guest_panic",
+    guest_exit_wakes_waiters
+);

@@ -7,9 +7,9 @@ use uvm_api::{Action, State, StopMode, StopReason, Uvm};
 
 use super::ops::every_call;
 use super::support::{Before, GRACEFUL, create, expect_state, in_state, need_pause, reach};
-use crate::check::Check;
+use crate::capability::{Capability, OPTIONAL_ACTIONS};
 use crate::ctx::Ctx;
-use crate::step::{Must, Step, Want, bail, ensure, expect_err, skip};
+use crate::step::{Must, Step, Want, bail, ensure, expect_err, skip, unclaimed, verdict};
 
 /// Performs `action` (start, stop, pause, resume or save) on `vm`.
 pub(crate) async fn act(ctx: &Ctx, vm: &dyn Uvm, action: Action) -> uvm_api::Result<()> {
@@ -33,11 +33,11 @@ async fn refused_in(ctx: &Ctx, action: Action, state: State) -> Step {
     reach(&*vm, state).await?;
     let before = Before::take(&*vm).await?;
     let what = format!("{action} while {state}");
-    let optional = matches!(action, Action::Pause | Action::Resume | Action::Save);
-    let want = if optional && !vm.supports_action(action) {
-        Want::ActionNotSupported(action)
-    } else {
+    let claimed = !OPTIONAL_ACTIONS.contains(&action) || vm.supports_action(action);
+    let want = if claimed {
         Want::InvalidState(state)
+    } else {
+        Want::ActionNotSupported(action)
     };
     expect_err(&what, act(ctx, &*vm, action).await, want)?;
     before.unchanged(&*vm, &what).await?;
@@ -45,7 +45,7 @@ async fn refused_in(ctx: &Ctx, action: Action, state: State) -> Step {
         vm.exit_status().is_none() || state == State::Stopped,
         "after {what}: the VM reports an exit status although it did not stop"
     );
-    Ok(())
+    verdict(claimed, &[Capability::Action(action)])
 }
 
 macro_rules! refusal {
@@ -118,7 +118,8 @@ async fn pause_from_running(ctx: Ctx) -> Step {
             vm.pause().await,
             Want::ActionNotSupported(Action::Pause),
         )?;
-        return before.unchanged(&*vm, "a refused pause").await;
+        before.unchanged(&*vm, "a refused pause").await?;
+        return Err(unclaimed(&[Capability::Action(Action::Pause)]));
     }
     vm.pause().await.must("pause while running")?;
     expect_state(&*vm, State::Paused, "pause")
@@ -132,7 +133,8 @@ async fn resume_from_paused(ctx: Ctx) -> Step {
             vm.resume().await,
             Want::ActionNotSupported(Action::Resume),
         )?;
-        return expect_state(&*vm, State::Paused, "a refused resume");
+        expect_state(&*vm, State::Paused, "a refused resume")?;
+        return Err(unclaimed(&[Capability::Action(Action::Resume)]));
     }
     vm.resume().await.must("resume while paused")?;
     expect_state(&*vm, State::Running, "resume")?;
@@ -155,7 +157,8 @@ async fn save_when_paused(ctx: Ctx) -> Step {
             Want::ActionNotSupported(Action::Save),
         )?;
         ensure!(!dest.exists(), "a refused save wrote {}", dest.display());
-        return expect_state(&*vm, State::Paused, "a refused save");
+        expect_state(&*vm, State::Paused, "a refused save")?;
+        return Err(unclaimed(&[Capability::Action(Action::Save)]));
     }
     vm.save(&dest).await.must("save while paused")?;
     expect_state(&*vm, State::Paused, "save")?;
@@ -187,7 +190,7 @@ async fn restore_snapshot(ctx: Ctx) -> Step {
             restored.is_err(),
             "restore succeeded although the backend's capabilities say restore: false"
         );
-        return Ok(());
+        return Err(unclaimed(&[Capability::Restore]));
     }
     if !can_save {
         ensure!(
@@ -382,165 +385,184 @@ async fn every_call_while_paused(ctx: Ctx) -> Step {
     Ok(())
 }
 
-/// The lifecycle checks.
-pub(super) fn checks() -> Vec<Check> {
-    use super::check;
-    vec![
-        check!(
-            Lifecycle,
-            lifecycle_new_vm_is_created,
-            "a new VM is created, has the config's id, no exit status, and supports start and stop",
-            new_vm_is_created
-        ),
-        check!(
-            Lifecycle,
-            lifecycle_start_from_created,
-            "start moves a created VM to running",
-            start_from_created
-        ),
-        check!(
-            Lifecycle,
-            lifecycle_start_when_running_invalid,
-            "start while running gives InvalidState and changes nothing",
-            start_running
-        ),
-        check!(
-            Lifecycle,
-            lifecycle_start_when_paused_invalid,
-            "start while paused gives InvalidState and changes nothing",
-            start_paused
-        ),
-        check!(
-            Lifecycle,
-            lifecycle_start_when_stopped_invalid,
-            "start on a stopped VM gives InvalidState: stopped is terminal",
-            start_stopped
-        ),
-        check!(
-            Lifecycle,
-            lifecycle_pause_from_running,
-            "pause moves a running VM to paused (or gives ActionNotSupported if the backend cannot pause)",
-            pause_from_running
-        ),
-        check!(
-            Lifecycle,
-            lifecycle_pause_when_created_invalid,
-            "pause before start gives InvalidState (ActionNotSupported without pause)",
-            pause_created
-        ),
-        check!(
-            Lifecycle,
-            lifecycle_pause_when_paused_invalid,
-            "pause while paused gives InvalidState",
-            pause_paused
-        ),
-        check!(
-            Lifecycle,
-            lifecycle_pause_when_stopped_invalid,
-            "pause on a stopped VM gives InvalidState (ActionNotSupported without pause)",
-            pause_stopped
-        ),
-        check!(
-            Lifecycle,
-            lifecycle_resume_from_paused,
-            "resume moves a paused VM back to running",
-            resume_from_paused
-        ),
-        check!(
-            Lifecycle,
-            lifecycle_resume_when_created_invalid,
-            "resume before start gives InvalidState (ActionNotSupported without resume)",
-            resume_created
-        ),
-        check!(
-            Lifecycle,
-            lifecycle_resume_when_running_invalid,
-            "resume while running gives InvalidState (ActionNotSupported without resume)",
-            resume_running
-        ),
-        check!(
-            Lifecycle,
-            lifecycle_resume_when_stopped_invalid,
-            "resume on a stopped VM gives InvalidState (ActionNotSupported without resume)",
-            resume_stopped
-        ),
-        check!(
-            Lifecycle,
-            lifecycle_save_when_paused,
-            "save while paused writes a snapshot and the VM stays paused (or ActionNotSupported, writing nothing)",
-            save_when_paused
-        ),
-        check!(
-            Lifecycle,
-            lifecycle_save_when_created_invalid,
-            "save before start gives InvalidState (ActionNotSupported without save)",
-            save_created
-        ),
-        check!(
-            Lifecycle,
-            lifecycle_save_when_running_invalid,
-            "save while running gives InvalidState (ActionNotSupported without save)",
-            save_running
-        ),
-        check!(
-            Lifecycle,
-            lifecycle_save_when_stopped_invalid,
-            "save on a stopped VM gives InvalidState (ActionNotSupported without save)",
-            save_stopped
-        ),
-        check!(
-            Lifecycle,
-            lifecycle_restore_from_snapshot,
-            "a saved snapshot restores to a paused VM that resumes (restore fails if the backend cannot)",
-            restore_snapshot
-        ),
-        check!(
-            Lifecycle,
-            lifecycle_stop_from_created,
-            "stop before start moves the VM to stopped",
-            stop_from_created
-        ),
-        check!(
-            Lifecycle,
-            lifecycle_stop_from_running,
-            "graceful and forced stops of a running VM end in stopped",
-            stop_from_running
-        ),
-        check!(
-            Lifecycle,
-            lifecycle_stop_while_paused,
-            "forced and graceful stops of a paused VM end in stopped, in time",
-            stop_while_paused
-        ),
-        check!(
-            Lifecycle,
-            lifecycle_stop_when_stopped_is_noop,
-            "stop on a stopped VM succeeds and changes nothing",
-            stop_when_stopped
-        ),
-        check!(
-            Lifecycle,
-            lifecycle_pause_resume_repeatedly,
-            "ten pause/resume rounds each land in the right state and the guest still answers",
-            pause_resume_repeatedly
-        ),
-        check!(
-            Lifecycle,
-            lifecycle_guest_time_stops_while_paused,
-            "guest time does not advance while the VM is paused",
-            guest_time_stops_while_paused
-        ),
-        check!(
-            Lifecycle,
-            lifecycle_every_call_on_stopped_vm_refused,
-            "every lifecycle and manager call on a stopped VM gives InvalidState (NotSupported where unclaimed)",
-            every_call_on_stopped
-        ),
-        check!(
-            Lifecycle,
-            lifecycle_every_call_while_paused_follows_table,
-            "while paused, device changes, updates and connect give InvalidState and listen works",
-            every_call_while_paused
-        ),
-    ]
-}
+super::check!(
+    Lifecycle,
+    lifecycle_new_vm_is_created,
+    "a new VM is created, has the config's id, no exit status, and supports start and stop",
+    new_vm_is_created
+);
+
+super::check!(
+    Lifecycle,
+    lifecycle_start_from_created,
+    "start moves a created VM to running",
+    start_from_created
+);
+
+super::check!(
+    Lifecycle,
+    lifecycle_start_when_running_invalid,
+    "start while running gives InvalidState and changes nothing",
+    start_running
+);
+
+super::check!(
+    Lifecycle,
+    lifecycle_start_when_paused_invalid,
+    "start while paused gives InvalidState and changes nothing",
+    start_paused
+);
+
+super::check!(
+    Lifecycle,
+    lifecycle_start_when_stopped_invalid,
+    "start on a stopped VM gives InvalidState: stopped is terminal",
+    start_stopped
+);
+
+super::check!(
+    Lifecycle,
+    lifecycle_pause_from_running,
+    "pause moves a running VM to paused (or gives ActionNotSupported if the backend cannot pause)",
+    pause_from_running
+);
+
+super::check!(
+    Lifecycle,
+    lifecycle_pause_when_created_invalid,
+    "pause before start gives InvalidState (ActionNotSupported without pause)",
+    pause_created
+);
+
+super::check!(
+    Lifecycle,
+    lifecycle_pause_when_paused_invalid,
+    "pause while paused gives InvalidState",
+    pause_paused
+);
+
+super::check!(
+    Lifecycle,
+    lifecycle_pause_when_stopped_invalid,
+    "pause on a stopped VM gives InvalidState (ActionNotSupported without pause)",
+    pause_stopped
+);
+
+super::check!(
+    Lifecycle,
+    lifecycle_resume_from_paused,
+    "resume moves a paused VM back to running",
+    resume_from_paused
+);
+
+super::check!(
+    Lifecycle,
+    lifecycle_resume_when_created_invalid,
+    "resume before start gives InvalidState (ActionNotSupported without resume)",
+    resume_created
+);
+
+super::check!(
+    Lifecycle,
+    lifecycle_resume_when_running_invalid,
+    "resume while running gives InvalidState (ActionNotSupported without resume)",
+    resume_running
+);
+
+super::check!(
+    Lifecycle,
+    lifecycle_resume_when_stopped_invalid,
+    "resume on a stopped VM gives InvalidState (ActionNotSupported without resume)",
+    resume_stopped
+);
+
+super::check!(
+    Lifecycle,
+    lifecycle_save_when_paused,
+    "save while paused writes a snapshot and the VM stays paused (or ActionNotSupported, writing nothing)",
+    save_when_paused
+);
+
+super::check!(
+    Lifecycle,
+    lifecycle_save_when_created_invalid,
+    "save before start gives InvalidState (ActionNotSupported without save)",
+    save_created
+);
+
+super::check!(
+    Lifecycle,
+    lifecycle_save_when_running_invalid,
+    "save while running gives InvalidState (ActionNotSupported without save)",
+    save_running
+);
+
+super::check!(
+    Lifecycle,
+    lifecycle_save_when_stopped_invalid,
+    "save on a stopped VM gives InvalidState (ActionNotSupported without save)",
+    save_stopped
+);
+
+super::check!(
+    Lifecycle,
+    lifecycle_restore_from_snapshot,
+    "a saved snapshot restores to a paused VM that resumes (restore fails if the backend cannot)",
+    restore_snapshot
+);
+
+super::check!(
+    Lifecycle,
+    lifecycle_stop_from_created,
+    "stop before start moves the VM to stopped",
+    stop_from_created
+);
+
+super::check!(
+    Lifecycle,
+    lifecycle_stop_from_running,
+    "graceful and forced stops of a running VM end in stopped",
+    stop_from_running
+);
+
+super::check!(
+    Lifecycle,
+    lifecycle_stop_while_paused,
+    "forced and graceful stops of a paused VM end in stopped, in time",
+    stop_while_paused
+);
+
+super::check!(
+    Lifecycle,
+    lifecycle_stop_when_stopped_is_noop,
+    "stop on a stopped VM succeeds and changes nothing",
+    stop_when_stopped
+);
+
+super::check!(
+    Lifecycle,
+    lifecycle_pause_resume_repeatedly,
+    "ten pause/resume rounds each land in the right state and the guest still answers",
+    pause_resume_repeatedly
+);
+
+super::check!(
+    Lifecycle,
+    lifecycle_guest_time_stops_while_paused,
+    "guest time does not advance while the VM is paused",
+    guest_time_stops_while_paused
+);
+
+super::check!(
+    Lifecycle,
+    lifecycle_every_call_on_stopped_vm_refused,
+    "every lifecycle and manager call on a stopped VM gives InvalidState (NotSupported where unclaimed)",
+    every_call_on_stopped
+);
+
+super::check!(
+    Lifecycle,
+    lifecycle_every_call_while_paused_follows_table,
+    "while paused, device changes, updates and connect give InvalidState and listen works",
+    every_call_while_paused
+);

@@ -4,8 +4,7 @@ use uvm_api::config::{MAX_MEMORY_MIB, MIN_MEMORY_MIB};
 use uvm_api::{Error, Operation, Resource, State, Uvm};
 
 use super::support::{Before, eventually, in_state, refused};
-use super::update::{Update, bad_arguments, claimed, refused_outside};
-use crate::check::Check;
+use super::update::{Update, bad_arguments, claimed, refused_outside, unclaimed_update};
 use crate::ctx::Ctx;
 use crate::step::{Must, Step, bail, ensure, fail};
 
@@ -87,7 +86,7 @@ pub(super) async fn while_running(ctx: Ctx) -> Step {
             now == was,
             "a refused memory update changed assigned memory from {was} to {now}"
         );
-        return Ok(());
+        return Err(unclaimed_update(&probe));
     }
     let mib = resize(&ctx, &*vm, State::Running).await?;
     shows(
@@ -116,7 +115,7 @@ pub(super) async fn before_start(ctx: Ctx) -> Step {
             )
             .await?;
         }
-        return Ok(());
+        return Err(unclaimed_update(&probe));
     }
     let mib = resize(&ctx, &*vm, State::Created).await?;
     vm.start().await.must("start after a memory update")?;
@@ -141,33 +140,30 @@ async fn out_of_range(ctx: Ctx) -> Step {
     .await
 }
 
-/// The memory checks.
-pub(super) fn checks() -> Vec<Check> {
-    use super::check;
-    vec![
-        check!(
-            Memory,
-            memory_update_while_running,
-            "a memory update while running takes effect: stats show the new size (NotSupported, changing nothing, if unclaimed)",
-            while_running
-        ),
-        check!(
-            Memory,
-            memory_update_before_start,
-            "a memory update before start is the size the VM boots with",
-            before_start
-        ),
-        check!(
-            Memory,
-            memory_update_paused_or_stopped_invalid_state,
-            "a memory update while paused or after stop gives InvalidState",
-            outside
-        ),
-        check!(
-            Memory,
-            memory_update_out_of_range_invalid_argument,
-            "zero or more than the contract's maximum gives InvalidArgument and changes nothing",
-            out_of_range
-        ),
-    ]
-}
+super::check!(
+    Memory,
+    memory_update_while_running,
+    "a memory update while running takes effect: stats show the new size (NotSupported, changing nothing, if unclaimed)",
+    while_running
+);
+
+super::check!(
+    Memory,
+    memory_update_before_start,
+    "a memory update before start is the size the VM boots with",
+    before_start
+);
+
+super::check!(
+    Memory,
+    memory_update_paused_or_stopped_invalid_state,
+    "a memory update while paused or after stop gives InvalidState",
+    outside
+);
+
+super::check!(
+    Memory,
+    memory_update_out_of_range_invalid_argument,
+    "zero or more than the contract's maximum gives InvalidArgument and changes nothing",
+    out_of_range
+);

@@ -6,9 +6,8 @@ use uvm_api::{GuestProbe, Nic, Operation, Resource, State, Uvm, UvmConfig};
 use super::device::{
     DeviceKind, Seen, Spec, add_claimed, claims, probe_failed, wait_seen, wrong_spec,
 };
-use super::plug::{Kinds, maybe_view, refuse_add};
-use super::support::{Before, create, reach};
-use crate::check::Check;
+use super::plug::{Kinds, maybe_view, refuse_add, unclaimed_op};
+use super::support::{Before, create, created_and_running, reach};
 use crate::ctx::Ctx;
 use crate::fixtures::mac;
 use crate::step::{Step, Want, ensure, expect_err};
@@ -120,29 +119,30 @@ impl DeviceKind for NicKind {
 }
 
 async fn duplicate_mac(ctx: Ctx) -> Step {
-    for state in [State::Created, State::Running] {
-        let vm = create(&ctx).await?;
-        reach(&*vm, state).await?;
-        let first = NicKind.fixture(&ctx, 1)?;
-        let mut second = NicKind.fixture(&ctx, 2)?;
-        if let (Spec::Nic(a), Spec::Nic(b)) = (&first, &mut second) {
-            b.mac = a.mac;
-        }
-        if !claims(&NicKind, &*vm, Operation::Add)? {
-            refuse_add(&NicKind, &*vm, &second, "an add").await?;
-            continue;
-        }
-        add_claimed(&NicKind, &*vm, &first, &format!("adding nic1 ({state})")).await?;
-        let before = Before::take(&*vm).await?;
-        let what = format!("adding nic2 with the MAC of nic1 ({state})");
-        expect_err(
-            &what,
-            NicKind.add(&*vm, &second).await.unwrap_or(Ok(())),
-            Want::AlreadyExists(Resource::Network),
-        )?;
-        before.unchanged(&*vm, &what).await?;
+    created_and_running(|state| duplicate_mac_in(&ctx, state)).await
+}
+
+async fn duplicate_mac_in(ctx: &Ctx, state: State) -> Step {
+    let vm = create(ctx).await?;
+    reach(&*vm, state).await?;
+    let first = NicKind.fixture(ctx, 1)?;
+    let mut second = NicKind.fixture(ctx, 2)?;
+    if let (Spec::Nic(a), Spec::Nic(b)) = (&first, &mut second) {
+        b.mac = a.mac;
     }
-    Ok(())
+    if !claims(&NicKind, &*vm, Operation::Add)? {
+        refuse_add(&NicKind, &*vm, &second, "an add").await?;
+        return Err(unclaimed_op(&NicKind, Operation::Add));
+    }
+    add_claimed(&NicKind, &*vm, &first, &format!("adding nic1 ({state})")).await?;
+    let before = Before::take(&*vm).await?;
+    let what = format!("adding nic2 with the MAC of nic1 ({state})");
+    expect_err(
+        &what,
+        NicKind.add(&*vm, &second).await.unwrap_or(Ok(())),
+        Want::AlreadyExists(Resource::Network),
+    )?;
+    before.unchanged(&*vm, &what).await
 }
 
 async fn several_nics(ctx: Ctx) -> Step {
@@ -160,7 +160,8 @@ async fn several_nics(ctx: Ctx) -> Step {
         .await
         .map_err(|e| crate::step::fail(format!("start: {}", crate::step::describe(&e))))?;
     if !claimed {
-        return refuse_add(&NicKind, &*vm, &specs[2], "a hot add").await;
+        refuse_add(&NicKind, &*vm, &specs[2], "a hot add").await?;
+        return Err(unclaimed_op(&NicKind, Operation::Add));
     }
     for spec in &specs[2..] {
         add_claimed(&NicKind, &*vm, spec, "adding while running").await?;
@@ -195,30 +196,33 @@ async fn several_nics(ctx: Ctx) -> Step {
     Ok(())
 }
 
-/// The network checks.
-pub(super) fn checks() -> Vec<Check> {
-    let mut all = super::device_checks!(Network, KINDS;
-        network_cold_plug_visible_after_start,
-        network_hot_add_visible_in_guest,
-        network_cold_and_hot_plug_agree,
-        network_same_id_twice_already_exists,
-        network_changes_while_paused_invalid_state,
-        network_changes_after_stop_invalid_state,
-        network_hot_remove_leaves_guest,
-        network_cold_remove_before_start,
-        network_remove_then_readd_same_id,
-        network_double_remove_not_found,
-        network_remove_unknown_not_found,
-        network_id_reserved_until_removal_completes,
-    );
-    all.extend([
-        super::boot_check!(Network, network_boot_config_nic_visible, KINDS),
-        super::check!(Network, network_same_mac_twice_already_exists,
-            "a second NIC with a MAC in use gives AlreadyExists and changes nothing",
-            duplicate_mac),
-        super::check!(Network, network_several_nics_distinct_in_guest,
-            "two cold-plugged and two hot-added NICs are all in the guest, each with its MAC, under distinct names",
-            several_nics),
-    ]);
-    all
-}
+super::device_checks!(Network, KINDS;
+    network_cold_plug_visible_after_start,
+    network_hot_add_visible_in_guest,
+    network_cold_and_hot_plug_agree,
+    network_same_id_twice_already_exists,
+    network_changes_while_paused_invalid_state,
+    network_changes_after_stop_invalid_state,
+    network_hot_remove_leaves_guest,
+    network_cold_remove_before_start,
+    network_remove_then_readd_same_id,
+    network_double_remove_not_found,
+    network_remove_unknown_not_found,
+    network_id_reserved_until_removal_completes,
+);
+
+super::boot_check!(Network, network_boot_config_nic_visible, KINDS);
+
+super::check!(
+    Network,
+    network_same_mac_twice_already_exists,
+    "a second NIC with a MAC in use gives AlreadyExists and changes nothing",
+    duplicate_mac
+);
+
+super::check!(
+    Network,
+    network_several_nics_distinct_in_guest,
+    "two cold-plugged and two hot-added NICs are all in the guest, each with its MAC, under distinct names",
+    several_nics
+);

@@ -11,7 +11,6 @@ use uvm_api::{GuestProbe, PciDevice, Resource, Uvm};
 
 use super::device::{DeviceKind, Seen, Spec, wrong_spec};
 use super::plug::Kinds;
-use crate::check::Check;
 use crate::ctx::Ctx;
 use crate::fixtures;
 use crate::step::{Step, fail};
@@ -103,20 +102,17 @@ impl DeviceKind for PciKind {
     }
 }
 
-/// The PCI checks.
-pub(super) fn checks() -> Vec<Check> {
-    super::device_checks!(Pci, KINDS;
-        pci_cold_plug_visible_after_start,
-        pci_hot_add_visible_in_guest,
-        pci_cold_and_hot_plug_agree,
-        pci_same_id_twice_already_exists,
-        pci_changes_while_paused_invalid_state,
-        pci_changes_after_stop_invalid_state,
-        pci_hot_remove_completes,
-        pci_cold_remove_before_start,
-        pci_remove_then_readd_same_id,
-        pci_double_remove_not_found,
-        pci_remove_unknown_not_found,
-        pci_id_reserved_until_removal_completes,
-    )
-}
+super::device_checks!(Pci, KINDS;
+    pci_cold_plug_visible_after_start,
+    pci_hot_add_visible_in_guest,
+    pci_cold_and_hot_plug_agree,
+    pci_same_id_twice_already_exists,
+    pci_changes_while_paused_invalid_state,
+    pci_changes_after_stop_invalid_state,
+    pci_hot_remove_completes,
+    pci_cold_remove_before_start,
+    pci_remove_then_readd_same_id,
+    pci_double_remove_not_found,
+    pci_remove_unknown_not_found,
+    pci_id_reserved_until_removal_completes,
+);

@@ -5,10 +5,13 @@ use futures::future::BoxFuture;
 use uvm_api::{Operation, State, Uvm};
 
 use super::device::{DeviceKind, Spec, add_claimed, claims, expect_unseen, wait_seen};
-use super::support::{Before, create, expect_state, need_pause, reach, refused};
+use super::support::{
+    Before, create, created_and_running, expect_state, need_pause, reach, refused,
+};
+use crate::capability::Capability;
 use crate::ctx::Ctx;
 use crate::outcome::Outcome;
-use crate::step::{Must, Step, Want, ensure, expect_err, fail, skip};
+use crate::step::{Must, Parts, Step, Want, ensure, expect_err, fail, skip, unclaimed, verdict};
 
 /// The device kinds a check runs over.
 pub(crate) type Kinds = &'static [&'static dyn DeviceKind];
@@ -17,31 +20,39 @@ pub(crate) type Kinds = &'static [&'static dyn DeviceKind];
 pub(crate) type KindBody = fn(Ctx, &'static dyn DeviceKind) -> BoxFuture<'static, Step>;
 
 /// Runs `body` for each kind: the first failure fails the check (named by
-/// kind when there are several); the check is skipped only if every kind was.
+/// kind when there are several); the check passes if any kind proved a
+/// claimed capability, ends unclaimed if the kinds that ran only verified
+/// honest refusals, and is skipped only if every kind was.
 pub(crate) async fn each(ctx: Ctx, kinds: Kinds, body: KindBody) -> Step {
+    let label = |kind: &dyn DeviceKind, message: String| {
+        if kinds.len() > 1 {
+            format!("[{}] {message}", kind.resource())
+        } else {
+            message
+        }
+    };
+    let mut parts = Parts::default();
     let mut skipped = Vec::new();
-    let mut exercised = 0;
     for kind in kinds {
         match body(ctx.clone(), *kind).await {
-            Ok(()) | Err(Outcome::Passed) => exercised += 1,
-            Err(Outcome::Skipped(reason)) => skipped.push(if kinds.len() > 1 {
-                format!("[{}] {reason}", kind.resource())
-            } else {
-                reason
-            }),
-            Err(Outcome::Failed(message)) => {
-                return Err(fail(if kinds.len() > 1 {
-                    format!("[{}] {message}", kind.resource())
-                } else {
-                    message
-                }));
+            Err(Outcome::Skipped(reason)) => skipped.push(label(*kind, reason)),
+            Err(Outcome::Failed(message)) => return Err(fail(label(*kind, message))),
+            Err(Outcome::Unclaimed(message)) => {
+                parts.part(Err(Outcome::Unclaimed(label(*kind, message))))?;
             }
+            end => parts.part(end)?,
         }
     }
-    if exercised == 0 && !skipped.is_empty() {
+    if parts.is_empty() && !skipped.is_empty() {
         return Err(skip(skipped.join("; ")));
     }
-    Ok(())
+    parts.end()
+}
+
+/// The end of a check whose `operation` the VM does not claim for `kind`,
+/// once the refusal has been verified.
+pub(crate) fn unclaimed_op(kind: &dyn DeviceKind, operation: Operation) -> Outcome {
+    unclaimed(&[Capability::Pair(kind.resource(), operation)])
 }
 
 /// The guest probe, if this kind can be observed and the VM has one; else the skip reason.
@@ -113,7 +124,7 @@ pub(crate) async fn cold_plug_visible(ctx: Ctx, kind: &'static dyn DeviceKind) -
         if let Some(probe) = maybe_view(kind, &*vm) {
             expect_unseen(kind, probe, &spec, "a refused cold plug and start").await?;
         }
-        return Ok(());
+        return Err(unclaimed_op(kind, Operation::Add));
     }
     kind.prepare(&*vm).await?;
     add_claimed(kind, &*vm, &spec, "adding before start").await?;
@@ -130,7 +141,8 @@ pub(crate) async fn hot_add_visible(ctx: Ctx, kind: &'static dyn DeviceKind) -> 
     vm.start().await.must("start")?;
     let spec = kind.fixture(&ctx, 1)?;
     if !claims(kind, &*vm, Operation::Add)? {
-        return refuse_add(kind, &*vm, &spec, "a hot add").await;
+        refuse_add(kind, &*vm, &spec, "a hot add").await?;
+        return Err(unclaimed_op(kind, Operation::Add));
     }
     kind.prepare(&*vm).await?;
     add_claimed(kind, &*vm, &spec, "adding while running").await?;
@@ -149,7 +161,8 @@ pub(crate) async fn cold_and_hot_agree(ctx: Ctx, kind: &'static dyn DeviceKind) 
     if !claims(kind, &*cold, Operation::Add)? {
         refuse_add(kind, &*cold, &cold_spec, "a cold plug").await?;
         hot.start().await.must("start")?;
-        return refuse_add(kind, &*hot, &hot_spec, "a hot add").await;
+        refuse_add(kind, &*hot, &hot_spec, "a hot add").await?;
+        return Err(unclaimed_op(kind, Operation::Add));
     }
     kind.prepare(&*cold).await?;
     add_claimed(kind, &*cold, &cold_spec, "adding before start").await?;
@@ -178,43 +191,46 @@ pub(crate) async fn cold_and_hot_agree(ctx: Ctx, kind: &'static dyn DeviceKind) 
     Ok(())
 }
 
-/// Adding an id in use gives `AlreadyExists` and leaves the first device as it was.
+/// Adding an id in use gives `AlreadyExists` and leaves the first device as
+/// it was, before start and while running.
 pub(crate) async fn duplicate_add(ctx: Ctx, kind: &'static dyn DeviceKind) -> Step {
+    created_and_running(|state| duplicate_add_in(&ctx, kind, state)).await
+}
+
+async fn duplicate_add_in(ctx: &Ctx, kind: &'static dyn DeviceKind, state: State) -> Step {
     let r = kind.resource();
-    for state in [State::Created, State::Running] {
-        let vm = create(&ctx).await?;
-        let spec = kind.fixture(&ctx, 1)?;
-        let twin = kind.variant(&ctx, 1)?;
-        if !claims(kind, &*vm, Operation::Add)? {
-            reach(&*vm, state).await?;
-            refuse_add(kind, &*vm, &spec, "an add").await?;
-            refuse_add(kind, &*vm, &twin, "a second add").await?;
-            continue;
-        }
+    let vm = create(ctx).await?;
+    let spec = kind.fixture(ctx, 1)?;
+    let twin = kind.variant(ctx, 1)?;
+    if !claims(kind, &*vm, Operation::Add)? {
         reach(&*vm, state).await?;
-        kind.prepare(&*vm).await?;
-        add_claimed(kind, &*vm, &spec, &format!("the first add ({state})")).await?;
-        let what = format!(
-            "adding {} {} again while {state}, with other contents",
-            kind.noun(),
-            kind.id(&spec)
+        refuse_add(kind, &*vm, &spec, "an add").await?;
+        refuse_add(kind, &*vm, &twin, "a second add").await?;
+        return Err(unclaimed_op(kind, Operation::Add));
+    }
+    reach(&*vm, state).await?;
+    kind.prepare(&*vm).await?;
+    add_claimed(kind, &*vm, &spec, &format!("the first add ({state})")).await?;
+    let what = format!(
+        "adding {} {} again while {state}, with other contents",
+        kind.noun(),
+        kind.id(&spec)
+    );
+    expect_err(
+        &what,
+        kind.add(&*vm, &twin).await.unwrap_or(Ok(())),
+        Want::AlreadyExists(r),
+    )?;
+    if state == State::Created {
+        vm.start().await.must("start")?;
+    }
+    if let Some(probe) = maybe_view(kind, &*vm) {
+        wait_seen(ctx, kind, probe, &spec, &what).await?;
+        let twin_seen = kind.seen(probe, &twin).await?;
+        ensure!(
+            twin_seen.as_ref() != Some(&kind.expected(&twin)?),
+            "after {what}: the refused device is in the guest ({twin_seen:?})"
         );
-        expect_err(
-            &what,
-            kind.add(&*vm, &twin).await.unwrap_or(Ok(())),
-            Want::AlreadyExists(r),
-        )?;
-        if state == State::Created {
-            vm.start().await.must("start")?;
-        }
-        if let Some(probe) = maybe_view(kind, &*vm) {
-            wait_seen(&ctx, kind, probe, &spec, &what).await?;
-            let twin_seen = kind.seen(probe, &twin).await?;
-            ensure!(
-                twin_seen.as_ref() != Some(&kind.expected(&twin)?),
-                "after {what}: the refused device is in the guest ({twin_seen:?})"
-            );
-        }
     }
     Ok(())
 }
@@ -261,8 +277,9 @@ pub(crate) async fn changes_while_paused(ctx: Ctx, kind: &'static dyn DeviceKind
     before
         .unchanged(&*vm, "refused changes while paused")
         .await?;
+    let end = verdict(can_add || can_remove, &add_and_remove(r));
     if !vm.supports_action(uvm_api::Action::Resume) {
-        return Ok(());
+        return end;
     }
     vm.resume().await.must("resume")?;
     if let Some(probe) = maybe_view(kind, &*vm) {
@@ -284,7 +301,7 @@ pub(crate) async fn changes_while_paused(ctx: Ctx, kind: &'static dyn DeviceKind
             .await?;
         }
     }
-    Ok(())
+    end
 }
 
 /// Add and remove on a stopped VM give `InvalidState`.
@@ -332,7 +349,16 @@ pub(crate) async fn changes_after_stop(ctx: Ctx, kind: &'static dyn DeviceKind) 
     } else {
         refused(&*vm, &before, &what, r, Operation::Remove, remove).await?;
     }
-    expect_state(&*vm, State::Stopped, "refused changes on a stopped VM")
+    expect_state(&*vm, State::Stopped, "refused changes on a stopped VM")?;
+    verdict(can_add || can_remove, &add_and_remove(r))
+}
+
+/// Adding and removing `r`, the capabilities a device check is about.
+pub(crate) fn add_and_remove(r: uvm_api::Resource) -> [Capability; 2] {
+    [
+        Capability::Pair(r, Operation::Add),
+        Capability::Pair(r, Operation::Remove),
+    ]
 }
 
 /// A device in the config's boot devices is in the guest after start; a
@@ -358,7 +384,7 @@ pub(crate) async fn boot_config_visible(ctx: Ctx, kind: &'static dyn DeviceKind)
             result,
             Want::NotSupported(r, Operation::Add),
         )?;
-        return Ok(());
+        return Err(unclaimed_op(kind, Operation::Add));
     }
     let vm = super::support::Vm::new(result.must(&what)?);
     ensure!(

@@ -4,9 +4,8 @@
 use uvm_api::{ProcessorLimits, State};
 
 use super::update::{Update, bad_arguments, refused_outside, works_in};
-use crate::check::Check;
 use crate::ctx::Ctx;
-use crate::step::Step;
+use crate::step::{Must, Parts, Step};
 
 fn limits() -> Update {
     Update::Processor(ProcessorLimits {
@@ -17,21 +16,20 @@ fn limits() -> Update {
 }
 
 pub(super) async fn while_running(ctx: Ctx) -> Step {
-    works_in(&ctx, State::Running, &limits()).await?;
     let only_weight = Update::Processor(ProcessorLimits {
         weight: Some(50),
         ..Default::default()
     });
-    works_in(&ctx, State::Running, &only_weight)
-        .await
-        .map(|_| ())
+    let mut parts = Parts::default();
+    for update in [limits(), only_weight] {
+        parts.part(works_in(&ctx, State::Running, &update).await.map(drop))?;
+    }
+    parts.end()
 }
 
 pub(super) async fn before_start(ctx: Ctx) -> Step {
-    if let Some(vm) = works_in(&ctx, State::Created, &limits()).await? {
-        crate::step::Must::must(vm.start().await, "start after a processor update")?;
-    }
-    Ok(())
+    let vm = works_in(&ctx, State::Created, &limits()).await?;
+    vm.start().await.must("start after a processor update")
 }
 
 async fn outside(ctx: Ctx) -> Step {
@@ -57,33 +55,30 @@ async fn out_of_range(ctx: Ctx) -> Step {
     bad_arguments(&ctx, &bad).await
 }
 
-/// The processor checks.
-pub(super) fn checks() -> Vec<Check> {
-    use super::check;
-    vec![
-        check!(
-            Processor,
-            processor_update_while_running,
-            "processor limits can be updated while running (NotSupported, changing nothing, if unclaimed)",
-            while_running
-        ),
-        check!(
-            Processor,
-            processor_update_before_start,
-            "processor limits can be set before start, and the VM then starts",
-            before_start
-        ),
-        check!(
-            Processor,
-            processor_update_paused_or_stopped_invalid_state,
-            "a processor update while paused or after stop gives InvalidState",
-            outside
-        ),
-        check!(
-            Processor,
-            processor_limits_out_of_range_invalid_argument,
-            "empty or out-of-range limits give InvalidArgument and change nothing",
-            out_of_range
-        ),
-    ]
-}
+super::check!(
+    Processor,
+    processor_update_while_running,
+    "processor limits can be updated while running (NotSupported, changing nothing, if unclaimed)",
+    while_running
+);
+
+super::check!(
+    Processor,
+    processor_update_before_start,
+    "processor limits can be set before start, and the VM then starts",
+    before_start
+);
+
+super::check!(
+    Processor,
+    processor_update_paused_or_stopped_invalid_state,
+    "a processor update while paused or after stop gives InvalidState",
+    outside
+);
+
+super::check!(
+    Processor,
+    processor_limits_out_of_range_invalid_argument,
+    "empty or out-of-range limits give InvalidArgument and change nothing",
+    out_of_range
+);

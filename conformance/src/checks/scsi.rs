@@ -2,14 +2,15 @@
 
 use async_trait::async_trait;
 use uvm_api::config::MAX_SCSI_CONTROLLERS;
-use uvm_api::{DiskFormat, GuestProbe, Operation, Resource, ScsiDisk, State, Uvm, UvmConfig};
+use uvm_api::{
+    DiskFormat, GuestProbe, Operation, Resource, ScsiDisk, ScsiManager, State, Uvm, UvmConfig,
+};
 
 use super::device::{
     DeviceKind, Seen, Spec, add_claimed, claims, probe_failed, wait_seen, wrong_spec,
 };
-use super::plug::{Kinds, refuse_add};
-use super::support::{Before, complete, create, probe, refused};
-use crate::check::Check;
+use super::plug::{Kinds, refuse_add, unclaimed_op};
+use super::support::{Before, Claim, claim, complete, create, created_and_running, probe, refused};
 use crate::ctx::Ctx;
 use crate::fixtures::{self, DISK_SIZE, SAMPLE_LEN, digest, read_host, sample_offsets};
 use crate::step::{Must, Step, Want, bail, ensure, expect_any_err, expect_err, fail};
@@ -164,17 +165,16 @@ impl DeviceKind for ScsiKind {
     }
 }
 
-/// A running VM with SCSI controller 0 and `disk` hot-added and seen by the guest;
-/// `None` if SCSI add is not claimed (after checking it is refused).
-async fn running_with(vm: &dyn Uvm, spec: &Spec) -> Step<Option<()>> {
+/// Starts the VM and hot-adds `disk` on SCSI controller 0; if SCSI add is
+/// not claimed, checks that it is refused and ends the check unclaimed.
+async fn running_with(vm: &dyn Uvm, spec: &Spec) -> Step {
     vm.start().await.must("start")?;
     if !claims(&ScsiKind, vm, Operation::Add)? {
         refuse_add(&ScsiKind, vm, spec, "a hot add").await?;
-        return Ok(None);
+        return Err(unclaimed_op(&ScsiKind, Operation::Add));
     }
     ScsiKind.prepare(vm).await?;
-    add_claimed(&ScsiKind, vm, spec, "adding while running").await?;
-    Ok(Some(()))
+    add_claimed(&ScsiKind, vm, spec, "adding while running").await
 }
 
 async fn read_only_refuses_writes(ctx: Ctx) -> Step {
@@ -183,9 +183,7 @@ async fn read_only_refuses_writes(ctx: Ctx) -> Step {
     if let Spec::Scsi(d) = &mut spec {
         d.read_only = true;
     }
-    if running_with(&*vm, &spec).await?.is_none() {
-        return Ok(());
-    }
+    running_with(&*vm, &spec).await?;
     let probe = probe(&*vm)?;
     wait_seen(&ctx, &ScsiKind, probe, &spec, "hot-adding a read-only disk").await?;
     let d = ScsiKind.get(&spec)?;
@@ -212,9 +210,7 @@ async fn read_only_refuses_writes(ctx: Ctx) -> Step {
 async fn writes_reach_host(ctx: Ctx) -> Step {
     let vm = create(&ctx).await?;
     let spec = ScsiKind.fixture(&ctx, 1)?;
-    if running_with(&*vm, &spec).await?.is_none() {
-        return Ok(());
-    }
+    running_with(&*vm, &spec).await?;
     let probe = probe(&*vm)?;
     wait_seen(&ctx, &ScsiKind, probe, &spec, "hot-adding a writable disk").await?;
     let d = ScsiKind.get(&spec)?;
@@ -247,97 +243,90 @@ async fn writes_reach_host(ctx: Ctx) -> Step {
 }
 
 async fn controller_twice(ctx: Ctx) -> Step {
-    for state in [State::Created, State::Running] {
-        let vm = create(&ctx).await?;
-        super::support::reach(&*vm, state).await?;
-        let before = Before::take(&*vm).await?;
-        let Some(scsi) = vm.scsi() else {
-            ensure!(
-                !vm.supported(Resource::Scsi, Operation::Add),
-                "supported(scsi, add) is true but the VM has no SCSI manager"
-            );
-            continue;
-        };
-        if !vm.supported(Resource::Scsi, Operation::Add) {
-            refused(
-                &*vm,
-                &before,
-                "adding SCSI controller 0",
-                Resource::Scsi,
-                Operation::Add,
-                Some(scsi.add_controller(0).await),
-            )
-            .await?;
-            continue;
+    created_and_running(|state| controller_twice_in(&ctx, state)).await
+}
+
+/// The VM's SCSI manager if it claims SCSI add. If it does not, checks that
+/// adding controller `controller` is refused (where there is a manager to
+/// call) and ends the check unclaimed.
+async fn scsi_for_add(vm: &dyn Uvm, controller: u8) -> Step<&dyn ScsiManager> {
+    match claim(vm, Resource::Scsi, Operation::Add, vm.scsi())? {
+        Claim::Yes(scsi) => Ok(scsi),
+        Claim::No(scsi) => {
+            if let Some(scsi) = scsi {
+                let before = Before::take(vm).await?;
+                refused(
+                    vm,
+                    &before,
+                    &format!("adding SCSI controller {controller}"),
+                    Resource::Scsi,
+                    Operation::Add,
+                    Some(scsi.add_controller(controller).await),
+                )
+                .await?;
+            }
+            Err(unclaimed_op(&ScsiKind, Operation::Add))
         }
-        scsi.add_controller(0)
-            .await
-            .must(&format!("adding SCSI controller 0 ({state})"))?;
-        expect_err(
-            &format!("adding SCSI controller 0 a second time ({state})"),
-            scsi.add_controller(0).await,
-            Want::AlreadyExists(Resource::Scsi),
-        )?;
     }
+}
+
+async fn controller_twice_in(ctx: &Ctx, state: State) -> Step {
+    let vm = create(ctx).await?;
+    super::support::reach(&*vm, state).await?;
+    let scsi = scsi_for_add(&*vm, 0).await?;
+    scsi.add_controller(0)
+        .await
+        .must(&format!("adding SCSI controller 0 ({state})"))?;
+    expect_err(
+        &format!("adding SCSI controller 0 a second time ({state})"),
+        scsi.add_controller(0).await,
+        Want::AlreadyExists(Resource::Scsi),
+    )?;
     Ok(())
 }
 
 async fn controller_limit(ctx: Ctx) -> Step {
     let vm = create(&ctx).await?;
     vm.start().await.must("start")?;
+    let scsi = scsi_for_add(&*vm, MAX_SCSI_CONTROLLERS).await?;
     let before = Before::take(&*vm).await?;
-    let Some(scsi) = vm.scsi() else {
-        return Ok(());
-    };
     let what = format!(
         "adding SCSI controller {MAX_SCSI_CONTROLLERS} (the contract allows 0..{MAX_SCSI_CONTROLLERS})"
     );
     let result = scsi.add_controller(MAX_SCSI_CONTROLLERS).await;
-    if !vm.supported(Resource::Scsi, Operation::Add) {
-        return refused(
-            &*vm,
-            &before,
-            &what,
-            Resource::Scsi,
-            Operation::Add,
-            Some(result),
-        )
-        .await;
-    }
     expect_any_err(&what, result, &[Want::LimitReached, Want::InvalidArgument])?;
     before.unchanged(&*vm, &what).await
 }
 
 async fn missing_controller(ctx: Ctx) -> Step {
-    for state in [State::Created, State::Running] {
-        let vm = create(&ctx).await?;
-        super::support::reach(&*vm, state).await?;
-        let mut spec = ScsiKind.fixture(&ctx, 1)?;
-        if let Spec::Scsi(d) = &mut spec {
-            d.controller = 2;
-        }
-        if !claims(&ScsiKind, &*vm, Operation::Add)? {
-            refuse_add(&ScsiKind, &*vm, &spec, "an add").await?;
-            continue;
-        }
-        let before = Before::take(&*vm).await?;
-        let what = format!("adding a disk on controller 2, which was never added ({state})");
-        expect_err(
-            &what,
-            ScsiKind.add(&*vm, &spec).await.unwrap_or(Ok(())),
-            Want::NotFound(Resource::Scsi),
-        )?;
-        before.unchanged(&*vm, &what).await?;
+    created_and_running(|state| missing_controller_in(&ctx, state)).await
+}
+
+async fn missing_controller_in(ctx: &Ctx, state: State) -> Step {
+    let vm = create(ctx).await?;
+    super::support::reach(&*vm, state).await?;
+    let mut spec = ScsiKind.fixture(ctx, 1)?;
+    if let Spec::Scsi(d) = &mut spec {
+        d.controller = 2;
     }
-    Ok(())
+    if !claims(&ScsiKind, &*vm, Operation::Add)? {
+        refuse_add(&ScsiKind, &*vm, &spec, "an add").await?;
+        return Err(unclaimed_op(&ScsiKind, Operation::Add));
+    }
+    let before = Before::take(&*vm).await?;
+    let what = format!("adding a disk on controller 2, which was never added ({state})");
+    expect_err(
+        &what,
+        ScsiKind.add(&*vm, &spec).await.unwrap_or(Ok(())),
+        Want::NotFound(Resource::Scsi),
+    )?;
+    before.unchanged(&*vm, &what).await
 }
 
 async fn busy_controller(ctx: Ctx) -> Step {
     let vm = create(&ctx).await?;
     let spec = ScsiKind.fixture(&ctx, 1)?;
-    if running_with(&*vm, &spec).await?.is_none() {
-        return Ok(());
-    }
+    running_with(&*vm, &spec).await?;
     let Some(scsi) = vm.scsi() else {
         bail!("the VM claims SCSI but has no SCSI manager");
     };
@@ -345,7 +334,7 @@ async fn busy_controller(ctx: Ctx) -> Step {
     let what = "removing SCSI controller 0 while it holds disk 0:1";
     let result = scsi.remove_controller(0).await;
     if !vm.supported(Resource::Scsi, Operation::Remove) {
-        return refused(
+        refused(
             &*vm,
             &before,
             what,
@@ -353,7 +342,8 @@ async fn busy_controller(ctx: Ctx) -> Step {
             Operation::Remove,
             Some(result),
         )
-        .await;
+        .await?;
+        return Err(unclaimed_op(&ScsiKind, Operation::Remove));
     }
     expect_err(what, result, Want::InvalidArgument)?;
     before.unchanged(&*vm, what).await?;
@@ -366,39 +356,31 @@ async fn busy_controller(ctx: Ctx) -> Step {
 async fn empty_controller_removal(ctx: Ctx) -> Step {
     let vm = create(&ctx).await?;
     vm.start().await.must("start")?;
-    let Some(scsi) = vm.scsi() else {
-        return Ok(());
+    let remove = vm.supported(Resource::Scsi, Operation::Remove);
+    let scsi = match scsi_for_add(&*vm, 0).await {
+        Ok(scsi) => scsi,
+        Err(end) => {
+            if end.is_unclaimed()
+                && remove
+                && let Some(scsi) = vm.scsi()
+            {
+                expect_err(
+                    "removing SCSI controller 0, never added",
+                    scsi.remove_controller(0).await,
+                    Want::NotFound(Resource::Scsi),
+                )?;
+            }
+            return Err(end);
+        }
     };
     let spec = ScsiKind.fixture(&ctx, 1)?;
-    let add = vm.supported(Resource::Scsi, Operation::Add);
-    let remove = vm.supported(Resource::Scsi, Operation::Remove);
-    if !add {
-        let before = Before::take(&*vm).await?;
-        refused(
-            &*vm,
-            &before,
-            "adding SCSI controller 0",
-            Resource::Scsi,
-            Operation::Add,
-            Some(scsi.add_controller(0).await),
-        )
-        .await?;
-        if remove {
-            expect_err(
-                "removing SCSI controller 0, never added",
-                scsi.remove_controller(0).await,
-                Want::NotFound(Resource::Scsi),
-            )?;
-        }
-        return Ok(());
-    }
     scsi.add_controller(0)
         .await
         .must("adding SCSI controller 0")?;
     let before = Before::take(&*vm).await?;
     let result = scsi.remove_controller(0).await;
     if !remove {
-        return refused(
+        refused(
             &*vm,
             &before,
             "removing empty SCSI controller 0",
@@ -406,7 +388,8 @@ async fn empty_controller_removal(ctx: Ctx) -> Step {
             Operation::Remove,
             Some(result),
         )
-        .await;
+        .await?;
+        return Err(unclaimed_op(&ScsiKind, Operation::Remove));
     }
     let removal = result.must("removing empty SCSI controller 0")?;
     complete(&ctx, &removal, "removing empty SCSI controller 0").await?;
@@ -426,7 +409,8 @@ async fn refused_format(ctx: Ctx) -> Step {
         d.format = DiskFormat::Qcow2;
     }
     if !claims(&ScsiKind, &*vm, Operation::Add)? {
-        return refuse_add(&ScsiKind, &*vm, &odd, "a hot add").await;
+        refuse_add(&ScsiKind, &*vm, &odd, "a hot add").await?;
+        return Err(unclaimed_op(&ScsiKind, Operation::Add));
     }
     ScsiKind.prepare(&*vm).await?;
     let before = Before::take(&*vm).await?;
@@ -473,48 +457,75 @@ async fn refused_format(ctx: Ctx) -> Step {
     }
 }
 
-/// The SCSI checks.
-pub(super) fn checks() -> Vec<Check> {
-    let mut all = super::device_checks!(Scsi, KINDS;
-        scsi_cold_plug_visible_after_start,
-        scsi_hot_add_visible_in_guest,
-        scsi_cold_and_hot_plug_agree,
-        scsi_same_lun_twice_already_exists,
-        scsi_changes_while_paused_invalid_state,
-        scsi_changes_after_stop_invalid_state,
-        scsi_hot_remove_leaves_guest,
-        scsi_cold_remove_before_start,
-        scsi_remove_then_readd_same_lun,
-        scsi_double_remove_not_found,
-        scsi_remove_unknown_not_found,
-        scsi_lun_reserved_until_removal_completes,
-    );
-    all.extend([
-        super::boot_check!(Scsi, scsi_boot_config_disk_visible, KINDS),
-        super::check!(Scsi, scsi_read_only_disk_refuses_guest_writes,
-            "a read-only disk is read-only in the guest, and a guest write neither succeeds nor reaches the image",
-            read_only_refuses_writes),
-        super::check!(Scsi, scsi_guest_writes_reach_host_image,
-            "what the guest writes to a writable disk reads back the same and is in the host image",
-            writes_reach_host),
-        super::check!(Scsi, scsi_controller_twice_already_exists,
-            "adding a controller that is there gives AlreadyExists",
-            controller_twice),
-        super::check!(Scsi, scsi_controller_beyond_limit_refused,
-            "adding a controller beyond the contract's maximum gives LimitReached and changes nothing",
-            controller_limit),
-        super::check!(Scsi, scsi_disk_on_missing_controller_not_found,
-            "adding a disk on a controller that was never added gives NotFound",
-            missing_controller),
-        super::check!(Scsi, scsi_busy_controller_removal_invalid_argument,
-            "removing a controller that holds disks gives InvalidArgument and the disks stay",
-            busy_controller),
-        super::check!(Scsi, scsi_empty_controller_removal_completes,
-            "an empty controller can be removed; disks cannot be added to it afterwards (NotFound)",
-            empty_controller_removal),
-        super::check!(Scsi, scsi_refused_format_changes_nothing,
-            "a format the backend refuses leaves the LUN free for a disk it serves",
-            refused_format),
-    ]);
-    all
-}
+super::device_checks!(Scsi, KINDS;
+    scsi_cold_plug_visible_after_start,
+    scsi_hot_add_visible_in_guest,
+    scsi_cold_and_hot_plug_agree,
+    scsi_same_lun_twice_already_exists,
+    scsi_changes_while_paused_invalid_state,
+    scsi_changes_after_stop_invalid_state,
+    scsi_hot_remove_leaves_guest,
+    scsi_cold_remove_before_start,
+    scsi_remove_then_readd_same_lun,
+    scsi_double_remove_not_found,
+    scsi_remove_unknown_not_found,
+    scsi_lun_reserved_until_removal_completes,
+);
+
+super::boot_check!(Scsi, scsi_boot_config_disk_visible, KINDS);
+
+super::check!(
+    Scsi,
+    scsi_read_only_disk_refuses_guest_writes,
+    "a read-only disk is read-only in the guest, and a guest write neither succeeds nor reaches the image",
+    read_only_refuses_writes
+);
+
+super::check!(
+    Scsi,
+    scsi_guest_writes_reach_host_image,
+    "what the guest writes to a writable disk reads back the same and is in the host image",
+    writes_reach_host
+);
+
+super::check!(
+    Scsi,
+    scsi_controller_twice_already_exists,
+    "adding a controller that is there gives AlreadyExists",
+    controller_twice
+);
+
+super::check!(
+    Scsi,
+    scsi_controller_beyond_limit_refused,
+    "adding a controller beyond the contract's maximum gives LimitReached and changes nothing",
+    controller_limit
+);
+
+super::check!(
+    Scsi,
+    scsi_disk_on_missing_controller_not_found,
+    "adding a disk on a controller that was never added gives NotFound",
+    missing_controller
+);
+
+super::check!(
+    Scsi,
+    scsi_busy_controller_removal_invalid_argument,
+    "removing a controller that holds disks gives InvalidArgument and the disks stay",
+    busy_controller
+);
+
+super::check!(
+    Scsi,
+    scsi_empty_controller_removal_completes,
+    "an empty controller can be removed; disks cannot be added to it afterwards (NotFound)",
+    empty_controller_removal
+);
+
+super::check!(
+    Scsi,
+    scsi_refused_format_changes_nothing,
+    "a format the backend refuses leaves the LUN free for a disk it serves",
+    refused_format
+);

@@ -7,12 +7,13 @@ use uvm_api::{GuestProbe, Operation, Resource, ShareKind, SharedFolder, Uvm, Uvm
 use super::device::{
     DeviceKind, Seen, Spec, add_claimed, claims, probe_failed, wait_seen, wrong_spec,
 };
-use super::plug::{Kinds, refuse_add};
+use super::plug::{Kinds, refuse_add, unclaimed_op};
 use super::support::{Before, create, probe, refused};
-use crate::check::Check;
+use crate::capability::Capability;
 use crate::ctx::Ctx;
 use crate::fixtures::{self, digest, share_files};
-use crate::step::{Must, Step, ensure, fail};
+use crate::outcome::Outcome;
+use crate::step::{Must, Parts, Step, ensure, fail, verdict};
 
 /// Shares of one kind, named `<prefix><n>`, each a folder of three files.
 pub(crate) struct ShareDevice {
@@ -202,6 +203,7 @@ where
     F: Fn(super::support::Vm, &'static ShareDevice, Spec) -> Fut,
     Fut: std::future::Future<Output = Step>,
 {
+    let mut parts = Parts::default();
     for kind in [&VIRTIO_FS, &PLAN9, &VSMB] {
         let vm = create(ctx).await?;
         vm.start().await.must("start")?;
@@ -211,15 +213,17 @@ where
         }
         if !claims(kind, &*vm, Operation::Add)? {
             refuse_add(kind, &*vm, &spec, "a hot add").await?;
+            parts.part(Err(unclaimed_op(kind, Operation::Add)))?;
             continue;
         }
         add_claimed(kind, &*vm, &spec, "adding while running").await?;
         f(vm, kind, spec).await.map_err(|o| match o {
-            crate::outcome::Outcome::Failed(m) => fail(format!("[{}] {m}", kind.resource())),
+            Outcome::Failed(m) => fail(format!("[{}] {m}", kind.resource())),
             other => other,
         })?;
+        parts.part(Ok(()))?;
     }
-    Ok(())
+    parts.end()
 }
 
 async fn read_only_refuses_writes(ctx: Ctx) -> Step {
@@ -302,6 +306,7 @@ async fn same_name_other_kinds(ctx: Ctx) -> Step {
     let vm = create(&ctx).await?;
     vm.start().await.must("start")?;
     let mut added = Vec::new();
+    let mut refused_kinds = Vec::new();
     for kind in [&VIRTIO_FS, &PLAN9, &VSMB] {
         let dir = fixtures::folder(ctx.scratch(), &fixtures::unique("same"), &share_files(9))?;
         let spec = Spec::Share(SharedFolder {
@@ -333,10 +338,14 @@ async fn same_name_other_kinds(ctx: Ctx) -> Step {
                 result,
             )
             .await?;
+            refused_kinds.push(Capability::Pair(kind.resource(), Operation::Add));
         }
     }
+    // With fewer than two kinds claimed there is nothing to coexist: all the
+    // check proved is the other kinds' honest refusal.
+    let end = verdict(added.len() >= 2, &refused_kinds);
     let Some(manager) = vm.shared_folders() else {
-        return Ok(());
+        return end;
     };
     for kind in &added {
         if vm.supported(kind.resource(), Operation::Remove) {
@@ -354,39 +363,50 @@ async fn same_name_other_kinds(ctx: Ctx) -> Step {
                 .await?;
         }
     }
-    Ok(())
+    end
 }
 
-/// The shared-folder checks.
-pub(super) fn checks() -> Vec<Check> {
-    let mut all = super::device_checks!(Shares, KINDS;
-        shares_cold_plug_visible_after_start,
-        shares_hot_add_visible_in_guest,
-        shares_cold_and_hot_plug_agree,
-        shares_same_name_twice_already_exists,
-        shares_changes_while_paused_invalid_state,
-        shares_changes_after_stop_invalid_state,
-        shares_hot_remove_leaves_guest,
-        shares_cold_remove_before_start,
-        shares_remove_then_readd_same_name,
-        shares_double_remove_not_found,
-        shares_remove_unknown_not_found,
-        shares_name_reserved_until_removal_completes,
-    );
-    all.extend([
-        super::boot_check!(Shares, shares_boot_config_share_visible, KINDS),
-        super::check!(Shares, shares_read_only_refuses_guest_writes,
-            "a read-only share is read-only in the guest; guest writes fail and do not reach the host folder",
-            read_only_refuses_writes),
-        super::check!(Shares, shares_guest_writes_reach_host_folder,
-            "a file the guest writes to a writable share is in the host folder with the same contents",
-            writes_reach_host),
-        super::check!(Shares, shares_allowed_files_limit_guest_view,
-            "a share with allowed files shows the guest only those files",
-            allowed_files_limit_view),
-        super::check!(Shares, shares_same_name_across_kinds_coexist,
-            "names are unique per kind: shares of different kinds may have the same name",
-            same_name_other_kinds),
-    ]);
-    all
-}
+super::device_checks!(Shares, KINDS;
+    shares_cold_plug_visible_after_start,
+    shares_hot_add_visible_in_guest,
+    shares_cold_and_hot_plug_agree,
+    shares_same_name_twice_already_exists,
+    shares_changes_while_paused_invalid_state,
+    shares_changes_after_stop_invalid_state,
+    shares_hot_remove_leaves_guest,
+    shares_cold_remove_before_start,
+    shares_remove_then_readd_same_name,
+    shares_double_remove_not_found,
+    shares_remove_unknown_not_found,
+    shares_name_reserved_until_removal_completes,
+);
+
+super::boot_check!(Shares, shares_boot_config_share_visible, KINDS);
+
+super::check!(
+    Shares,
+    shares_read_only_refuses_guest_writes,
+    "a read-only share is read-only in the guest; guest writes fail and do not reach the host folder",
+    read_only_refuses_writes
+);
+
+super::check!(
+    Shares,
+    shares_guest_writes_reach_host_folder,
+    "a file the guest writes to a writable share is in the host folder with the same contents",
+    writes_reach_host
+);
+
+super::check!(
+    Shares,
+    shares_allowed_files_limit_guest_view,
+    "a share with allowed files shows the guest only those files",
+    allowed_files_limit_view
+);
+
+super::check!(
+    Shares,
+    shares_same_name_across_kinds_coexist,
+    "names are unique per kind: shares of different kinds may have the same name",
+    same_name_other_kinds
+);

@@ -6,7 +6,6 @@ use std::time::Duration;
 use uvm_api::{Action, State, Stats, StopMode, Uvm};
 
 use super::support::{create, in_state, need_pause};
-use crate::check::Check;
 use crate::ctx::Ctx;
 use crate::step::{Must, Step, ensure};
 
@@ -254,51 +253,51 @@ async fn every_state(ctx: Ctx) -> Step {
     not_backwards(&last, &s, "across the exit")
 }
 
-/// The stats checks.
-pub(super) fn checks() -> Vec<Check> {
-    use super::check;
-    vec![
-        check!(
-            Stats,
-            stats_before_start,
-            "stats work before start, with zero uptime and a consistent processor total",
-            before_start
-        ),
-        check!(
-            Stats,
-            stats_uptime_advances_while_running,
-            "uptime advances with wall time while running and never exceeds it",
-            uptime_advances
-        ),
-        check!(
-            Stats,
-            stats_processor_matches_config,
-            "processor stats list one runtime per configured vCPU, summing to the total",
-            processor_matches_config
-        ),
-        check!(
-            Stats,
-            stats_memory_matches_config,
-            "assigned memory is the configured size; resident and available memory are plausible",
-            memory_matches_config
-        ),
-        check!(
-            Stats,
-            stats_while_paused,
-            "while paused, stats work, uptime goes on and the vCPUs consume no processor time",
-            while_paused
-        ),
-        check!(
-            Stats,
-            stats_frozen_after_stop,
-            "after stop, stats work and freeze: no figure changes, none went backwards",
-            frozen_after_stop
-        ),
-        check!(
-            Stats,
-            stats_in_every_state,
-            "stats work in every state and after a guest crash, and monotonic figures never go backwards",
-            every_state
-        ),
-    ]
-}
+super::check!(
+    Stats,
+    stats_before_start,
+    "stats work before start, with zero uptime and a consistent processor total",
+    before_start
+);
+
+super::check!(
+    Stats,
+    stats_uptime_advances_while_running,
+    "uptime advances with wall time while running and never exceeds it",
+    uptime_advances
+);
+
+super::check!(
+    Stats,
+    stats_processor_matches_config,
+    "processor stats list one runtime per configured vCPU, summing to the total",
+    processor_matches_config
+);
+
+super::check!(
+    Stats,
+    stats_memory_matches_config,
+    "assigned memory is the configured size; resident and available memory are plausible",
+    memory_matches_config
+);
+
+super::check!(
+    Stats,
+    stats_while_paused,
+    "while paused, stats work, uptime goes on and the vCPUs consume no processor time",
+    while_paused
+);
+
+super::check!(
+    Stats,
+    stats_frozen_after_stop,
+    "after stop, stats work and freeze: no figure changes, none went backwards",
+    frozen_after_stop
+);
+
+super::check!(
+    Stats,
+    stats_in_every_state,
+    "stats work in every state and after a guest crash, and monotonic figures never go backwards",
+    every_state
+);

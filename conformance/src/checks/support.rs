@@ -9,7 +9,7 @@ use uvm_api::{Action, GuestProbe, Operation, Resource, State, StopMode, Uvm, Uvm
 
 use super::guest::{GuestSnapshot, snapshot};
 use crate::ctx::Ctx;
-use crate::step::{Must, Step, Want, bail, ensure, expect_err, fail, skip};
+use crate::step::{Must, Parts, Step, Want, bail, ensure, expect_err, fail, skip};
 
 /// A VM a check created. Clones share it; when the last one is dropped, a VM
 /// that is still running is force-stopped in the background.
@@ -197,6 +197,20 @@ pub(crate) async fn refused<T>(
         before.unchanged(vm, &what).await?;
     }
     Ok(())
+}
+
+/// Runs a part of a check before start and then while running (`part` gets
+/// the state), and gathers the two ends into one ([`Parts`]).
+pub(crate) async fn created_and_running<F, Fut>(mut part: F) -> Step
+where
+    F: FnMut(State) -> Fut,
+    Fut: std::future::Future<Output = Step>,
+{
+    let mut parts = Parts::default();
+    for state in [State::Created, State::Running] {
+        parts.part(part(state).await)?;
+    }
+    parts.end()
 }
 
 /// Waits until `removal` completes, failing with what happened if it does not in time.

@@ -8,13 +8,13 @@ use uvm_api::{Action, Capabilities, Operation, Resource, State, Uvm};
 use super::device::{
     DeviceKind, add_claimed, claims, expect_unseen, remove_claimed, wait_gone, wait_seen,
 };
-use super::plug::{maybe_view, refuse_add};
+use super::plug::{maybe_view, refuse_add, unclaimed_op};
 use super::support::{Before, complete, create, expect_state, in_state, reach, refused};
 use super::update::{Update, refused_outside};
-use crate::check::Check;
+use crate::capability::{Capability, OPTIONAL_ACTIONS};
 use crate::ctx::Ctx;
 use crate::outcome::Outcome;
-use crate::step::{Must, Step, Want, bail, ensure, expect_err, skip};
+use crate::step::{Must, Parts, Step, Want, bail, ensure, expect_err, skip, unclaimed};
 
 /// Every state, `Paused` only if the backend can pause.
 const STATES: [State; 4] = [
@@ -55,8 +55,6 @@ fn every_pair() -> impl Iterator<Item = (Resource, Operation)> {
         .into_iter()
         .flat_map(|r| Operation::ALL.into_iter().map(move |op| (r, op)))
 }
-
-const OPTIONAL_ACTIONS: [Action; 3] = [Action::Pause, Action::Resume, Action::Save];
 
 async fn within_capabilities(ctx: Ctx) -> Step {
     let caps: Capabilities = ctx.backend().capabilities();
@@ -182,7 +180,7 @@ pub(crate) async fn device_add(ctx: Ctx, kind: &'static dyn DeviceKind) -> Step 
             }
         }
     }
-    Ok(())
+    Err(unclaimed_op(kind, Operation::Add))
 }
 
 /// `(kind, remove)`: works cold and hot if claimed; `NotSupported` in every state otherwise,
@@ -268,7 +266,7 @@ pub(crate) async fn device_remove(ctx: Ctx, kind: &'static dyn DeviceKind) -> St
             wait_seen(&ctx, kind, p, &spec, "a refused remove").await?;
         }
     }
-    Ok(())
+    Err(unclaimed_op(kind, Operation::Remove))
 }
 
 async fn vm_socket_add(ctx: Ctx) -> Step {
@@ -335,21 +333,26 @@ async fn vm_socket_add(ctx: Ctx) -> Step {
         )
         .await?;
     }
-    Ok(())
+    Err(unclaimed(&[Capability::Pair(r, Operation::Add)]))
 }
 
-async fn update(ctx: &Ctx, update: Update, created: bool) -> Step {
-    if created {
-        super::update::works_in(ctx, State::Created, &update).await?;
+/// `update` works before start and while running, and is refused while
+/// paused and after stop; all of it ends unclaimed if the VM does not claim it.
+async fn update(ctx: &Ctx, update: Update) -> Step {
+    let mut parts = Parts::default();
+    for state in [State::Created, State::Running] {
+        parts.part(super::update::works_in(ctx, state, &update).await.map(drop))?;
     }
-    super::update::works_in(ctx, State::Running, &update).await?;
-    refused_outside(ctx, &update).await
+    parts.part(refused_outside(ctx, &update).await)?;
+    parts.end()
 }
 
 async fn memory_update(ctx: Ctx) -> Step {
-    super::memory::before_start(ctx.clone()).await?;
-    super::memory::while_running(ctx.clone()).await?;
-    refused_outside(&ctx, &Update::Memory(ctx.template().memory_mib)).await
+    let mut parts = Parts::default();
+    parts.part(super::memory::before_start(ctx.clone()).await)?;
+    parts.part(super::memory::while_running(ctx.clone()).await)?;
+    parts.part(refused_outside(&ctx, &Update::Memory(ctx.template().memory_mib)).await)?;
+    parts.end()
 }
 
 async fn processor_update(ctx: Ctx) -> Step {
@@ -357,11 +360,11 @@ async fn processor_update(ctx: Ctx) -> Step {
         weight: Some(300),
         ..Default::default()
     };
-    update(&ctx, Update::Processor(limits), true).await
+    update(&ctx, Update::Processor(limits)).await
 }
 
 async fn cpu_group_update(ctx: Ctx) -> Step {
-    update(&ctx, Update::CpuGroup("uvm-conformance-t".into()), true).await
+    update(&ctx, Update::CpuGroup("uvm-conformance-t".into())).await
 }
 
 /// An optional action: works where the table allows it if claimed;
@@ -424,7 +427,7 @@ async fn action(ctx: Ctx, action: Action) -> Step {
         "a refused save wrote {}",
         dest.display()
     );
-    Ok(())
+    Err(unclaimed(&[Capability::Action(action)]))
 }
 
 async fn pause(ctx: Ctx) -> Step {
@@ -439,175 +442,196 @@ async fn save(ctx: Ctx) -> Step {
     action(ctx, Action::Save).await
 }
 
-/// The truthfulness checks.
-pub(super) fn checks() -> Vec<Check> {
-    use super::{check, kind_check};
-    const ADD: &str = "claimed: adding works before start and while running, and the guest sees it; unclaimed: NotSupported in every state, nothing changed";
-    const REMOVE: &str = "claimed: removing works before start and while running, and the guest lets go; unclaimed: NotSupported in every state, the device stays";
-    vec![
-        check!(
-            Truthfulness,
-            truthfulness_supported_within_capabilities,
-            "no VM claims a pair or action its backend's capabilities lack, and the capabilities list only defined pairs",
-            within_capabilities
-        ),
-        check!(
-            Truthfulness,
-            truthfulness_undefined_pairs_unsupported,
-            "supported is false for every pair the contract does not define",
-            undefined_pairs
-        ),
-        check!(
-            Truthfulness,
-            truthfulness_claims_have_managers,
-            "in every state, a claimed pair comes with its manager",
-            claims_have_managers
-        ),
-        check!(
-            Truthfulness,
-            truthfulness_answers_stable_across_states,
-            "supported and supports_action give the same answers in every state",
-            stable_answers
-        ),
-        kind_check!(
-            Truthfulness,
-            truthfulness_vpmem_add,
-            ADD,
-            super::vpmem::KINDS,
-            device_add
-        ),
-        kind_check!(
-            Truthfulness,
-            truthfulness_vpmem_remove,
-            REMOVE,
-            super::vpmem::KINDS,
-            device_remove
-        ),
-        kind_check!(
-            Truthfulness,
-            truthfulness_scsi_add,
-            ADD,
-            super::scsi::KINDS,
-            device_add
-        ),
-        kind_check!(
-            Truthfulness,
-            truthfulness_scsi_remove,
-            REMOVE,
-            super::scsi::KINDS,
-            device_remove
-        ),
-        kind_check!(
-            Truthfulness,
-            truthfulness_network_add,
-            ADD,
-            super::network::KINDS,
-            device_add
-        ),
-        kind_check!(
-            Truthfulness,
-            truthfulness_network_remove,
-            REMOVE,
-            super::network::KINDS,
-            device_remove
-        ),
-        kind_check!(
-            Truthfulness,
-            truthfulness_vsmb_add,
-            ADD,
-            super::shares::VSMB_KINDS,
-            device_add
-        ),
-        kind_check!(
-            Truthfulness,
-            truthfulness_vsmb_remove,
-            REMOVE,
-            super::shares::VSMB_KINDS,
-            device_remove
-        ),
-        kind_check!(
-            Truthfulness,
-            truthfulness_pci_add,
-            ADD,
-            super::pci::KINDS,
-            device_add
-        ),
-        kind_check!(
-            Truthfulness,
-            truthfulness_pci_remove,
-            REMOVE,
-            super::pci::KINDS,
-            device_remove
-        ),
-        kind_check!(
-            Truthfulness,
-            truthfulness_plan9_add,
-            ADD,
-            super::shares::PLAN9_KINDS,
-            device_add
-        ),
-        kind_check!(
-            Truthfulness,
-            truthfulness_plan9_remove,
-            REMOVE,
-            super::shares::PLAN9_KINDS,
-            device_remove
-        ),
-        kind_check!(
-            Truthfulness,
-            truthfulness_virtio_fs_add,
-            ADD,
-            super::shares::VIRTIO_FS_KINDS,
-            device_add
-        ),
-        kind_check!(
-            Truthfulness,
-            truthfulness_virtio_fs_remove,
-            REMOVE,
-            super::shares::VIRTIO_FS_KINDS,
-            device_remove
-        ),
-        check!(
-            Truthfulness,
-            truthfulness_vm_socket_add,
-            "claimed: listen works before start, while running and paused, connect while running; unclaimed: both NotSupported in every state",
-            vm_socket_add
-        ),
-        check!(
-            Truthfulness,
-            truthfulness_memory_update,
-            "claimed: memory updates take effect before start and while running; unclaimed: NotSupported in every state",
-            memory_update
-        ),
-        check!(
-            Truthfulness,
-            truthfulness_processor_update,
-            "claimed: processor updates work before start and while running; unclaimed: NotSupported in every state",
-            processor_update
-        ),
-        check!(
-            Truthfulness,
-            truthfulness_cpu_group_update,
-            "claimed: CPU group updates work before start and while running; unclaimed: NotSupported in every state",
-            cpu_group_update
-        ),
-        check!(
-            Truthfulness,
-            truthfulness_action_pause,
-            "claimed: pause works while running; unclaimed: ActionNotSupported in every state, nothing changed",
-            pause
-        ),
-        check!(
-            Truthfulness,
-            truthfulness_action_resume,
-            "claimed: resume works while paused; unclaimed: ActionNotSupported in every state, nothing changed",
-            resume
-        ),
-        check!(
-            Truthfulness,
-            truthfulness_action_save,
-            "claimed: save works while paused and writes the snapshot; unclaimed: ActionNotSupported in every state, writing nothing",
-            save
-        ),
-    ]
-}
+/// What a per-resource add check asserts.
+const ADD: &str = "claimed: adding works before start and while running, and the guest sees it; unclaimed: NotSupported in every state, nothing changed";
+/// What a per-resource remove check asserts.
+const REMOVE: &str = "claimed: removing works before start and while running, and the guest lets go; unclaimed: NotSupported in every state, the device stays";
+
+super::check!(
+    Truthfulness,
+    truthfulness_supported_within_capabilities,
+    "no VM claims a pair or action its backend's capabilities lack, and the capabilities list only defined pairs",
+    within_capabilities
+);
+
+super::check!(
+    Truthfulness,
+    truthfulness_undefined_pairs_unsupported,
+    "supported is false for every pair the contract does not define",
+    undefined_pairs
+);
+
+super::check!(
+    Truthfulness,
+    truthfulness_claims_have_managers,
+    "in every state, a claimed pair comes with its manager",
+    claims_have_managers
+);
+
+super::check!(
+    Truthfulness,
+    truthfulness_answers_stable_across_states,
+    "supported and supports_action give the same answers in every state",
+    stable_answers
+);
+
+super::kind_check!(
+    Truthfulness,
+    truthfulness_vpmem_add,
+    ADD,
+    super::vpmem::KINDS,
+    device_add
+);
+
+super::kind_check!(
+    Truthfulness,
+    truthfulness_vpmem_remove,
+    REMOVE,
+    super::vpmem::KINDS,
+    device_remove
+);
+
+super::kind_check!(
+    Truthfulness,
+    truthfulness_scsi_add,
+    ADD,
+    super::scsi::KINDS,
+    device_add
+);
+
+super::kind_check!(
+    Truthfulness,
+    truthfulness_scsi_remove,
+    REMOVE,
+    super::scsi::KINDS,
+    device_remove
+);
+
+super::kind_check!(
+    Truthfulness,
+    truthfulness_network_add,
+    ADD,
+    super::network::KINDS,
+    device_add
+);
+
+super::kind_check!(
+    Truthfulness,
+    truthfulness_network_remove,
+    REMOVE,
+    super::network::KINDS,
+    device_remove
+);
+
+super::kind_check!(
+    Truthfulness,
+    truthfulness_vsmb_add,
+    ADD,
+    super::shares::VSMB_KINDS,
+    device_add
+);
+
+super::kind_check!(
+    Truthfulness,
+    truthfulness_vsmb_remove,
+    REMOVE,
+    super::shares::VSMB_KINDS,
+    device_remove
+);
+
+super::kind_check!(
+    Truthfulness,
+    truthfulness_pci_add,
+    ADD,
+    super::pci::KINDS,
+    device_add
+);
+
+super::kind_check!(
+    Truthfulness,
+    truthfulness_pci_remove,
+    REMOVE,
+    super::pci::KINDS,
+    device_remove
+);
+
+super::kind_check!(
+    Truthfulness,
+    truthfulness_plan9_add,
+    ADD,
+    super::shares::PLAN9_KINDS,
+    device_add
+);
+
+super::kind_check!(
+    Truthfulness,
+    truthfulness_plan9_remove,
+    REMOVE,
+    super::shares::PLAN9_KINDS,
+    device_remove
+);
+
+super::kind_check!(
+    Truthfulness,
+    truthfulness_virtio_fs_add,
+    ADD,
+    super::shares::VIRTIO_FS_KINDS,
+    device_add
+);
+
+super::kind_check!(
+    Truthfulness,
+    truthfulness_virtio_fs_remove,
+    REMOVE,
+    super::shares::VIRTIO_FS_KINDS,
+    device_remove
+);
+
+super::check!(
+    Truthfulness,
+    truthfulness_vm_socket_add,
+    "claimed: listen works before start, while running and paused, connect while running; unclaimed: both NotSupported in every state",
+    vm_socket_add
+);
+
+super::check!(
+    Truthfulness,
+    truthfulness_memory_update,
+    "claimed: memory updates take effect before start and while running; unclaimed: NotSupported in every state",
+    memory_update
+);
+
+super::check!(
+    Truthfulness,
+    truthfulness_processor_update,
+    "claimed: processor updates work before start and while running; unclaimed: NotSupported in every state",
+    processor_update
+);
+
+super::check!(
+    Truthfulness,
+    truthfulness_cpu_group_update,
+    "claimed: CPU group updates work before start and while running; unclaimed: NotSupported in every state",
+    cpu_group_update
+);
+
+super::check!(
+    Truthfulness,
+    truthfulness_action_pause,
+    "claimed: pause works while running; unclaimed: ActionNotSupported in every state, nothing changed",
+    pause
+);
+
+super::check!(
+    Truthfulness,
+    truthfulness_action_resume,
+    "claimed: resume works while paused; unclaimed: ActionNotSupported in every state, nothing changed",
+    resume
+);
+
+super::check!(
+    Truthfulness,
+    truthfulness_action_save,
+    "claimed: save works while paused and writes the snapshot; unclaimed: ActionNotSupported in every state, writing nothing",
+    save
+);

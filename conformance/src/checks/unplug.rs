@@ -6,28 +6,25 @@ use uvm_api::{Operation, State, Uvm};
 use super::device::{
     DeviceKind, Spec, add_claimed, claims, expect_unseen, remove_claimed, wait_gone, wait_seen,
 };
-use super::plug::maybe_view;
-use super::support::{Before, complete, create, refused};
+use super::plug::{add_and_remove, maybe_view, refuse_add, unclaimed_op};
+use super::support::{Before, complete, create, created_and_running, refused};
 use crate::ctx::Ctx;
-use crate::step::{Must, Step, Want, bail, expect_err, skip};
+use crate::step::{Must, Step, Want, bail, expect_err, skip, unclaimed};
 
-/// What a removal check can exercise on this VM.
-enum Case {
-    /// Add and remove are claimed: the full check runs.
-    Full,
-    /// Checked completely already (remove is not claimed): the check passes.
-    Done,
-}
-
-/// Handles the cases where removal cannot be fully exercised, in the VM's
-/// current state (`Created` or `Running`), with device `spec`.
-async fn case(kind: &dyn DeviceKind, vm: &dyn Uvm, spec: &Spec) -> crate::step::Step<Case> {
+/// Whether removal can be fully exercised on this VM, in its current state
+/// (`Created` or `Running`), with device `spec`: `Ok` if add and remove are
+/// claimed; otherwise the end of the check, once what can be verified was:
+/// unclaimed after the refusal of what is not claimed, skipped when only add
+/// is missing (there is then nothing to remove, and removing an unknown
+/// device gave `NotFound`).
+pub(crate) async fn removable(kind: &dyn DeviceKind, vm: &dyn Uvm, spec: &Spec) -> Step {
     let r = kind.resource();
     let can_add = claims(kind, vm, Operation::Add)?;
     let can_remove = claims(kind, vm, Operation::Remove)?;
     let state = vm.state();
+    let what = format!("removing {} {} ({state})", kind.noun(), kind.id(spec));
     match (can_add, can_remove) {
-        (true, true) => Ok(Case::Full),
+        (true, true) => Ok(()),
         (false, true) => {
             let what = format!(
                 "removing {} {} that was never added ({state})",
@@ -50,31 +47,16 @@ async fn case(kind: &dyn DeviceKind, vm: &dyn Uvm, spec: &Spec) -> crate::step::
             kind.prepare(vm).await?;
             add_claimed(kind, vm, spec, &format!("adding while {state}")).await?;
             let before = Before::take(vm).await?;
-            let what = format!("removing {} {} ({state})", kind.noun(), kind.id(spec));
-            refused(
-                vm,
-                &before,
-                &what,
-                r,
-                Operation::Remove,
-                kind.remove(vm, spec).await,
-            )
-            .await?;
-            Ok(Case::Done)
+            let result = kind.remove(vm, spec).await;
+            refused(vm, &before, &what, r, Operation::Remove, result).await?;
+            Err(unclaimed_op(kind, Operation::Remove))
         }
         (false, false) => {
+            refuse_add(kind, vm, spec, "an add").await?;
             let before = Before::take(vm).await?;
-            let what = format!("removing {} {} ({state})", kind.noun(), kind.id(spec));
-            refused(
-                vm,
-                &before,
-                &what,
-                r,
-                Operation::Remove,
-                kind.remove(vm, spec).await,
-            )
-            .await?;
-            Ok(Case::Done)
+            let result = kind.remove(vm, spec).await;
+            refused(vm, &before, &what, r, Operation::Remove, result).await?;
+            Err(unclaimed(&add_and_remove(r)))
         }
     }
 }
@@ -84,9 +66,7 @@ pub(crate) async fn hot_remove(ctx: Ctx, kind: &'static dyn DeviceKind) -> Step 
     let vm = create(&ctx).await?;
     vm.start().await.must("start")?;
     let spec = kind.fixture(&ctx, 1)?;
-    if let Case::Done = case(kind, &*vm, &spec).await? {
-        return Ok(());
-    }
+    removable(kind, &*vm, &spec).await?;
     kind.prepare(&*vm).await?;
     add_claimed(kind, &*vm, &spec, "adding while running").await?;
     let probe = maybe_view(kind, &*vm);
@@ -105,9 +85,7 @@ pub(crate) async fn hot_remove(ctx: Ctx, kind: &'static dyn DeviceKind) -> Step 
 pub(crate) async fn cold_remove(ctx: Ctx, kind: &'static dyn DeviceKind) -> Step {
     let vm = create(&ctx).await?;
     let spec = kind.fixture(&ctx, 1)?;
-    if let Case::Done = case(kind, &*vm, &spec).await? {
-        return Ok(());
-    }
+    removable(kind, &*vm, &spec).await?;
     kind.prepare(&*vm).await?;
     add_claimed(kind, &*vm, &spec, "adding before start").await?;
     let removal = remove_claimed(kind, &*vm, &spec, "removing before start").await?;
@@ -124,9 +102,7 @@ pub(crate) async fn readd(ctx: Ctx, kind: &'static dyn DeviceKind) -> Step {
     let vm = create(&ctx).await?;
     vm.start().await.must("start")?;
     let spec = kind.fixture(&ctx, 1)?;
-    if let Case::Done = case(kind, &*vm, &spec).await? {
-        return Ok(());
-    }
+    removable(kind, &*vm, &spec).await?;
     kind.prepare(&*vm).await?;
     let probe = maybe_view(kind, &*vm);
     for round in 1..=3 {
@@ -151,67 +127,68 @@ pub(crate) async fn readd(ctx: Ctx, kind: &'static dyn DeviceKind) -> Step {
 
 /// Removing a removed device again gives `NotFound`, before start and while running.
 pub(crate) async fn double_remove(ctx: Ctx, kind: &'static dyn DeviceKind) -> Step {
+    created_and_running(|state| double_remove_in(&ctx, kind, state)).await
+}
+
+async fn double_remove_in(ctx: &Ctx, kind: &'static dyn DeviceKind, state: State) -> Step {
     let r = kind.resource();
-    for state in [State::Created, State::Running] {
-        let vm = create(&ctx).await?;
-        if state == State::Running {
-            vm.start().await.must("start")?;
-        }
-        let spec = kind.fixture(&ctx, 1)?;
-        if let Case::Done = case(kind, &*vm, &spec).await? {
-            continue;
-        }
-        kind.prepare(&*vm).await?;
-        add_claimed(kind, &*vm, &spec, &format!("adding while {state}")).await?;
-        let removal = remove_claimed(kind, &*vm, &spec, &format!("removing while {state}")).await?;
-        complete(&ctx, &removal, "the first remove").await?;
-        let what = format!(
-            "removing {} {} a second time ({state}), after its removal completed",
-            kind.noun(),
-            kind.id(&spec)
-        );
-        let again = kind.remove(&*vm, &spec).await;
-        expect_err(
-            &what,
-            again.unwrap_or_else(|| Ok(uvm_api::Removal::completed(r, ""))),
-            Want::NotFound(r),
-        )?;
+    let vm = create(ctx).await?;
+    if state == State::Running {
+        vm.start().await.must("start")?;
     }
+    let spec = kind.fixture(ctx, 1)?;
+    removable(kind, &*vm, &spec).await?;
+    kind.prepare(&*vm).await?;
+    add_claimed(kind, &*vm, &spec, &format!("adding while {state}")).await?;
+    let removal = remove_claimed(kind, &*vm, &spec, &format!("removing while {state}")).await?;
+    complete(ctx, &removal, "the first remove").await?;
+    let what = format!(
+        "removing {} {} a second time ({state}), after its removal completed",
+        kind.noun(),
+        kind.id(&spec)
+    );
+    let again = kind.remove(&*vm, &spec).await;
+    expect_err(
+        &what,
+        again.unwrap_or_else(|| Ok(uvm_api::Removal::completed(r, ""))),
+        Want::NotFound(r),
+    )?;
     Ok(())
 }
 
 /// Removing an id that was never added gives `NotFound` (or `NotSupported` if
 /// removal is not claimed), before start and while running.
 pub(crate) async fn remove_unknown(ctx: Ctx, kind: &'static dyn DeviceKind) -> Step {
+    created_and_running(|state| remove_unknown_in(&ctx, kind, state)).await
+}
+
+async fn remove_unknown_in(ctx: &Ctx, kind: &'static dyn DeviceKind, state: State) -> Step {
     let r = kind.resource();
-    for state in [State::Created, State::Running] {
-        let vm = create(&ctx).await?;
-        if state == State::Running {
-            vm.start().await.must("start")?;
-        }
-        if claims(kind, &*vm, Operation::Add)? {
-            kind.prepare(&*vm).await?;
-        }
-        let spec = kind.fixture(&ctx, 7)?;
-        let what = format!(
-            "removing {} {} that was never added ({state})",
-            kind.noun(),
-            kind.id(&spec)
-        );
-        let before = Before::take(&*vm).await?;
-        let result = kind.remove(&*vm, &spec).await;
-        if claims(kind, &*vm, Operation::Remove)? {
-            expect_err(
-                &what,
-                result.unwrap_or_else(|| Ok(uvm_api::Removal::completed(r, ""))),
-                Want::NotFound(r),
-            )?;
-            before.unchanged(&*vm, &what).await?;
-        } else {
-            refused(&*vm, &before, &what, r, Operation::Remove, result).await?;
-        }
+    let vm = create(ctx).await?;
+    if state == State::Running {
+        vm.start().await.must("start")?;
     }
-    Ok(())
+    if claims(kind, &*vm, Operation::Add)? {
+        kind.prepare(&*vm).await?;
+    }
+    let spec = kind.fixture(ctx, 7)?;
+    let what = format!(
+        "removing {} {} that was never added ({state})",
+        kind.noun(),
+        kind.id(&spec)
+    );
+    let before = Before::take(&*vm).await?;
+    let result = kind.remove(&*vm, &spec).await;
+    if !claims(kind, &*vm, Operation::Remove)? {
+        refused(&*vm, &before, &what, r, Operation::Remove, result).await?;
+        return Err(unclaimed_op(kind, Operation::Remove));
+    }
+    expect_err(
+        &what,
+        result.unwrap_or_else(|| Ok(uvm_api::Removal::completed(r, ""))),
+        Want::NotFound(r),
+    )?;
+    before.unchanged(&*vm, &what).await
 }
 
 /// An id being released cannot be reused before its removal completes, and
@@ -221,9 +198,7 @@ pub(crate) async fn reserved_until_complete(ctx: Ctx, kind: &'static dyn DeviceK
     let vm = create(&ctx).await?;
     vm.start().await.must("start")?;
     let spec = kind.fixture(&ctx, 1)?;
-    if let Case::Done = case(kind, &*vm, &spec).await? {
-        return Ok(());
-    }
+    removable(kind, &*vm, &spec).await?;
     kind.prepare(&*vm).await?;
     add_claimed(kind, &*vm, &spec, "adding while running").await?;
     if let Some(probe) = maybe_view(kind, &*vm) {

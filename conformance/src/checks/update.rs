@@ -4,8 +4,10 @@
 use uvm_api::{Operation, ProcessorLimits, Resource, State, Uvm};
 
 use super::support::{Before, in_state, refused};
+use crate::capability::Capability;
 use crate::ctx::Ctx;
-use crate::step::{Must, Step, Want, expect_err};
+use crate::outcome::Outcome;
+use crate::step::{Must, Parts, Step, Want, expect_err, unclaimed};
 
 /// One update call.
 #[derive(Debug, Clone)]
@@ -64,12 +66,36 @@ pub(crate) fn claimed(vm: &dyn Uvm, update: &Update) -> Step<bool> {
     Ok(claims)
 }
 
-/// In `state` (created or running): the update works if claimed, else it is refused.
-pub(crate) async fn works_in(
-    ctx: &Ctx,
-    state: State,
-    update: &Update,
-) -> Step<Option<super::support::Vm>> {
+/// The end of a check whose update the VM does not claim, once the refusal
+/// has been verified.
+pub(crate) fn unclaimed_update(update: &Update) -> Outcome {
+    unclaimed(&[Capability::Pair(update.resource(), Operation::Update)])
+}
+
+/// On `vm`: `update` gives `want` if the VM claims it (and changes nothing),
+/// or is refused with `NotSupported`, changing nothing, and ends unclaimed.
+async fn refused_as(vm: &dyn Uvm, update: &Update, want: Want, what: &str) -> Step {
+    let before = Before::take(vm).await?;
+    let result = update.apply(vm).await;
+    if !claimed(vm, update)? {
+        refused(
+            vm,
+            &before,
+            what,
+            update.resource(),
+            Operation::Update,
+            result,
+        )
+        .await?;
+        return Err(unclaimed_update(update));
+    }
+    expect_err(what, result.unwrap_or(Ok(())), want)?;
+    before.unchanged(vm, what).await
+}
+
+/// In `state` (created or running): the update works if claimed; else it is
+/// refused, and the check ends unclaimed.
+pub(crate) async fn works_in(ctx: &Ctx, state: State, update: &Update) -> Step<super::support::Vm> {
     let vm = in_state(ctx, state).await?;
     let what = format!("{} while {state}", update.describe());
     let before = Before::take(&*vm).await?;
@@ -84,65 +110,39 @@ pub(crate) async fn works_in(
             result,
         )
         .await?;
-        return Ok(None);
+        return Err(unclaimed_update(update));
     }
     result.unwrap_or(Ok(())).must(&what)?;
     super::support::expect_state(&*vm, state, &what)?;
-    Ok(Some(vm))
+    Ok(vm)
 }
 
-/// While paused and after stop, the update gives `InvalidState` (or `NotSupported` if unclaimed).
+/// While paused and after stop, the update gives `InvalidState` (or
+/// `NotSupported` if unclaimed: the check then ends unclaimed).
 pub(crate) async fn refused_outside(ctx: &Ctx, update: &Update) -> Step {
+    let mut parts = Parts::default();
     for state in [State::Paused, State::Stopped] {
         let vm = match in_state(ctx, state).await {
             Ok(vm) => vm,
-            Err(crate::outcome::Outcome::Skipped(_)) => continue,
+            Err(Outcome::Skipped(_)) => continue,
             Err(o) => return Err(o),
         };
         let what = format!("{} while {state}", update.describe());
-        let before = Before::take(&*vm).await?;
-        let result = update.apply(&*vm).await;
-        if claimed(&*vm, update)? {
-            expect_err(&what, result.unwrap_or(Ok(())), Want::InvalidState(state))?;
-            before.unchanged(&*vm, &what).await?;
-        } else {
-            refused(
-                &*vm,
-                &before,
-                &what,
-                update.resource(),
-                Operation::Update,
-                result,
-            )
-            .await?;
-        }
+        parts.part(refused_as(&*vm, update, Want::InvalidState(state), &what).await)?;
     }
-    Ok(())
+    parts.end()
 }
 
-/// Each of `bad` gives `InvalidArgument` (or `NotSupported` if unclaimed), before start and while running.
+/// Each of `bad` gives `InvalidArgument` (or `NotSupported` if unclaimed: the
+/// check then ends unclaimed), before start and while running.
 pub(crate) async fn bad_arguments(ctx: &Ctx, bad: &[Update]) -> Step {
+    let mut parts = Parts::default();
     for state in [State::Created, State::Running] {
         let vm = in_state(ctx, state).await?;
         for update in bad {
             let what = format!("{} while {state}", update.describe());
-            let before = Before::take(&*vm).await?;
-            let result = update.apply(&*vm).await;
-            if claimed(&*vm, update)? {
-                expect_err(&what, result.unwrap_or(Ok(())), Want::InvalidArgument)?;
-                before.unchanged(&*vm, &what).await?;
-            } else {
-                refused(
-                    &*vm,
-                    &before,
-                    &what,
-                    update.resource(),
-                    Operation::Update,
-                    result,
-                )
-                .await?;
-            }
+            parts.part(refused_as(&*vm, update, Want::InvalidArgument, &what).await)?;
         }
     }
-    Ok(())
+    parts.end()
 }

@@ -8,12 +8,11 @@ use uvm_api::{
 };
 
 use super::device::{DeviceKind, Seen, Spec, claims, probe_failed, wrong_spec};
-use super::plug::{Kinds, refuse_add};
+use super::plug::{Kinds, refuse_add, unclaimed_op};
 use super::support::{Before, create, reach, refused};
-use crate::check::Check;
 use crate::ctx::Ctx;
 use crate::fixtures::{self, pmem_size};
-use crate::step::{Must, Step, Want, bail, expect_err, fail};
+use crate::step::{Must, Parts, Step, Want, bail, expect_err, fail};
 
 /// The controller the checks set: room for 16 devices of up to 64 MiB.
 pub(crate) const CONTROLLER: VpmemController = VpmemController {
@@ -145,17 +144,19 @@ where
     F: Fn(super::support::Vm, State) -> Fut,
     Fut: std::future::Future<Output = Step>,
 {
+    let mut parts = Parts::default();
     for state in [State::Created, State::Running] {
         let vm = create(ctx).await?;
         reach(&*vm, state).await?;
         if !claims(&VpmemKind, &*vm, Operation::Add)? {
             let spec = VpmemKind.fixture(ctx, 1)?;
             refuse_add(&VpmemKind, &*vm, &spec, what).await?;
+            parts.part(Err(unclaimed_op(&VpmemKind, Operation::Add)))?;
             continue;
         }
-        f(vm, state).await?;
+        parts.part(f(vm, state).await)?;
     }
-    Ok(())
+    parts.end()
 }
 
 async fn controller_once(ctx: Ctx) -> Step {
@@ -258,57 +259,72 @@ async fn image_too_large(ctx: Ctx) -> Step {
 async fn controller_refused_when_unclaimed(ctx: Ctx) -> Step {
     let vm = create(&ctx).await?;
     vm.start().await.must("start")?;
-    let Some(vpmem) = vm.vpmem() else {
-        return Ok(());
-    };
     if vm.supported(Resource::VPMem, Operation::Add) {
         return Ok(());
     }
-    let before = Before::take(&*vm).await?;
-    refused(
-        &*vm,
-        &before,
-        "setting the VPMem controller",
-        Resource::VPMem,
-        Operation::Add,
-        Some(vpmem.add_controller(CONTROLLER).await),
-    )
-    .await
+    if let Some(vpmem) = vm.vpmem() {
+        let before = Before::take(&*vm).await?;
+        refused(
+            &*vm,
+            &before,
+            "setting the VPMem controller",
+            Resource::VPMem,
+            Operation::Add,
+            Some(vpmem.add_controller(CONTROLLER).await),
+        )
+        .await?;
+    }
+    Err(unclaimed_op(&VpmemKind, Operation::Add))
 }
 
-/// The VPMem checks.
-pub(super) fn checks() -> Vec<Check> {
-    let mut all = super::device_checks!(Vpmem, KINDS;
-        vpmem_cold_plug_visible_after_start,
-        vpmem_hot_add_visible_in_guest,
-        vpmem_cold_and_hot_plug_agree,
-        vpmem_same_slot_twice_already_exists,
-        vpmem_changes_while_paused_invalid_state,
-        vpmem_changes_after_stop_invalid_state,
-        vpmem_hot_remove_leaves_guest,
-        vpmem_cold_remove_before_start,
-        vpmem_remove_then_readd_same_slot,
-        vpmem_double_remove_not_found,
-        vpmem_remove_unknown_not_found,
-        vpmem_slot_reserved_until_removal_completes,
-    );
-    all.extend([
-        super::boot_check!(Vpmem, vpmem_boot_config_device_visible, KINDS),
-        super::check!(Vpmem, vpmem_controller_set_once,
-            "the VPMem controller is set once; setting it again gives AlreadySet",
-            controller_once),
-        super::check!(Vpmem, vpmem_device_needs_controller,
-            "adding a VPMem device before the controller is set gives NotFound and changes nothing",
-            needs_controller),
-        super::check!(Vpmem, vpmem_slot_beyond_max_devices_invalid_argument,
-            "a slot at or beyond the controller's max_devices gives InvalidArgument and changes nothing",
-            slot_beyond_max),
-        super::check!(Vpmem, vpmem_image_beyond_max_size_invalid_argument,
-            "an image larger than the controller's max_size_bytes gives InvalidArgument and changes nothing",
-            image_too_large),
-        super::check!(Vpmem, vpmem_controller_refused_when_unclaimed,
-            "without VPMem add, setting the controller gives NotSupported",
-            controller_refused_when_unclaimed),
-    ]);
-    all
-}
+super::device_checks!(Vpmem, KINDS;
+    vpmem_cold_plug_visible_after_start,
+    vpmem_hot_add_visible_in_guest,
+    vpmem_cold_and_hot_plug_agree,
+    vpmem_same_slot_twice_already_exists,
+    vpmem_changes_while_paused_invalid_state,
+    vpmem_changes_after_stop_invalid_state,
+    vpmem_hot_remove_leaves_guest,
+    vpmem_cold_remove_before_start,
+    vpmem_remove_then_readd_same_slot,
+    vpmem_double_remove_not_found,
+    vpmem_remove_unknown_not_found,
+    vpmem_slot_reserved_until_removal_completes,
+);
+
+super::boot_check!(Vpmem, vpmem_boot_config_device_visible, KINDS);
+
+super::check!(
+    Vpmem,
+    vpmem_controller_set_once,
+    "the VPMem controller is set once; setting it again gives AlreadySet",
+    controller_once
+);
+
+super::check!(
+    Vpmem,
+    vpmem_device_needs_controller,
+    "adding a VPMem device before the controller is set gives NotFound and changes nothing",
+    needs_controller
+);
+
+super::check!(
+    Vpmem,
+    vpmem_slot_beyond_max_devices_invalid_argument,
+    "a slot at or beyond the controller's max_devices gives InvalidArgument and changes nothing",
+    slot_beyond_max
+);
+
+super::check!(
+    Vpmem,
+    vpmem_image_beyond_max_size_invalid_argument,
+    "an image larger than the controller's max_size_bytes gives InvalidArgument and changes nothing",
+    image_too_large
+);
+
+super::check!(
+    Vpmem,
+    vpmem_controller_refused_when_unclaimed,
+    "without VPMem add, setting the controller gives NotSupported",
+    controller_refused_when_unclaimed
+);

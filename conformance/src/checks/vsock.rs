@@ -8,19 +8,23 @@ use uvm_api::{
     Operation, Resource, State, StopMode, Uvm, VMADDR_PORT_ANY, VmSocketManager, VsockListener,
 };
 
-use super::support::{Before, Claim, claim, create, in_state, probe, reach, refused};
-use crate::check::Check;
+use super::support::{
+    Before, Claim, claim, create, created_and_running, in_state, probe, reach, refused,
+};
+use crate::capability::Capability;
 use crate::ctx::Ctx;
-use crate::step::{Must, Step, Want, ensure, expect_err, fail};
+use crate::outcome::Outcome;
+use crate::step::{Must, Parts, Step, Want, ensure, expect_err, fail, unclaimed};
 
 const R: Resource = Resource::VmSocket;
 const IO_LIMIT: Duration = Duration::from_secs(10);
 
 /// The VM's socket manager if it claims sockets; if it does not, checks that
-/// listen and connect are refused in its current state and returns `None`.
-async fn sockets(vm: &dyn Uvm, port: u32) -> Step<Option<&dyn VmSocketManager>> {
+/// listen and connect are refused in its current state and ends the check
+/// unclaimed.
+async fn sockets(vm: &dyn Uvm, port: u32) -> Step<&dyn VmSocketManager> {
     match claim(vm, R, Operation::Add, vm.vm_socket())? {
-        Claim::Yes(m) => Ok(Some(m)),
+        Claim::Yes(m) => Ok(m),
         Claim::No(m) => {
             let before = Before::take(vm).await?;
             let listen = match m {
@@ -49,7 +53,7 @@ async fn sockets(vm: &dyn Uvm, port: u32) -> Step<Option<&dyn VmSocketManager>> 
                 connect,
             )
             .await?;
-            Ok(None)
+            Err(unclaimed(&[Capability::Pair(R, Operation::Add)]))
         }
     }
 }
@@ -118,18 +122,14 @@ async fn guest_dials(
 
 async fn guest_dial(ctx: Ctx) -> Step {
     let vm = in_state(&ctx, State::Running).await?;
-    let Some(m) = sockets(&*vm, 6000).await? else {
-        return Ok(());
-    };
+    let m = sockets(&*vm, 6000).await?;
     let listener = m.listen(6000).await.must("listen(6000) while running")?;
     guest_dials(&*vm, listener, 6000, b"hello from the guest").await
 }
 
 async fn host_connect(ctx: Ctx) -> Step {
     let vm = in_state(&ctx, State::Running).await?;
-    let Some(m) = sockets(&*vm, 6001).await? else {
-        return Ok(());
-    };
+    let m = sockets(&*vm, 6001).await?;
     let p = probe(&*vm)?;
     p.serve_echo(6001)
         .await
@@ -153,7 +153,7 @@ async fn host_connect(ctx: Ctx) -> Step {
             .read_to_end(&mut back)
             .await
             .map_err(|e| fail(format!("reading the echo: {e}")))?;
-        Ok::<_, crate::outcome::Outcome>(back)
+        Ok::<_, Outcome>(back)
     };
     let back = tokio::time::timeout(IO_LIMIT, exchange)
         .await
@@ -174,9 +174,7 @@ async fn host_connect(ctx: Ctx) -> Step {
 async fn listen_in_state(ctx: &Ctx, state: State, port: u32) -> Step {
     let vm = create(ctx).await?;
     reach(&*vm, state).await?;
-    let Some(m) = sockets(&*vm, port).await? else {
-        return Ok(());
-    };
+    let m = sockets(&*vm, port).await?;
     let listener = m
         .listen(port)
         .await
@@ -215,9 +213,7 @@ async fn listen_while_paused(ctx: Ctx) -> Step {
 
 async fn listen_after_stop(ctx: Ctx) -> Step {
     let vm = in_state(&ctx, State::Stopped).await?;
-    let Some(m) = sockets(&*vm, 6004).await? else {
-        return Ok(());
-    };
+    let m = sockets(&*vm, 6004).await?;
     expect_err(
         "listen(6004) on a stopped VM",
         m.listen(6004).await,
@@ -227,29 +223,31 @@ async fn listen_after_stop(ctx: Ctx) -> Step {
 }
 
 async fn connect_outside_running(ctx: Ctx) -> Step {
+    let mut parts = Parts::default();
     for state in [State::Created, State::Paused, State::Stopped] {
         let vm = match in_state(&ctx, state).await {
             Ok(vm) => vm,
-            Err(crate::outcome::Outcome::Skipped(_)) => continue,
+            Err(Outcome::Skipped(_)) => continue,
             Err(o) => return Err(o),
         };
-        let Some(m) = sockets(&*vm, 6005).await? else {
-            continue;
-        };
-        expect_err(
-            &format!("connect(6005) while {state}"),
-            m.connect(6005).await,
-            Want::InvalidState(state),
-        )?;
+        parts.part(connect_refused_in(&*vm, state).await)?;
     }
+    parts.end()
+}
+
+async fn connect_refused_in(vm: &dyn Uvm, state: State) -> Step {
+    let m = sockets(vm, 6005).await?;
+    expect_err(
+        &format!("connect(6005) while {state}"),
+        m.connect(6005).await,
+        Want::InvalidState(state),
+    )?;
     Ok(())
 }
 
 async fn connect_refused(ctx: Ctx) -> Step {
     let vm = in_state(&ctx, State::Running).await?;
-    let Some(m) = sockets(&*vm, 6006).await? else {
-        return Ok(());
-    };
+    let m = sockets(&*vm, 6006).await?;
     expect_err(
         "connect(6006) with no guest listener on it",
         m.connect(6006).await,
@@ -260,9 +258,7 @@ async fn connect_refused(ctx: Ctx) -> Step {
 
 async fn port_twice(ctx: Ctx) -> Step {
     let vm = in_state(&ctx, State::Running).await?;
-    let Some(m) = sockets(&*vm, 6007).await? else {
-        return Ok(());
-    };
+    let m = sockets(&*vm, 6007).await?;
     let listener = m.listen(6007).await.must("listen(6007)")?;
     expect_err(
         "a second listen(6007) while the first listener lives",
@@ -274,9 +270,7 @@ async fn port_twice(ctx: Ctx) -> Step {
 
 async fn drop_frees_port(ctx: Ctx) -> Step {
     let vm = in_state(&ctx, State::Running).await?;
-    let Some(m) = sockets(&*vm, 6008).await? else {
-        return Ok(());
-    };
+    let m = sockets(&*vm, 6008).await?;
     for round in 1..=3 {
         let listener = m
             .listen(6008)
@@ -293,9 +287,7 @@ async fn drop_frees_port(ctx: Ctx) -> Step {
 
 async fn accept_fails_after_stop(ctx: Ctx) -> Step {
     let vm = in_state(&ctx, State::Running).await?;
-    let Some(m) = sockets(&*vm, 6009).await? else {
-        return Ok(());
-    };
+    let m = sockets(&*vm, 6009).await?;
     let mut pending = m.listen(6009).await.must("listen(6009)")?;
     let mut later = m.listen(6010).await.must("listen(6010)")?;
     let waiting = tokio::spawn(async move { pending.accept().await.map(|_| ()) });
@@ -326,9 +318,7 @@ async fn accept_fails_after_stop(ctx: Ctx) -> Step {
 async fn concurrent_connections(ctx: Ctx) -> Step {
     const N: usize = 8;
     let vm = in_state(&ctx, State::Running).await?;
-    let Some(m) = sockets(&*vm, 6011).await? else {
-        return Ok(());
-    };
+    let m = sockets(&*vm, 6011).await?;
     let mut listener = m.listen(6011).await.must("listen(6011)")?;
     let p = probe(&*vm)?;
     let server = tokio::spawn(async move {
@@ -357,7 +347,7 @@ async fn concurrent_connections(ctx: Ctx) -> Step {
         for h in handlers {
             h.await.map_err(|e| fail(format!("handler task: {e}")))??;
         }
-        Ok::<(), crate::outcome::Outcome>(())
+        Ok::<(), Outcome>(())
     });
     let dials = (0..N).map(|i| {
         let payload = format!("connection {i}").into_bytes();
@@ -371,7 +361,7 @@ async fn concurrent_connections(ctx: Ctx) -> Step {
                 "connection {i} got the answer meant for another: {:?}",
                 String::from_utf8_lossy(&reply)
             );
-            Ok::<(), crate::outcome::Outcome>(())
+            Ok::<(), Outcome>(())
         }
     });
     p.uptime().await.must("the guest agent answering")?;
@@ -393,102 +383,107 @@ async fn concurrent_connections(ctx: Ctx) -> Step {
 }
 
 async fn port_any(ctx: Ctx) -> Step {
-    for state in [State::Created, State::Running] {
-        let vm = in_state(&ctx, state).await?;
-        let Some(m) = sockets(&*vm, VMADDR_PORT_ANY).await? else {
-            continue;
-        };
+    created_and_running(|state| port_any_in(&ctx, state)).await
+}
+
+async fn port_any_in(ctx: &Ctx, state: State) -> Step {
+    let vm = in_state(ctx, state).await?;
+    let m = sockets(&*vm, VMADDR_PORT_ANY).await?;
+    expect_err(
+        &format!("listen(VMADDR_PORT_ANY) while {state}"),
+        m.listen(VMADDR_PORT_ANY).await,
+        Want::InvalidArgument,
+    )?;
+    if state == State::Running {
         expect_err(
-            &format!("listen(VMADDR_PORT_ANY) while {state}"),
-            m.listen(VMADDR_PORT_ANY).await,
+            "connect(VMADDR_PORT_ANY)",
+            m.connect(VMADDR_PORT_ANY).await,
             Want::InvalidArgument,
         )?;
-        if state == State::Running {
-            expect_err(
-                "connect(VMADDR_PORT_ANY)",
-                m.connect(VMADDR_PORT_ANY).await,
-                Want::InvalidArgument,
-            )?;
-        }
     }
     Ok(())
 }
 
-/// The vsock checks.
-pub(super) fn checks() -> Vec<Check> {
-    use super::check;
-    vec![
-        check!(
-            Vsock,
-            vsock_guest_dial_reaches_host_listener,
-            "a guest-dialled connection reaches the host listener and the host's answer reaches the guest",
-            guest_dial
-        ),
-        check!(
-            Vsock,
-            vsock_host_connect_reaches_guest_listener,
-            "a host connection reaches a guest listener; 100 kB echo back intact",
-            host_connect
-        ),
-        check!(
-            Vsock,
-            vsock_listen_before_start,
-            "a listener opened before start receives the guest's connections after boot",
-            listen_before_start
-        ),
-        check!(
-            Vsock,
-            vsock_listen_while_paused,
-            "listen works while paused, and the listener serves after resume",
-            listen_while_paused
-        ),
-        check!(
-            Vsock,
-            vsock_listen_after_stop_invalid_state,
-            "listen on a stopped VM gives InvalidState",
-            listen_after_stop
-        ),
-        check!(
-            Vsock,
-            vsock_connect_outside_running_invalid_state,
-            "connect before start, while paused or after stop gives InvalidState",
-            connect_outside_running
-        ),
-        check!(
-            Vsock,
-            vsock_connect_without_listener_io_error,
-            "connect to a guest port nobody listens on gives Io (connection refused)",
-            connect_refused
-        ),
-        check!(
-            Vsock,
-            vsock_port_twice_already_exists,
-            "a second listener on a port gives AlreadyExists; the first keeps working",
-            port_twice
-        ),
-        check!(
-            Vsock,
-            vsock_dropped_listener_frees_port,
-            "dropping a listener frees its port for a new listener",
-            drop_frees_port
-        ),
-        check!(
-            Vsock,
-            vsock_accept_fails_after_stop,
-            "a pending accept, and any accept after stop, fails with InvalidState once the VM stops",
-            accept_fails_after_stop
-        ),
-        check!(
-            Vsock,
-            vsock_concurrent_guest_connections,
-            "eight concurrent guest connections are all accepted, each answered on its own stream",
-            concurrent_connections
-        ),
-        check!(
-            Vsock,
-            vsock_port_any_invalid_argument,
-            "VMADDR_PORT_ANY is refused with InvalidArgument by listen and connect",
-            port_any
-        ),
-    ]
-}
+super::check!(
+    Vsock,
+    vsock_guest_dial_reaches_host_listener,
+    "a guest-dialled connection reaches the host listener and the host's answer reaches the guest",
+    guest_dial
+);
+
+super::check!(
+    Vsock,
+    vsock_host_connect_reaches_guest_listener,
+    "a host connection reaches a guest listener; 100 kB echo back intact",
+    host_connect
+);
+
+super::check!(
+    Vsock,
+    vsock_listen_before_start,
+    "a listener opened before start receives the guest's connections after boot",
+    listen_before_start
+);
+
+super::check!(
+    Vsock,
+    vsock_listen_while_paused,
+    "listen works while paused, and the listener serves after resume",
+    listen_while_paused
+);
+
+super::check!(
+    Vsock,
+    vsock_listen_after_stop_invalid_state,
+    "listen on a stopped VM gives InvalidState",
+    listen_after_stop
+);
+
+super::check!(
+    Vsock,
+    vsock_connect_outside_running_invalid_state,
+    "connect before start, while paused or after stop gives InvalidState",
+    connect_outside_running
+);
+
+super::check!(
+    Vsock,
+    vsock_connect_without_listener_io_error,
+    "connect to a guest port nobody listens on gives Io (connection refused)",
+    connect_refused
+);
+
+super::check!(
+    Vsock,
+    vsock_port_twice_already_exists,
+    "a second listener on a port gives AlreadyExists; the first keeps working",
+    port_twice
+);
+
+super::check!(
+    Vsock,
+    vsock_dropped_listener_frees_port,
+    "dropping a listener frees its port for a new listener",
+    drop_frees_port
+);
+
+super::check!(
+    Vsock,
+    vsock_accept_fails_after_stop,
+    "a pending accept, and any accept after stop, fails with InvalidState once the VM stops",
+    accept_fails_after_stop
+);
+
+super::check!(
+    Vsock,
+    vsock_concurrent_guest_connections,
+    "eight concurrent guest connections are all accepted, each answered on its own stream",
+    concurrent_connections
+);
+
+super::check!(
+    Vsock,
+    vsock_port_any_invalid_argument,
+    "VMADDR_PORT_ANY is refused with InvalidArgument by listen and connect",
+    port_any
+);

@@ -3,14 +3,18 @@
 //! This is the one place a backend is added to the binary: register it here
 //! (and add its crate to this package's dependencies).
 
+use std::sync::Arc;
+
 use uvm_api::{Registry, UvmConfig};
+use uvm_backend_mock::{FakeBackend, Profile};
 use uvm_tools::guest_assets::GuestAssets;
 
-/// Every backend the binary knows, by registry name.
-pub fn registry() -> uvm_api::Result<Registry> {
+/// Every backend the binary knows, by registry name; `mock` with the
+/// capabilities of `mock_profile`.
+pub fn registry(mock_profile: Profile) -> uvm_api::Result<Registry> {
     let mut registry = Registry::new();
     // The simulated backend: always available, the suite's own reference.
-    uvm_backend_mock::register(&mut registry)?;
+    registry.register(Arc::new(FakeBackend::with_profile(mock_profile)))?;
     // The in-process KVM VMM (unavailable where /dev/kvm cannot boot Linux).
     uvm_backend_kvm::register(&mut registry)?;
     Ok(registry)
