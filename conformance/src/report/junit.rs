@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use quick_junit::{NonSuccessKind, Property, TestCase, TestCaseStatus, TestSuite};
 
-use super::{CheckResult, Report, one_line};
+use super::model::{CheckResult, Report, one_line};
 use crate::outcome::Outcome;
 
 /// The name of the `<testsuites>` element.
@@ -37,7 +37,19 @@ const OUTCOME_PROPERTY: (&str, &str) = ("outcome", "unclaimed");
 pub struct JunitError(#[from] quick_junit::SerializeError);
 
 /// The whole document.
-pub(super) fn render(report: &Report) -> Result<String, JunitError> {
+impl Report {
+    /// The report as JUnit XML: one test suite for the backend whose
+    /// properties are the capability matrix and the counts, one test case
+    /// per check.
+    ///
+    /// # Errors
+    /// The XML writer failed.
+    pub fn to_junit(&self) -> Result<String, JunitError> {
+        render(self)
+    }
+}
+
+fn render(report: &Report) -> Result<String, JunitError> {
     let mut suite = TestSuite::new(report.backend.as_str());
     suite.set_time(Duration::from_millis(report.duration_ms));
     for (label, claim) in report.capabilities.rows() {
@@ -87,7 +99,7 @@ fn test_case(r: &CheckResult) -> TestCase {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::sample;
+    use super::super::model::tests::sample;
 
     #[test]
     fn starts_with_the_matrix_and_escapes_what_it_must() {

@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use super::{Report, one_line};
+use super::model::{Report, one_line};
 
 /// Widest detail shown in a check's row (the failures follow in full).
 const DETAIL: usize = 90;
@@ -13,8 +13,16 @@ const DETAIL: usize = 90;
 /// Width of the RESULT column: `UNCLAIMED`.
 const RESULT_W: usize = 9;
 
+impl Report {
+    /// The capability matrix, then a table of every check and its outcome,
+    /// then the failure messages in full, then the summary line.
+    pub fn to_table(&self) -> String {
+        render(self)
+    }
+}
+
 /// The whole table.
-pub(super) fn render(report: &Report) -> String {
+fn render(report: &Report) -> String {
     let mut out = String::new();
     matrix(report, &mut out);
     out.push('\n');
@@ -88,7 +96,7 @@ fn checks(report: &Report, out: &mut String) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::sample;
+    use super::super::model::tests::sample;
 
     #[test]
     fn starts_with_the_matrix_then_lists_every_check() {
