@@ -8,7 +8,7 @@ use std::io::Write;
 use std::os::unix::fs::FileExt;
 
 use uvm_devices::scsi::sense::{CHECK_CONDITION, GOOD, key};
-use uvm_devices::scsi::{DiskImage, ImageKind, LunTable, ScsiDisk, ScsiError, Sense};
+use uvm_devices::scsi::{DiskImage, ImageKind, LunTable, ScsiError, ScsiLun, Sense};
 
 const MIB: u64 = 1 << 20;
 
@@ -18,8 +18,8 @@ fn image(len: u64) -> tempfile::NamedTempFile {
     f
 }
 
-fn disk(f: &tempfile::NamedTempFile, ro: bool) -> ScsiDisk {
-    ScsiDisk::new(
+fn disk(f: &tempfile::NamedTempFile, ro: bool) -> ScsiLun {
+    ScsiLun::new(
         DiskImage::open(f.path(), ImageKind::Raw, ro).unwrap(),
         "SERIAL-0001",
     )

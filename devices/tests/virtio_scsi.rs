@@ -7,7 +7,7 @@ mod virtio_support;
 use std::os::unix::fs::FileExt;
 use std::time::Duration;
 
-use uvm_devices::scsi::{DiskImage, ImageKind, ScsiDisk};
+use uvm_devices::scsi::{DiskImage, ImageKind, ScsiLun};
 use uvm_devices::virtio::VIRTIO_F_VERSION_1;
 use uvm_devices::virtio::scsi::config::{ctrl, event, response};
 use uvm_devices::virtio::scsi::{ScsiHost, VIRTIO_SCSI_F_HOTPLUG, VirtioScsiDevice};
@@ -43,8 +43,8 @@ fn image(len: u64) -> tempfile::NamedTempFile {
     f
 }
 
-fn disk(f: &tempfile::NamedTempFile, ro: bool) -> ScsiDisk {
-    ScsiDisk::new(
+fn disk(f: &tempfile::NamedTempFile, ro: bool) -> ScsiLun {
+    ScsiLun::new(
         DiskImage::open(f.path(), ImageKind::Raw, ro).unwrap(),
         "virtio-serial",
     )
@@ -409,7 +409,7 @@ fn luns_are_added_from_another_thread_while_the_guest_runs() {
     let host = g.host.clone();
     std::thread::spawn(move || {
         for lun in 0..8 {
-            let d = ScsiDisk::new(DiskImage::open(&path, ImageKind::Raw, true).unwrap(), "t");
+            let d = ScsiLun::new(DiskImage::open(&path, ImageKind::Raw, true).unwrap(), "t");
             host.add_lun(lun, d).unwrap();
         }
     })

@@ -10,7 +10,7 @@ mod fuzz_rng;
 mod virtio_support;
 
 use fuzz_rng::Rng;
-use uvm_devices::scsi::{DiskImage, ImageKind, ScsiDisk};
+use uvm_devices::scsi::{DiskImage, ImageKind, ScsiLun};
 use uvm_devices::virtio::net::{MemoryBackend, NetDevice, VIRTIO_NET_F_MAC};
 use uvm_devices::virtio::pmem::PmemDevice;
 use uvm_devices::virtio::scsi::{ScsiHost, VIRTIO_SCSI_F_HOTPLUG, VirtioScsiDevice};
@@ -190,8 +190,8 @@ fn random_cdb(r: &mut Rng) -> [u8; 32] {
     c
 }
 
-fn disk(f: &tempfile::NamedTempFile, ro: bool) -> ScsiDisk {
-    ScsiDisk::new(
+fn disk(f: &tempfile::NamedTempFile, ro: bool) -> ScsiLun {
+    ScsiLun::new(
         DiskImage::open(f.path(), ImageKind::Raw, ro).unwrap(),
         "fuzz",
     )

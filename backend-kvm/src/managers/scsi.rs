@@ -19,7 +19,7 @@ use uvm_api::config::{MAX_LUNS_PER_CONTROLLER, MAX_SCSI_CONTROLLERS};
 use uvm_api::{
     DeviceTable, DiskFormat, Error, Removal, Resource, Result, ScsiDisk, ScsiManager, op_span,
 };
-use uvm_devices::scsi::{DiskImage, ImageKind, ScsiDisk as ScsiLun, ScsiError};
+use uvm_devices::scsi::{DiskImage, ImageKind, ScsiError, ScsiLun};
 use uvm_devices::virtio::scsi::{ScsiHost, VirtioScsiDevice};
 
 use super::context::ManagerContext;

@@ -84,16 +84,16 @@ impl DiskImage {
 
 /// A disk logical unit executing SCSI commands.
 #[derive(Debug)]
-pub struct ScsiDisk {
+pub struct ScsiLun {
     image: DiskImage,
     serial: String,
 }
 
-impl ScsiDisk {
+impl ScsiLun {
     /// A LUN over `image`, reporting `serial` (sanitized to printable ASCII,
     /// at most 36 bytes) in the unit serial and device identification pages.
     pub fn new(image: DiskImage, serial: &str) -> Self {
-        ScsiDisk {
+        ScsiLun {
             image,
             serial: inquiry::sanitize_serial(serial),
         }

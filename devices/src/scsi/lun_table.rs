@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::cdb::{Command, Transfer};
-use super::disk::ScsiDisk;
+use super::disk::ScsiLun;
 use super::error::ScsiError;
 use super::inquiry::{self, NOT_CONNECTED};
 use super::outcome::Outcome;
@@ -16,7 +16,7 @@ pub const MAX_LUN: u16 = 63;
 /// The disks attached to one target, by LUN.
 #[derive(Debug, Default)]
 pub struct LunTable {
-    luns: BTreeMap<u16, ScsiDisk>,
+    luns: BTreeMap<u16, ScsiLun>,
 }
 
 /// The 8-byte REPORT LUNS entry of `lun` (peripheral addressing below 256,
@@ -39,7 +39,7 @@ impl LunTable {
     }
 
     /// Attaches `disk` at `lun`.
-    pub fn insert(&mut self, lun: u16, disk: ScsiDisk) -> Result<(), ScsiError> {
+    pub fn insert(&mut self, lun: u16, disk: ScsiLun) -> Result<(), ScsiError> {
         if lun > MAX_LUN {
             return Err(ScsiError::LunOutOfRange { lun, max: MAX_LUN });
         }
@@ -51,7 +51,7 @@ impl LunTable {
     }
 
     /// Detaches the disk at `lun`.
-    pub fn remove(&mut self, lun: u16) -> Result<ScsiDisk, ScsiError> {
+    pub fn remove(&mut self, lun: u16) -> Result<ScsiLun, ScsiError> {
         self.luns.remove(&lun).ok_or(ScsiError::NoSuchLun(lun))
     }
 

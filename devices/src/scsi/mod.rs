@@ -1,6 +1,6 @@
 //! SCSI command emulation for disk LUNs, independent of any transport.
 //!
-//! A [`ScsiDisk`] executes the SBC/SPC commands a Linux initiator sends to a
+//! A [`ScsiLun`] executes the SBC/SPC commands a Linux initiator sends to a
 //! disk (INQUIRY with the VPD pages, TEST UNIT READY, READ CAPACITY(10/16),
 //! READ/WRITE(6/10/16), SYNCHRONIZE CACHE, MODE SENSE(6/10), REQUEST SENSE,
 //! START STOP UNIT) over a [`DiskImage`]: a raw file or a whole block device,
@@ -19,7 +19,7 @@ pub mod outcome;
 pub mod sense;
 
 pub use cdb::{BLOCK_SIZE, Command, Transfer};
-pub use disk::{DiskImage, ImageKind, MAX_TRANSFER_BLOCKS, ScsiDisk};
+pub use disk::{DiskImage, ImageKind, MAX_TRANSFER_BLOCKS, ScsiLun};
 pub use error::ScsiError;
 pub use lun_table::{LunTable, MAX_LUN};
 pub use outcome::Outcome;

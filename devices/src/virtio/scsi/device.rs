@@ -14,7 +14,7 @@ use super::events::EventState;
 use super::request::handle_command;
 use crate::quiesce::{Pausable, PauseError};
 use crate::release::ReleaseSignal;
-use crate::scsi::{LunTable, ScsiDisk, ScsiError};
+use crate::scsi::{LunTable, ScsiError, ScsiLun};
 use crate::snapshot::Snapshottable;
 use crate::virtio::device::read_config_window;
 use crate::virtio::{
@@ -147,7 +147,7 @@ impl ScsiHost {
     /// Attaches `disk` at `lun`. While the driver runs (with
     /// VIRTIO_SCSI_F_HOTPLUG) a TRANSPORT_RESET/RESCAN event tells it to scan
     /// the LUN; before that, the driver's probe-time scan finds it.
-    pub fn add_lun(&self, lun: u16, disk: ScsiDisk) -> Result<(), ScsiError> {
+    pub fn add_lun(&self, lun: u16, disk: ScsiLun) -> Result<(), ScsiError> {
         let mut st = self.state.lock();
         st.target.luns.insert(lun, disk)?;
         tracing::info!(lun, "SCSI LUN added");

@@ -1,5 +1,5 @@
 //! virtio-scsi (device type 8): one target whose LUNs 0 to 63 are
-//! [`crate::scsi::ScsiDisk`]s, the hcsshim controller + LUN model.
+//! [`crate::scsi::ScsiLun`]s, the hcsshim controller + LUN model.
 //!
 //! Queues: 0 control (task management answered at once, since commands
 //! complete synchronously; AN queries report no event support), 1 event,
@@ -12,7 +12,7 @@
 //! ```ignore
 //! let dev = VirtioScsiDevice::new(1);
 //! let host = dev.host();                       // keep: Arc-shared handle
-//! host.add_lun(0, ScsiDisk::new(DiskImage::open(path, ImageKind::Raw, false)?, "serial"))?;
+//! host.add_lun(0, ScsiLun::new(DiskImage::open(path, ImageKind::Raw, false)?, "serial"))?;
 //! let function = VirtioPciDevice::new(Box::new(dev), mem, msi, intx)?;
 //! // later, from any thread, while the guest runs:
 //! host.add_lun(3, disk)?;                      // RESCAN event -> guest scans LUN 3
