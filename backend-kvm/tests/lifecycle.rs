@@ -10,10 +10,11 @@ mod support;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use support::kvm_missing;
 
 use uvm_api::{Action, Error, Operation, Resource, State, StopMode, StopReason, Uvm, UvmConfig};
 use uvm_backend_kvm::{KvmBackend, KvmUvm, RealModePayload};
+
+use support::kvm_missing;
 
 const LOAD: u64 = 0x1000;
 

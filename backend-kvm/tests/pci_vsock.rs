@@ -24,6 +24,7 @@ use uvm_devices::virtio::status;
 use uvm_devices::virtio::vsock::{VsockDevice, VsockHost};
 use vm_memory::{Bytes, GuestAddress};
 
+use support::driver::{Driver, cfg_read32};
 use support::{config, kvm_missing, spin_payload};
 
 fn prepared() -> Prepared {
@@ -43,102 +44,19 @@ fn prepared() -> Prepared {
     .unwrap()
 }
 
-/// A guest driver's view: config space through 0xcf8/0xcfc, BAR 0 through MMIO.
-struct Driver<'a> {
-    vm: &'a Prepared,
-    bar0: u64,
-}
-
-fn cam_address(slot: u8, reg: u8) -> [u8; 4] {
-    (0x8000_0000u32 | (u32::from(slot) << 11) | u32::from(reg & 0xfc)).to_le_bytes()
-}
-
-fn cfg_read32(vm: &Prepared, slot: u8, reg: u8) -> u32 {
-    assert!(vm.io_bus().write(0xcf8, &cam_address(slot, reg)));
-    let mut d = [0u8; 4];
-    assert!(vm.io_bus().read(0xcfc, &mut d));
-    u32::from_le_bytes(d)
-}
-
-fn cfg_write16(vm: &Prepared, slot: u8, reg: u8, v: u16) {
-    assert!(vm.io_bus().write(0xcf8, &cam_address(slot, reg)));
-    assert!(vm.io_bus().write(0xcfc, &v.to_le_bytes()));
-}
-
-impl<'a> Driver<'a> {
-    fn enable(vm: &'a Prepared) -> Self {
-        let lo = cfg_read32(vm, VSOCK_SLOT, 0x10);
-        let hi = cfg_read32(vm, VSOCK_SLOT, 0x14);
-        let bar0 = (u64::from(hi) << 32) | u64::from(lo & !0xf);
-        // Memory decoding + bus mastering, as pci_enable_device does.
-        cfg_write16(vm, VSOCK_SLOT, 0x04, 0x6);
-        Driver { vm, bar0 }
-    }
-
-    fn write(&self, off: u64, v: u64, len: usize) {
-        assert!(
-            self.vm
-                .mmio_bus()
-                .write(self.bar0 + off, &v.to_le_bytes()[..len])
-        );
-    }
-
-    fn read8(&self, off: u64) -> u8 {
-        let mut d = [0u8; 1];
-        assert!(self.vm.mmio_bus().read(self.bar0 + off, &mut d));
-        d[0]
-    }
-
-    fn status(&self) -> u8 {
-        self.read8(0x14)
-    }
-
-    /// Status handshake up to FEATURES_OK with VIRTIO_F_VERSION_1.
-    fn negotiate(&self) {
-        self.write(0x14, u64::from(status::ACKNOWLEDGE | status::DRIVER), 1);
-        self.write(0x08, 1, 4); // driver_feature_select = 1
-        self.write(0x0c, 1, 4); // VERSION_1 (bit 32)
-        self.write(
-            0x14,
-            u64::from(status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK),
-            1,
-        );
-        assert_ne!(self.status() & status::FEATURES_OK, 0);
-    }
-
-    fn queue(&self, q: u16, desc: u64, avail: u64, used: u64) {
-        self.write(0x16, u64::from(q), 2); // queue_select
-        self.write(0x18, 16, 2); // queue_size
-        self.write(0x20, desc, 8);
-        self.write(0x28, avail, 8);
-        self.write(0x30, used, 8);
-        self.write(0x1c, 1, 2); // queue_enable
-    }
-
-    fn driver_ok(&self) {
-        self.write(
-            0x14,
-            u64::from(
-                status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK | status::DRIVER_OK,
-            ),
-            1,
-        );
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_vsock_function_is_enumerable_through_port_0xcf8() {
     if kvm_missing() {
         return;
     }
     let vm = prepared();
-    let host_bridge = cfg_read32(&vm, 0, 0);
+    let host_bridge = cfg_read32(vm.io_bus(), 0, 0);
     assert_eq!(host_bridge, 0x29c0_8086);
     // virtio vendor, modern device id 0x1040 + 19 (vsock).
-    assert_eq!(cfg_read32(&vm, VSOCK_SLOT, 0), 0x1053_1af4);
+    assert_eq!(cfg_read32(vm.io_bus(), VSOCK_SLOT, 0), 0x1053_1af4);
     // An empty slot reads as all ones.
-    assert_eq!(cfg_read32(&vm, 7, 0), 0xffff_ffff);
-    let driver = Driver::enable(&vm);
+    assert_eq!(cfg_read32(vm.io_bus(), 7, 0), 0xffff_ffff);
+    let driver = Driver::enable(vm.io_bus().clone(), vm.mmio_bus().clone());
     let (base, size) = BAR_WINDOW;
     assert!(driver.bar0 >= base && driver.bar0 + caps::BAR0_SIZE <= base + size);
     // The device configuration holds the guest CID.
@@ -152,7 +70,7 @@ async fn a_queue_outside_guest_memory_breaks_the_device_not_the_host() {
         return;
     }
     let vm = prepared();
-    let driver = Driver::enable(&vm);
+    let driver = Driver::enable(vm.io_bus().clone(), vm.mmio_bus().clone());
     driver.negotiate();
     let outside = 0x7_0000_0000; // far beyond the 16 MiB of RAM
     for q in 0..3 {
@@ -176,7 +94,7 @@ async fn a_bad_tx_descriptor_breaks_the_device_not_the_host() {
         return;
     }
     let vm = prepared();
-    let driver = Driver::enable(&vm);
+    let driver = Driver::enable(vm.io_bus().clone(), vm.mmio_bus().clone());
     driver.negotiate();
     // Rings inside guest memory: queue q at 0x10000 + q * 0x3000.
     let ring = |q: u64| 0x10000 + q * 0x3000;

@@ -3,6 +3,8 @@
 #![cfg(test)]
 #![allow(dead_code)]
 
+pub mod driver;
+
 use std::path::Path;
 
 use uvm_api::UvmConfig;
