@@ -1,10 +1,22 @@
 //! # uvm-devices
 //!
 //! The device models of the KVM backend, each usable and testable without
-//! KVM: buses that route port and MMIO accesses ([`bus`]), interrupt lines
-//! ([`interrupt`]), legacy PC devices (8250 serial, i8042 reset line), ACPI
-//! tables and the fixed-hardware power-management block, the PCI root bus,
-//! and the virtio-pci transport with its virtio devices.
+//! KVM: they see the VMM only through small seams ([`bus::BusDevice`] for
+//! register accesses, [`interrupt`] for interrupts, [`quiesce::Pausable`]
+//! and [`snapshot::Snapshottable`] for pause and state).
+//!
+//! | module | its job |
+//! |--------|---------|
+//! | [`bus`] | port and MMIO buses routing an access to the device that owns the address |
+//! | [`interrupt`] | interrupt lines and MSI sinks as devices see them, with test doubles |
+//! | [`quiesce`] | the pause hook: a paused device processes no queue and writes no guest memory |
+//! | [`snapshot`] | the state hook: a device's state as a versioned, serde-described value |
+//! | [`release`] | the device side of two-phase removal: the guest let go of a device |
+//! | [`legacy`] | 8250 serial, i8042 reset line, CMOS, pvpanic |
+//! | [`acpi`] | ACPI tables, the fixed-hardware PM block, the PCI hotplug register block and its AML |
+//! | [`pci`] | the root bus: configuration access (port 0xcf8, ECAM), BARs, the BAR window |
+//! | [`scsi`] | SCSI command emulation for disk LUNs over raw files and block devices |
+//! | [`virtio`] | the virtio-pci transport, the run state every device shares, and the devices: net, scsi, vsock, pmem, fs |
 
 pub mod acpi;
 pub mod bus;

@@ -9,7 +9,7 @@
 //! 4. [`acpi`]: the ACPI tables;
 //! 5. [`vcpus`]: the vCPUs, then the boot image is loaded into vCPU 0.
 //!
-//! The result ([`Prepared`]) is handed to [`crate::control::launch`].
+//! The result ([`Prepared`]) is handed to [`crate::control::launch()`].
 
 pub mod acpi;
 pub mod pci;

@@ -47,7 +47,7 @@ pub struct PciDevices {
     pub vsock: Arc<Mutex<VirtioPciDevice>>,
 }
 
-/// Builds the root bus with the vsock function at [`VSOCK_SLOT`] and puts
+/// Builds the root bus with the vsock function at [`slots::VSOCK`] and puts
 /// its configuration and BAR windows on the buses.
 pub fn wire(
     msi: Arc<dyn MsiSink>,

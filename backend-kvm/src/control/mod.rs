@@ -4,7 +4,7 @@
 //! through a channel of [`protocol::VmmEvent`]s; devices and vCPU threads
 //! report on the same channel, so the control thread sees every event in
 //! one order and the first event that ends the run decides the exit
-//! reason. [`launch`] starts the vCPU threads and the control thread;
+//! reason. [`launch()`] starts the vCPU threads and the control thread;
 //! [`controller`] is the control thread (pause, resume, power button,
 //! injected crash, ejects); [`teardown`] is the one way a VM's run ends.
 

@@ -3,7 +3,7 @@
 //!
 //! The device exists from the first `listen` (or from `start`), so host
 //! listeners can be opened before the guest boots; it becomes the
-//! virtio-pci function at [`crate::pci::VSOCK_SLOT`] when the VM starts.
+//! virtio-pci function at [`crate::pci::slots::VSOCK`] when the VM starts.
 //! The guest's CID is [`GUEST_CID`].
 //!
 //! - `listen` is allowed while created, running or paused; a second

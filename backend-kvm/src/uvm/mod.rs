@@ -1,6 +1,6 @@
 //! [`KvmUvm`]: one VM of the KVM backend behind the [`Uvm`] trait.
 //!
-//! A facade over [`inner::VmInner`] (Kata runtime-rs's facade/inner split):
+//! A facade over the VM's inner state (`uvm/inner.rs`) (Kata runtime-rs's facade/inner split):
 //! the facade runs one lifecycle operation at a time (an async lock) inside
 //! the VM's tracing span and hands out the managers; the inner state does
 //! the work without knowing about that lock. `create` only validates and

@@ -1,5 +1,5 @@
 //! The virtio-vsock device (type 19): rx, tx and event queues moving
-//! packets between the guest driver and the [`Muxer`].
+//! packets between the guest driver and its [`VsockBackend`] (the muxer).
 
 use std::io::{Read, Write};
 use std::sync::{Arc, Weak};
