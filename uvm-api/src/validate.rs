@@ -90,6 +90,21 @@ pub fn relative_file_name(argument: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// The contract's rule for removing SCSI controller `index`: it must hold
+/// no disk (attached or still being released); `disks` is how many it holds.
+///
+/// # Errors
+/// `InvalidArgument` (argument `index`) if `disks` is not zero.
+pub fn scsi_controller_empty(index: u8, disks: usize) -> Result<()> {
+    if disks > 0 {
+        return Err(Error::invalid_argument(
+            "index",
+            format!("controller {index} still holds {disks} disk(s); remove them first"),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

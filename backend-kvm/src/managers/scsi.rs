@@ -18,6 +18,7 @@ use tracing::Instrument;
 use uvm_api::config::{MAX_LUNS_PER_CONTROLLER, MAX_SCSI_CONTROLLERS};
 use uvm_api::{
     DeviceTable, DiskFormat, Error, Removal, Resource, Result, ScsiDisk, ScsiManager, op_span,
+    validate,
 };
 use uvm_devices::scsi::{DiskImage, ImageKind, ScsiError, ScsiLun};
 use uvm_devices::virtio::scsi::{ScsiHost, VirtioScsiDevice};
@@ -128,12 +129,7 @@ impl KvmScsi {
                 .iter_visible()
                 .filter(|((c, _), _)| *c == index)
                 .count();
-            if disks > 0 {
-                return Err(Error::invalid_argument(
-                    "index",
-                    format!("controller {index} still holds {disks} disk(s); remove them first"),
-                ));
-            }
+            validate::scsi_controller_empty(index, disks)?;
             slot
         };
         Unplug {

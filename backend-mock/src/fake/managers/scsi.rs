@@ -7,6 +7,7 @@ use tracing::debug;
 use uvm_api::config::{MAX_LUNS_PER_CONTROLLER, MAX_SCSI_CONTROLLERS};
 use uvm_api::{
     Action, DiskFormat, Error, Operation, Removal, Resource, Result, ScsiDisk, ScsiManager,
+    validate,
 };
 
 use crate::fake::core::Core;
@@ -70,13 +71,7 @@ impl Core {
                 .iter_visible()
                 .filter(|((c, _), _)| *c == index)
                 .count();
-            if disks > 0 {
-                return Err(Error::invalid_argument(
-                    "index",
-                    format!("controller {index} still holds {disks} disk(s); remove them first"),
-                ));
-            }
-            Ok(())
+            validate::scsi_controller_empty(index, disks)
         })
     }
 
