@@ -184,15 +184,25 @@ impl Cycler<'_> {
         r.map_err(|e| format!("remove {kind:?}: {e}"))
     }
 
-    /// One add / seen / remove / released cycle; returns add→seen.
+    /// One add / seen / remove / released cycle; returns add→seen. The
+    /// first cycle of each kind and every tenth say where they stand, so a
+    /// run that never ends shows the step it stopped at.
     async fn cycle(&self, kind: Kind, n: u32) -> Result<Duration, String> {
+        let say = |step: &str| {
+            if n.is_multiple_of(10) {
+                println!("kvm-hotplug-cycles: {kind:?} cycle {n}: {step}");
+            }
+        };
+        say("add");
         self.add(kind, n).await?;
         let seen = eventually(&format!("{kind:?} {n} seen"), || self.seen(kind, n)).await?;
+        say("seen; remove");
         let removal = self.remove(kind, n).await?;
         removal
             .wait(GUEST_TIMEOUT)
             .await
             .map_err(|e| format!("{kind:?} {n} removal: {e}"))?;
+        say("released");
         Ok(seen)
     }
 }
