@@ -83,6 +83,12 @@ impl KvmVsock {
             .is_some_and(|t| t.lock().is_active())
     }
 
+    /// The device status as the guest wrote it, for messages (`None`
+    /// before start).
+    fn device_status(&self) -> Option<u8> {
+        self.transport.lock().as_ref().map(|t| t.lock().status())
+    }
+
     /// Every connection is reset, listeners stay (the VM has stopped;
     /// `accept` then fails with `InvalidState`).
     pub(crate) fn shut_down(&self) {
@@ -117,11 +123,16 @@ impl VmSocketManager for KvmVsock {
         validate_port(port)?;
         let context = || format!("vsock connect to guest port {port}");
         if !self.driver_up() {
+            let status = self
+                .device_status()
+                .map_or_else(|| "none".to_owned(), |s| format!("{s:#04x}"));
             return Err(Error::io(
                 context(),
                 std::io::Error::new(
                     std::io::ErrorKind::ConnectionRefused,
-                    "the guest's vsock driver is not running (yet)",
+                    format!(
+                        "the guest's vsock driver is not running (yet): device status {status}"
+                    ),
                 ),
             ));
         }

@@ -10,6 +10,13 @@ use crate::protocol::{self, ErrorKind, Response};
 /// The longest request line accepted (8 MiB: a 1 MiB write is 2 MiB of hex).
 pub const MAX_LINE: usize = 8 << 20;
 
+/// How long the agent waits between flushing a power action's response and
+/// performing the action. The guest's vsock transport sends queued data
+/// from a kernel worker; a panic or power-off right after the write can cut
+/// it short, and the host then sees a reset instead of the answer (seen in
+/// the lab when four guests boot at once).
+pub const POWER_ACTION_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
+
 fn send(writer: &mut impl Write, response: &Response) -> io::Result<()> {
     let line =
         protocol::encode(response).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
@@ -37,8 +44,9 @@ fn read_line(reader: &mut impl BufRead) -> io::Result<Option<Result<String, usiz
 }
 
 /// Serves one connection until the peer closes it: one response line per
-/// request line (blank lines are ignored). A power action is performed after
-/// its response has been flushed, and ends the session.
+/// request line (blank lines are ignored). A power action is performed
+/// [`POWER_ACTION_GRACE`] after its response has been flushed, and ends the
+/// session.
 pub fn serve<R: BufRead, W: Write>(agent: &Agent, mut reader: R, mut writer: W) -> io::Result<()> {
     while let Some(line) = read_line(&mut reader)? {
         let line = match line {
@@ -65,6 +73,7 @@ pub fn serve<R: BufRead, W: Write>(agent: &Agent, mut reader: R, mut writer: W) 
         };
         send(&mut writer, &handled.response)?;
         if let Some(action) = handled.then {
+            std::thread::sleep(POWER_ACTION_GRACE);
             eprintln!("uvm-agent: performing {action:?}");
             return agent.perform(action);
         }

@@ -179,6 +179,10 @@ impl VirtioPciDevice {
     fn reset(&mut self) {
         self.deferred.clear();
         if self.activated {
+            tracing::info!(
+                device_type = self.device.device_type(),
+                "the driver reset the running device"
+            );
             self.device.reset();
             self.activated = false;
         }
