@@ -52,6 +52,8 @@ pub fn collect(
         processor: ProcessorStats {
             total_runtime: per_vcpu.iter().sum(),
             per_vcpu,
+            // No processor manager: no limits to report.
+            limits: None,
         },
         memory: MemoryStats {
             assigned_bytes: memory_bytes,
@@ -60,5 +62,7 @@ pub fn collect(
         },
         devices: Vec::new(),
         counters,
+        // No CPU group manager.
+        cpu_group: None,
     }
 }

@@ -67,6 +67,7 @@ pub mod fixtures;
 mod list;
 mod macros;
 mod outcome;
+pub mod promises;
 mod report;
 mod runner;
 mod step;
@@ -78,6 +79,7 @@ pub use checks::{all_checks, area_checks, find};
 pub use ctx::{Ctx, Settings};
 pub use factory::Factory;
 pub use outcome::{Area, Outcome, UnknownArea};
+pub use promises::{Promise, Unheld, promise, promises, unheld};
 pub use report::{CheckResult, JunitError, Report, Summary};
 pub use runner::{DEFAULT_TIMEOUT, RunOptions, run_check, run_checks, run_named, run_suite};
 

@@ -170,6 +170,7 @@ macro_rules! __uvm_conformance_with_checks {
                 memory_update_out_of_range_invalid_argument;
             processor:
                 processor_update_while_running
+                processor_update_keeps_fields_not_given
                 processor_update_before_start
                 processor_update_paused_or_stopped_invalid_state
                 processor_limits_out_of_range_invalid_argument;

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::devices::ProcessorLimits;
 use crate::resource::Resource;
 
 /// A snapshot of a VM's statistics, as returned by [`crate::Uvm::stats`].
@@ -20,6 +21,10 @@ pub struct Stats {
     pub devices: Vec<DeviceCounters>,
     /// Backend-specific event counters (for example VM exits by kind).
     pub counters: BTreeMap<String, u64>,
+    /// The host CPU group the VM is in, as last set with
+    /// [`crate::CpuGroupManager::set_cpu_group`]; `None` until one is set.
+    #[serde(default)]
+    pub cpu_group: Option<String>,
 }
 
 /// Processor time of the virtual CPUs.
@@ -29,6 +34,11 @@ pub struct ProcessorStats {
     pub total_runtime: Duration,
     /// Host CPU time of each virtual CPU, indexed by vCPU number.
     pub per_vcpu: Vec<Duration>,
+    /// The processor limits in force: each field as last set with
+    /// [`crate::ProcessorManager::update_limits`] (a field never set is
+    /// `None`). `None` from a backend that has no processor manager.
+    #[serde(default)]
+    pub limits: Option<ProcessorLimits>,
 }
 
 /// Memory figures of a VM.

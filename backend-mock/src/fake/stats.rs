@@ -7,8 +7,9 @@ use super::machine::Machine;
 
 const MIB: u64 = 1024 * 1024;
 
-/// The statistics of a VM in `state` with machine `m`, at `now`.
-pub(crate) fn stats(m: &Machine, state: State, now: Instant) -> Stats {
+/// The statistics of a VM in `state` with machine `m`, at `now`; the
+/// processor limits are reported only if the VM has a processor manager.
+pub(crate) fn stats(m: &Machine, state: State, now: Instant, has_limits: bool) -> Stats {
     let vcpus = usize::try_from(m.config.vcpus).unwrap_or(usize::MAX);
     let per_vcpu = vec![m.clock.vcpu_runtime(now); vcpus];
     let total_runtime = per_vcpu.iter().sum();
@@ -38,6 +39,7 @@ pub(crate) fn stats(m: &Machine, state: State, now: Instant) -> Stats {
         processor: ProcessorStats {
             total_runtime,
             per_vcpu,
+            limits: has_limits.then_some(m.resources.limits),
         },
         memory: MemoryStats {
             assigned_bytes: assigned,
@@ -46,5 +48,6 @@ pub(crate) fn stats(m: &Machine, state: State, now: Instant) -> Stats {
         },
         devices,
         counters: m.counters.clone(),
+        cpu_group: m.resources.cpu_group.clone(),
     }
 }

@@ -126,7 +126,16 @@ impl Uvm for FakeUvm {
             .traced("stats", async {
                 let m = self.core.lock();
                 self.core.faults.take(FaultPoint::Stats)?;
-                Ok(stats::stats(&m, self.core.state(), Instant::now()))
+                let has_limits = self
+                    .core
+                    .profile()
+                    .allows(Resource::Processor, Operation::Update);
+                Ok(stats::stats(
+                    &m,
+                    self.core.state(),
+                    Instant::now(),
+                    has_limits,
+                ))
             })
             .await
     }

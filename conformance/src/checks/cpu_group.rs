@@ -1,5 +1,6 @@
-//! CPU group membership. The host's groups are not visible through the
-//! contract, so these checks cover acceptance and refusals.
+//! CPU group membership: accepted where the table allows it, refused
+//! elsewhere, and read back through `Stats::cpu_group` (the host's groups
+//! themselves are not visible through the contract).
 
 use uvm_api::State;
 
@@ -31,14 +32,14 @@ async fn bad_id(ctx: Ctx) -> Step {
 super::check!(
     CpuGroup,
     cpu_group_set_while_running,
-    "the CPU group can be set while running (NotSupported, changing nothing, if unclaimed)",
+    "the CPU group can be set while running and stats then report it (NotSupported, changing nothing, if unclaimed)",
     while_running
 );
 
 super::check!(
     CpuGroup,
     cpu_group_set_before_start,
-    "the CPU group can be set before start, and the VM then starts",
+    "the CPU group can be set before start, stats report it, and the VM then starts",
     before_start
 );
 

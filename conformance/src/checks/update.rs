@@ -66,6 +66,37 @@ pub(crate) fn claimed(vm: &dyn Uvm, update: &Update) -> Step<bool> {
     Ok(claims)
 }
 
+/// What the resource updates set, as `stats` reports it: a refused update
+/// must leave these as they were.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Settings {
+    assigned_bytes: u64,
+    limits: Option<ProcessorLimits>,
+    cpu_group: Option<String>,
+}
+
+impl Settings {
+    async fn take(vm: &dyn Uvm, when: &str) -> Step<Settings> {
+        let stats = vm.stats().await.must(&format!("stats {when}"))?;
+        Ok(Settings {
+            assigned_bytes: stats.memory.assigned_bytes,
+            limits: stats.processor.limits,
+            cpu_group: stats.cpu_group,
+        })
+    }
+
+    /// Fails if `stats` now reports other settings.
+    async fn unchanged(&self, vm: &dyn Uvm, after: &str) -> Step {
+        let now = Settings::take(vm, &format!("after {after}")).await?;
+        if now != *self {
+            return Err(crate::step::fail(format!(
+                "after {after}: stats report other settings (before: {self:?}; after: {now:?})"
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// The end of a check whose update the VM does not claim, once the refusal
 /// has been verified.
 pub(crate) fn unclaimed_update(update: &Update) -> Outcome {
@@ -76,6 +107,7 @@ pub(crate) fn unclaimed_update(update: &Update) -> Outcome {
 /// or is refused with `NotSupported`, changing nothing, and ends unclaimed.
 async fn refused_as(vm: &dyn Uvm, update: &Update, want: Want, what: &str) -> Step {
     let before = Before::take(vm).await?;
+    let settings = Settings::take(vm, &format!("before {what}")).await?;
     let result = update.apply(vm).await;
     if !claimed(vm, update)? {
         refused(
@@ -87,10 +119,12 @@ async fn refused_as(vm: &dyn Uvm, update: &Update, want: Want, what: &str) -> St
             result,
         )
         .await?;
+        settings.unchanged(vm, what).await?;
         return Err(unclaimed_update(update));
     }
     expect_err(what, result.unwrap_or(Ok(())), want)?;
-    before.unchanged(vm, what).await
+    before.unchanged(vm, what).await?;
+    settings.unchanged(vm, what).await
 }
 
 /// In `state` (created or running): the update works if claimed; else it is
@@ -99,6 +133,7 @@ pub(crate) async fn works_in(ctx: &Ctx, state: State, update: &Update) -> Step<s
     let vm = in_state(ctx, state).await?;
     let what = format!("{} while {state}", update.describe());
     let before = Before::take(&*vm).await?;
+    let settings = Settings::take(&*vm, &format!("before {what}")).await?;
     let result = update.apply(&*vm).await;
     if !claimed(&*vm, update)? {
         refused(
@@ -110,11 +145,54 @@ pub(crate) async fn works_in(ctx: &Ctx, state: State, update: &Update) -> Step<s
             result,
         )
         .await?;
+        settings.unchanged(&*vm, &what).await?;
         return Err(unclaimed_update(update));
     }
     result.unwrap_or(Ok(())).must(&what)?;
     super::support::expect_state(&*vm, state, &what)?;
+    in_effect(&*vm, update, &what).await?;
     Ok(vm)
+}
+
+/// After `update` succeeded: `stats` reports what it set. Processor limits
+/// are merged (a field the update left unset keeps its value, checked by
+/// the processor checks); memory is checked by the memory checks, which wait
+/// for a balloon to get there.
+pub(crate) async fn in_effect(vm: &dyn Uvm, update: &Update, what: &str) -> Step {
+    let stats = vm.stats().await.must(&format!("stats after {what}"))?;
+    match update {
+        Update::Memory(_) => Ok(()),
+        Update::Processor(set) => {
+            let Some(now) = stats.processor.limits else {
+                return Err(crate::step::fail(format!(
+                    "after {what}: stats report no processor limits (Stats::processor.limits is None)"
+                )));
+            };
+            let fields = [
+                ("limit", set.limit, now.limit),
+                ("weight", set.weight, now.weight),
+                ("reservation", set.reservation, now.reservation),
+            ];
+            for (name, want, got) in fields {
+                if want.is_some() && want != got {
+                    return Err(crate::step::fail(format!(
+                        "after {what}: stats report {name} {got:?}; expected {want:?}"
+                    )));
+                }
+            }
+            Ok(())
+        }
+        Update::CpuGroup(id) => {
+            if stats.cpu_group.as_deref() == Some(id.as_str()) {
+                Ok(())
+            } else {
+                Err(crate::step::fail(format!(
+                    "after {what}: stats report CPU group {:?}; expected {id:?}",
+                    stats.cpu_group
+                )))
+            }
+        }
+    }
 }
 
 /// While paused and after stop, the update gives `InvalidState` (or

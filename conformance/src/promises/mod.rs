@@ -1,0 +1,115 @@
+//! Every promise the contract in `uvm-api` makes, each mapped to the checks
+//! that fail when a backend breaks it: the lifecycle table, each trait
+//! method's doc, each manager's doc, the `Stats` field docs and the
+//! truthfulness rule.
+//!
+//! The table is data ([`promises`]), not a comment: the crate's tests fail
+//! if a promise has no check, if it names a check the suite does not have,
+//! or if a check of the suite answers to no promise; and the table below is
+//! generated from the same data (a test fails when it is out of date; run
+//! `UPDATE_PROMISES=1 cargo test -p uvm-conformance --test promises` to
+//! rewrite it).
+//!
+//! The mutation self-test (`conformance/tests/mutants.rs`) breaks one promise
+//! at a time in a wrapper of the honest fake and asserts that the suite fails
+//! on a check of that promise, and on no check of another.
+//!
+#![doc = include_str!("../../PROMISES.md")]
+
+mod table;
+
+use crate::outcome::Area;
+
+/// One promise of the contract and the checks that hold a backend to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Promise {
+    /// Unique id, `area.snake_case`.
+    pub id: &'static str,
+    /// The area of the suite whose checks hold the backend to it.
+    pub area: Area,
+    /// Where the contract makes it (a type or method of `uvm-api`).
+    pub source: &'static str,
+    /// The promise, in one sentence.
+    pub text: &'static str,
+    /// The checks that fail when a backend breaks it.
+    pub checks: &'static [&'static str],
+}
+
+/// A promise the contract makes that nothing in the contract can read back
+/// yet, so no check can hold a backend to it: a defect of the contract,
+/// listed with the read-back it lacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unheld {
+    /// Unique id, `area.snake_case`.
+    pub id: &'static str,
+    /// The area it belongs to.
+    pub area: Area,
+    /// Where the contract makes it.
+    pub source: &'static str,
+    /// The promise, in one sentence.
+    pub text: &'static str,
+    /// What the contract lacks for a check to observe it.
+    pub needs: &'static str,
+}
+
+/// The promises no check can hold a backend to yet ([`Unheld`]).
+pub fn unheld() -> &'static [Unheld] {
+    table::UNHELD
+}
+
+/// Every promise, grouped by area in suite order.
+pub fn promises() -> &'static [Promise] {
+    table::PROMISES
+}
+
+/// The promise called `id`.
+pub fn promise(id: &str) -> Option<&'static Promise> {
+    table::PROMISES.iter().find(|p| p.id == id)
+}
+
+/// The promises a check holds a backend to.
+pub fn promises_of_check(check: &str) -> impl Iterator<Item = &'static Promise> + '_ {
+    table::PROMISES
+        .iter()
+        .filter(move |p| p.checks.contains(&check))
+}
+
+/// The table as Markdown, as included in these docs (`PROMISES.md`).
+pub fn promises_markdown() -> String {
+    let mut out = String::from("## The promises\n\n");
+    out.push_str(&format!(
+        "{} promises, held by {} checks.\n\n",
+        table::PROMISES.len(),
+        crate::all_checks().len()
+    ));
+    out.push_str("| promise | source | what the backend must do | checks |\n");
+    out.push_str("|---|---|---|---|\n");
+    for p in table::PROMISES {
+        let checks: Vec<String> = p.checks.iter().map(|c| format!("`{c}`")).collect();
+        out.push_str(&format!(
+            "| `{}` | `{}` | {} | {} |\n",
+            p.id,
+            p.source,
+            p.text.replace('|', "\\|"),
+            checks.join(", ")
+        ));
+    }
+    out.push_str(&format!(
+        "\n### Promises no check can hold a backend to yet\n\n\
+         {} promises that nothing in the contract reads back: defects of the contract, \
+         each with what it lacks.\n\n",
+        table::UNHELD.len()
+    ));
+    out.push_str("| promise | source | what the backend must do | the contract lacks |\n");
+    out.push_str("|---|---|---|---|\n");
+    for u in table::UNHELD {
+        out.push_str(&format!(
+            "| `{}` | `{}` | {} | {} |\n",
+            u.id,
+            u.source,
+            u.text.replace('|', "\\|"),
+            u.needs.replace('|', "\\|")
+        ));
+    }
+    out
+}

@@ -1,0 +1,8 @@
+//! Mutants of the vsock area.
+
+use crate::Mutant;
+
+/// The mutants of this file.
+pub fn mutants() -> Vec<Mutant> {
+    Vec::new()
+}
