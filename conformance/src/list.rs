@@ -166,17 +166,22 @@ macro_rules! __uvm_conformance_with_checks {
             memory:
                 memory_update_while_running
                 memory_update_before_start
+                memory_update_survives_pause_resume
+                memory_update_to_odd_size_exact_or_refused
                 memory_update_paused_or_stopped_invalid_state
                 memory_update_out_of_range_invalid_argument;
             processor:
                 processor_update_while_running
                 processor_update_keeps_fields_not_given
+                processor_limits_at_their_bounds_accepted
+                processor_limits_unset_until_set
                 processor_update_before_start
                 processor_update_paused_or_stopped_invalid_state
                 processor_limits_out_of_range_invalid_argument;
             cpu_group:
                 cpu_group_set_while_running
                 cpu_group_set_before_start
+                cpu_group_unset_until_set
                 cpu_group_set_paused_or_stopped_invalid_state
                 cpu_group_empty_id_invalid_argument;
             truthfulness:
@@ -230,7 +235,14 @@ macro_rules! __uvm_conformance_with_checks {
                 concurrency_adds_racing_stop
                 concurrency_pause_resume_race
                 concurrency_stats_during_lifecycle
-                concurrency_vms_are_isolated;
+                concurrency_vms_are_isolated
+                concurrency_scsi_disk_stays_in_its_vm
+                concurrency_vpmem_device_stays_in_its_vm
+                concurrency_nic_stays_in_its_vm
+                concurrency_share_stays_in_its_vm
+                concurrency_pci_device_stays_in_its_vm
+                concurrency_vsock_ports_are_per_vm
+                concurrency_resource_updates_stay_in_their_vm;
             cleanup:
                 cleanup_no_thread_or_fd_leak_after_100_vms
                 cleanup_no_thread_or_fd_leak_after_100_hot_plugs

@@ -149,7 +149,7 @@ async fn stats_that_panic() {
             ],
             must_pass: &["lifecycle_start_from_created"],
             // Memory, processor limits and the CPU group are read back through stats.
-            may_fail_if_named: &["memory", "processor", "cpu_group"],
+            may_fail_if_named: &["memory", "processor", "cpu_group", "resource_updates"],
             areas: &[],
         },
     )
@@ -182,6 +182,7 @@ async fn removal_that_never_completes() {
                 "scsi_remove_unknown_not_found",
             ],
             may_fail_if_named: &[
+                "stays_in_its_vm",
                 "remove",
                 "removal",
                 "readd",

@@ -4,9 +4,10 @@
 
 use uvm_api::State;
 
-use super::update::{Update, bad_arguments, refused_outside, works_in};
+use super::support::create;
+use super::update::{Update, bad_arguments, in_effect, refused_outside, works_in};
 use crate::ctx::Ctx;
-use crate::step::{Must, Step};
+use crate::step::{Must, Step, ensure};
 
 fn group() -> Update {
     Update::CpuGroup("uvm-conformance".into())
@@ -18,7 +19,24 @@ pub(super) async fn while_running(ctx: Ctx) -> Step {
 
 pub(super) async fn before_start(ctx: Ctx) -> Step {
     let vm = works_in(&ctx, State::Created, &group()).await?;
-    vm.start().await.must("start after setting the CPU group")
+    vm.start().await.must("start after setting the CPU group")?;
+    in_effect(
+        &*vm,
+        &group(),
+        &format!("{} before start, and start", group().describe()),
+    )
+    .await
+}
+
+/// A new VM is in no CPU group: stats report none.
+async fn unset_until_set(ctx: Ctx) -> Step {
+    let vm = create(&ctx).await?;
+    let group = vm.stats().await.must("stats of a new VM")?.cpu_group;
+    ensure!(
+        group.is_none(),
+        "a new VM reports CPU group {group:?}; expected none until one is set"
+    );
+    Ok(())
 }
 
 async fn outside(ctx: Ctx) -> Step {
@@ -39,8 +57,15 @@ super::check!(
 super::check!(
     CpuGroup,
     cpu_group_set_before_start,
-    "the CPU group can be set before start, stats report it, and the VM then starts",
+    "the CPU group can be set before start, stats report it, and it is still in force once the VM runs",
     before_start
+);
+
+super::check!(
+    CpuGroup,
+    cpu_group_unset_until_set,
+    "stats of a new VM report no CPU group",
+    unset_until_set
 );
 
 super::check!(

@@ -3,7 +3,7 @@
 use uvm_api::config::{MAX_MEMORY_MIB, MIN_MEMORY_MIB};
 use uvm_api::{Error, Operation, Resource, State, Uvm};
 
-use super::support::{Before, eventually, in_state, refused};
+use super::support::{Before, create, eventually, in_state, need_pause, reach, refused};
 use super::update::{Update, bad_arguments, claimed, refused_outside, unclaimed_update};
 use crate::ctx::Ctx;
 use crate::step::{Must, Step, bail, ensure, fail};
@@ -28,7 +28,7 @@ async fn assigned(vm: &dyn Uvm) -> Step<u64> {
 }
 
 /// Updates memory to the first size the backend accepts; fails if it takes none.
-async fn resize(ctx: &Ctx, vm: &dyn Uvm, state: State) -> Step<u64> {
+pub(crate) async fn resize(ctx: &Ctx, vm: &dyn Uvm, state: State) -> Step<u64> {
     let Some(manager) = vm.memory() else {
         bail!("no memory manager");
     };
@@ -49,7 +49,7 @@ async fn resize(ctx: &Ctx, vm: &dyn Uvm, state: State) -> Step<u64> {
 }
 
 /// Waits until stats show `mib` assigned.
-async fn shows(ctx: &Ctx, vm: &dyn Uvm, mib: u64, after: &str) -> Step {
+pub(crate) async fn shows(ctx: &Ctx, vm: &dyn Uvm, mib: u64, after: &str) -> Step {
     let want = mib * MIB;
     let (ok, last) = eventually(ctx.settings().guest_timeout, || async {
         let now = assigned(vm).await?;
@@ -132,6 +132,76 @@ async fn outside(ctx: Ctx) -> Step {
     refused_outside(&ctx, &Update::Memory(ctx.template().memory_mib)).await
 }
 
+/// The refusal of a VM that does not claim memory updates, before start:
+/// every target size gives `NotSupported` and changes nothing.
+async fn refused_unclaimed(ctx: &Ctx, vm: &dyn Uvm) -> Step {
+    let before = Before::take(vm).await?;
+    for mib in targets(ctx) {
+        let result = Update::Memory(mib).apply(vm).await;
+        refused(
+            vm,
+            &before,
+            &format!("update_memory({mib})"),
+            Resource::Memory,
+            Operation::Update,
+            result,
+        )
+        .await?;
+    }
+    Err(unclaimed_update(&Update::Memory(ctx.template().memory_mib)))
+}
+
+/// An update made while running holds across a pause and a resume.
+async fn survives_pause(ctx: Ctx) -> Step {
+    let vm = create(&ctx).await?;
+    if !claimed(&*vm, &Update::Memory(ctx.template().memory_mib))? {
+        return refused_unclaimed(&ctx, &*vm).await;
+    }
+    need_pause(&*vm)?;
+    reach(&*vm, State::Running).await?;
+    let mib = resize(&ctx, &*vm, State::Running).await?;
+    let what = format!("update_memory({mib}) while running");
+    shows(&ctx, &*vm, mib, &what).await?;
+    vm.pause().await.must("pause")?;
+    vm.resume().await.must("resume")?;
+    shows(&ctx, &*vm, mib, &format!("{what}, a pause and a resume")).await
+}
+
+/// A size that is not a multiple of any block (one MiB above the
+/// configured size) is either given exactly or refused with
+/// `InvalidArgument`, leaving the size: never rounded.
+async fn odd_size(ctx: Ctx) -> Step {
+    let vm = create(&ctx).await?;
+    let odd = ctx.template().memory_mib + 1;
+    if !claimed(&*vm, &Update::Memory(odd))? {
+        return refused_unclaimed(&ctx, &*vm).await;
+    }
+    let was = assigned(&*vm).await?;
+    match Update::Memory(odd).apply(&*vm).await.unwrap_or(Ok(())) {
+        Ok(()) => {
+            shows(
+                &ctx,
+                &*vm,
+                odd,
+                &format!("update_memory({odd}) before start"),
+            )
+            .await
+        }
+        Err(Error::InvalidArgument { .. }) => {
+            let now = assigned(&*vm).await?;
+            ensure!(
+                now == was,
+                "update_memory({odd}) gave InvalidArgument but assigned memory went from {was} to {now}"
+            );
+            Ok(())
+        }
+        Err(e) => bail!(
+            "update_memory({odd}) before start: expected success or InvalidArgument, got {}",
+            crate::step::describe(&e)
+        ),
+    }
+}
+
 async fn out_of_range(ctx: Ctx) -> Step {
     bad_arguments(
         &ctx,
@@ -152,6 +222,20 @@ super::check!(
     memory_update_before_start,
     "a memory update before start is the size the VM boots with",
     before_start
+);
+
+super::check!(
+    Memory,
+    memory_update_survives_pause_resume,
+    "a memory update made while running still shows in stats after a pause and a resume",
+    survives_pause
+);
+
+super::check!(
+    Memory,
+    memory_update_to_odd_size_exact_or_refused,
+    "a size one MiB above the configured one is given exactly or refused with InvalidArgument, never rounded",
+    odd_size
 );
 
 super::check!(

@@ -31,12 +31,12 @@ pub(crate) mod procfs;
 use crate::check::Check;
 use crate::outcome::Area;
 
-/// Defines `pub(super) fn $name() -> Check`, the constructor of one check, in
+/// Defines `pub(crate) fn $name() -> Check`, the constructor of one check, in
 /// the area module it is invoked in; the list of every check
 /// ([`crate::__uvm_conformance_with_checks`]) calls it by that name.
 macro_rules! check_fn {
     ($area:ident, $name:ident, $desc:expr, $run:expr, $exclusive:expr, $timeout:expr) => {
-        pub(super) fn $name() -> $crate::check::Check {
+        pub(crate) fn $name() -> $crate::check::Check {
             $crate::check::Check {
                 name: stringify!($name),
                 area: $crate::outcome::Area::$area,

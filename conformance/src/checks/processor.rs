@@ -4,6 +4,7 @@
 
 use uvm_api::{ProcessorLimits, State};
 
+use super::support::create;
 use super::update::{Update, bad_arguments, in_effect, refused_outside, works_in};
 use crate::ctx::Ctx;
 use crate::step::{Must, Parts, Step, ensure};
@@ -57,7 +58,53 @@ async fn merged(ctx: Ctx) -> Step {
 
 pub(super) async fn before_start(ctx: Ctx) -> Step {
     let vm = works_in(&ctx, State::Created, &limits()).await?;
-    vm.start().await.must("start after a processor update")
+    vm.start().await.must("start after a processor update")?;
+    in_effect(
+        &*vm,
+        &limits(),
+        &format!("{} before start, and start", limits().describe()),
+    )
+    .await
+}
+
+/// The bounds the contract states are inside the range: limit and weight
+/// 1 and 10000, reservation 0 and 10000.
+async fn at_bounds(ctx: Ctx) -> Step {
+    let mut parts = Parts::default();
+    let highest = ProcessorLimits {
+        limit: Some(10_000),
+        weight: Some(10_000),
+        reservation: Some(10_000),
+    };
+    let lowest = ProcessorLimits {
+        limit: Some(1),
+        weight: Some(1),
+        reservation: Some(0),
+    };
+    for limits in [highest, lowest] {
+        let update = Update::Processor(limits);
+        parts.part(works_in(&ctx, State::Created, &update).await.map(drop))?;
+    }
+    parts.end()
+}
+
+/// Before any update, a VM with a processor manager reports every limit
+/// unset; one without reports no limits at all.
+async fn unset_until_set(ctx: Ctx) -> Step {
+    let vm = create(&ctx).await?;
+    let limits = vm.stats().await.must("stats of a new VM")?.processor.limits;
+    if vm.processor().is_some() {
+        ensure!(
+            limits == Some(ProcessorLimits::default()),
+            "a new VM with a processor manager reports limits {limits:?}; expected every field unset"
+        );
+    } else {
+        ensure!(
+            limits.is_none(),
+            "a VM without a processor manager reports limits {limits:?}; expected None"
+        );
+    }
+    Ok(())
 }
 
 async fn outside(ctx: Ctx) -> Step {
@@ -79,6 +126,12 @@ async fn out_of_range(ctx: Ctx) -> Step {
             reservation: Some(20_000),
             ..Default::default()
         }),
+        // One good field and one bad: refused as a whole, the good one not applied.
+        Update::Processor(ProcessorLimits {
+            limit: Some(5000),
+            weight: Some(0),
+            reservation: None,
+        }),
     ];
     bad_arguments(&ctx, &bad).await
 }
@@ -99,8 +152,22 @@ super::check!(
 
 super::check!(
     Processor,
+    processor_limits_at_their_bounds_accepted,
+    "limits at the bounds the contract states (1 and 10000; reservation 0 and 10000) are accepted and reported",
+    at_bounds
+);
+
+super::check!(
+    Processor,
+    processor_limits_unset_until_set,
+    "stats of a new VM report every limit unset, or no limits at all without a processor manager",
+    unset_until_set
+);
+
+super::check!(
+    Processor,
     processor_update_before_start,
-    "processor limits can be set before start, stats report them, and the VM then starts",
+    "processor limits can be set before start, stats report them, and they are still in force once the VM runs",
     before_start
 );
 

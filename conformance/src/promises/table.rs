@@ -981,6 +981,20 @@ pub(super) static PROMISES: &[Promise] = &[
         checks: &["memory_update_while_running", "truthfulness_memory_update"],
     },
     Promise {
+        id: "memory.update_lasts",
+        area: Area::Memory,
+        source: "MemoryManager::update_memory",
+        text: "the size an update gives stays through a pause and a resume",
+        checks: &["memory_update_survives_pause_resume"],
+    },
+    Promise {
+        id: "memory.exact_size",
+        area: Area::Memory,
+        source: "MemoryManager::update_memory",
+        text: "the guest gets the size asked for, exactly; a size the backend cannot give is refused with InvalidArgument, not rounded",
+        checks: &["memory_update_to_odd_size_exact_or_refused"],
+    },
+    Promise {
         id: "memory.update_before_start",
         area: Area::Memory,
         source: "MemoryManager::update_memory",
@@ -1026,11 +1040,25 @@ pub(super) static PROMISES: &[Promise] = &[
         checks: &["processor_update_keeps_fields_not_given"],
     },
     Promise {
+        id: "processor.bounds_inclusive",
+        area: Area::Processor,
+        source: "ProcessorLimits",
+        text: "the stated bounds are in range: limit and weight 1 and 10000, reservation 0 and 10000 are accepted",
+        checks: &["processor_limits_at_their_bounds_accepted"],
+    },
+    Promise {
+        id: "processor.set_before_start_holds",
+        area: Area::Processor,
+        source: "ProcessorManager::update_limits, lifecycle table",
+        text: "limits set before start are still in force once the VM runs",
+        checks: &["processor_update_before_start"],
+    },
+    Promise {
         id: "processor.limits_none_without_manager",
         area: Area::Processor,
         source: "ProcessorStats::limits",
         text: "a VM without a processor manager reports limits None, and one with a manager reports never-set fields as None",
-        checks: &[],
+        checks: &["processor_limits_unset_until_set"],
     },
     Promise {
         id: "processor.refused_paused_stopped",
@@ -1068,7 +1096,14 @@ pub(super) static PROMISES: &[Promise] = &[
         area: Area::CpuGroup,
         source: "Stats::cpu_group",
         text: "stats report no CPU group until one is set",
-        checks: &[],
+        checks: &["cpu_group_unset_until_set"],
+    },
+    Promise {
+        id: "cpu_group.set_before_start_holds",
+        area: Area::CpuGroup,
+        source: "CpuGroupManager::set_cpu_group, lifecycle table",
+        text: "a group set before start is still the VM's once it runs",
+        checks: &["cpu_group_set_before_start"],
     },
     Promise {
         id: "cpu_group.refused_paused_stopped",
@@ -1392,6 +1427,33 @@ pub(super) static PROMISES: &[Promise] = &[
         source: "Backend::create",
         text: "VMs of one backend are isolated: a device, a stop or a guest panic in one does not show in another",
         checks: &["concurrency_vms_are_isolated"],
+    },
+    Promise {
+        id: "concurrency.devices_per_vm",
+        area: Area::Concurrency,
+        source: "ScsiManager, VpmemManager, NetworkManager, SharedFolderManager, PciManager",
+        text: "a device added to one VM is seen only in that VM, ids are per VM (another VM takes the same id at once), and removing it leaves the other VM's device",
+        checks: &[
+            "concurrency_scsi_disk_stays_in_its_vm",
+            "concurrency_vpmem_device_stays_in_its_vm",
+            "concurrency_nic_stays_in_its_vm",
+            "concurrency_share_stays_in_its_vm",
+            "concurrency_pci_device_stays_in_its_vm",
+        ],
+    },
+    Promise {
+        id: "concurrency.vsock_ports_per_vm",
+        area: Area::Concurrency,
+        source: "VmSocketManager::listen",
+        text: "ports are per VM: two VMs listen on one port, each guest reaches its own VM's listener, and a port one VM listens on is unreachable from another",
+        checks: &["concurrency_vsock_ports_are_per_vm"],
+    },
+    Promise {
+        id: "concurrency.updates_per_vm",
+        area: Area::Concurrency,
+        source: "MemoryManager, ProcessorManager, CpuGroupManager",
+        text: "memory, processor limits and the CPU group set on one VM leave every other VM's as they were",
+        checks: &["concurrency_resource_updates_stay_in_their_vm"],
     },
     // cleanup
     Promise {

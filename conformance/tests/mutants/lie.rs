@@ -68,6 +68,14 @@ pub fn probe(vm: &dyn Uvm) -> &dyn GuestProbe {
 #[allow(unused_variables)]
 #[async_trait]
 pub trait Lie: Send + Sync + 'static {
+    /// The lie of a new VM of this backend; `None` (the default) makes a
+    /// fresh one with the mutant's constructor. A lie that spans the VMs of
+    /// a backend (ids or ports reserved backend-wide) returns one that
+    /// shares its state.
+    fn for_vm(&self) -> Option<Box<dyn Lie>> {
+        None
+    }
+
     // The backend.
     fn capabilities(&self, honest: Capabilities) -> Capabilities {
         honest
@@ -220,6 +228,12 @@ impl LyingBackend {
     }
 }
 
+impl LyingBackend {
+    fn lie_of_vm(&self) -> Box<dyn Lie> {
+        self.own.for_vm().unwrap_or_else(|| (self.make)())
+    }
+}
+
 #[async_trait]
 impl Backend for LyingBackend {
     fn name(&self) -> &str {
@@ -235,14 +249,14 @@ impl Backend for LyingBackend {
         let vm = self.own.create(&self.honest, config).await?;
         Ok(Box::new(LyingUvm {
             honest: vm,
-            lie: (self.make)(),
+            lie: self.lie_of_vm(),
         }))
     }
     async fn restore(&self, snapshot: &Path) -> Result<Box<dyn Uvm>> {
         let vm = self.honest.restore(snapshot).await?;
         Ok(Box::new(LyingUvm {
             honest: vm,
-            lie: (self.make)(),
+            lie: self.lie_of_vm(),
         }))
     }
 }

@@ -1,5 +1,9 @@
 //! Concurrent callers: racing adds, stops, starts and lifecycle changes all
-//! get consistent answers, and VMs of one backend do not affect each other.
+//! get consistent answers, and VMs of one backend do not affect each other
+//! (two side by side for each manager: [`isolation`]).
+
+mod isolation;
+pub(crate) use isolation::*;
 
 use std::sync::Arc;
 use std::time::Duration;
