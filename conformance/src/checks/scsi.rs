@@ -401,6 +401,62 @@ async fn empty_controller_removal(ctx: Ctx) -> Step {
     Ok(())
 }
 
+async fn remove_unknown_controller(ctx: Ctx) -> Step {
+    let vm = create(&ctx).await?;
+    let last = MAX_SCSI_CONTROLLERS - 1;
+    let scsi = match claim(&*vm, Resource::Scsi, Operation::Remove, vm.scsi())? {
+        Claim::Yes(scsi) => scsi,
+        Claim::No(scsi) => {
+            if let Some(scsi) = scsi {
+                let before = Before::take(&*vm).await?;
+                refused(
+                    &*vm,
+                    &before,
+                    &format!("removing SCSI controller {last}"),
+                    Resource::Scsi,
+                    Operation::Remove,
+                    Some(scsi.remove_controller(last).await),
+                )
+                .await?;
+            }
+            return Err(unclaimed_op(&ScsiKind, Operation::Remove));
+        }
+    };
+    let before = Before::take(&*vm).await?;
+    let what = format!("removing SCSI controller {last}, which was never added");
+    expect_err(
+        &what,
+        scsi.remove_controller(last).await,
+        Want::NotFound(Resource::Scsi),
+    )?;
+    before.unchanged(&*vm, &what).await?;
+    if vm.supported(Resource::Scsi, Operation::Add) {
+        scsi.add_controller(0)
+            .await
+            .must("adding SCSI controller 0")?;
+        let removal = scsi
+            .remove_controller(0)
+            .await
+            .must("removing empty SCSI controller 0")?;
+        complete(&ctx, &removal, "removing empty SCSI controller 0").await?;
+        expect_err(
+            "removing SCSI controller 0 again, after its removal completed",
+            scsi.remove_controller(0).await,
+            Want::NotFound(Resource::Scsi),
+        )?;
+        // The other controllers are untouched: one added after is there to clash.
+        scsi.add_controller(last)
+            .await
+            .must(&format!("adding SCSI controller {last} after the refusals"))?;
+        expect_err(
+            &format!("adding SCSI controller {last} a second time"),
+            scsi.add_controller(last).await,
+            Want::AlreadyExists(Resource::Scsi),
+        )?;
+    }
+    Ok(())
+}
+
 async fn refused_format(ctx: Ctx) -> Step {
     let vm = create(&ctx).await?;
     vm.start().await.must("start")?;
@@ -474,6 +530,14 @@ super::device_checks!(Scsi, KINDS;
 
 super::boot_check!(Scsi, scsi_boot_config_disk_visible, KINDS);
 
+super::kind_check!(
+    Scsi,
+    scsi_remove_while_releasing_not_found,
+    "removing a disk again while its removal is pending gives NotFound, and the first removal still completes",
+    KINDS,
+    super::unplug::remove_while_releasing
+);
+
 super::check!(
     Scsi,
     scsi_read_only_disk_refuses_guest_writes,
@@ -528,4 +592,11 @@ super::check!(
     scsi_refused_format_changes_nothing,
     "a format the backend refuses leaves the LUN free for a disk it serves",
     refused_format
+);
+
+super::check!(
+    Scsi,
+    scsi_remove_unknown_controller_not_found,
+    "removing a controller that was never added, or whose removal completed, gives NotFound and changes nothing",
+    remove_unknown_controller
 );
