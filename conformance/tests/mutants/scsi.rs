@@ -1,8 +1,92 @@
-//! Mutants of the scsi area.
+//! Mutants of the scsi area (and [`Releasing`], the removal lie every device
+//! area's mutants share).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use uvm_api::{Error, Removal, Resource, Result, Uvm};
 
 use crate::Mutant;
+use crate::lie::{Lie, scsi};
+
+/// Removes devices honestly, but a second remove of a device whose removal
+/// is still pending answers with a (completed) removal instead of `NotFound`:
+/// the backend looks up its own list of removals, not its device table.
+#[derive(Default)]
+pub struct Releasing {
+    removals: Mutex<HashMap<String, Removal>>,
+}
+
+impl Releasing {
+    /// The remove of device `id` of `resource`, made by `honest` unless a
+    /// removal of it is still pending.
+    pub async fn remove(
+        &self,
+        resource: Resource,
+        id: String,
+        honest: impl Future<Output = Result<Removal>>,
+    ) -> Result<Removal> {
+        let pending = self
+            .removals
+            .lock()
+            .unwrap()
+            .get(&id)
+            .is_some_and(|r| !r.is_complete());
+        if pending {
+            return Ok(Removal::completed(resource, id));
+        }
+        let result = honest.await;
+        if let Ok(removal) = &result {
+            self.removals.lock().unwrap().insert(id, removal.clone());
+        }
+        result
+    }
+}
+
+/// [`Releasing`] for SCSI disks.
+#[derive(Default)]
+struct DiskRemovedTwice(Releasing);
+#[async_trait]
+impl Lie for DiskRemovedTwice {
+    async fn remove_disk(&self, vm: &dyn Uvm, controller: u8, lun: u8) -> Result<Removal> {
+        let id = format!("{controller}:{lun}");
+        let honest = scsi(vm).remove_disk(controller, lun);
+        self.0.remove(Resource::Scsi, id, honest).await
+    }
+}
+
+/// `remove_controller` of a controller that is not there says it removed it.
+struct UnknownControllerRemoved;
+#[async_trait]
+impl Lie for UnknownControllerRemoved {
+    async fn remove_scsi_controller(&self, vm: &dyn Uvm, index: u8) -> Result<Removal> {
+        match scsi(vm).remove_controller(index).await {
+            Err(Error::NotFound { .. }) => {
+                Ok(Removal::completed(Resource::Scsi, index.to_string()))
+            }
+            other => other,
+        }
+    }
+}
 
 /// The mutants of this file.
 pub fn mutants() -> Vec<Mutant> {
-    Vec::new()
+    vec![
+        Mutant {
+            name: "a disk being released can be removed again",
+            promise: "scsi.remove_while_releasing_not_found",
+            lie: || Box::<DiskRemovedTwice>::default(),
+            caught_by: &["scsi_remove_while_releasing_not_found"],
+            collateral: &[],
+        },
+        Mutant {
+            name: "an unknown SCSI controller is removed without complaint",
+            promise: "scsi.remove_unknown_controller_not_found",
+            lie: || Box::new(UnknownControllerRemoved),
+            caught_by: &["scsi_remove_unknown_controller_not_found"],
+            collateral: &[],
+        },
+    ]
 }
