@@ -85,7 +85,8 @@ macro_rules! __uvm_conformance_with_checks {
                 scsi_empty_controller_removal_completes
                 scsi_refused_format_changes_nothing
                 scsi_remove_while_releasing_not_found
-                scsi_remove_unknown_controller_not_found;
+                scsi_remove_unknown_controller_not_found
+                scsi_remove_disk_names_its_controller;
             vpmem:
                 vpmem_cold_plug_visible_after_start
                 vpmem_hot_add_visible_in_guest
@@ -125,7 +126,8 @@ macro_rules! __uvm_conformance_with_checks {
                 network_same_mac_twice_already_exists
                 network_several_nics_distinct_in_guest
                 network_remove_while_releasing_not_found
-                network_mac_follows_nic;
+                network_mac_follows_nic_through_removal
+                network_long_ids_are_distinct;
             shares:
                 shares_cold_plug_visible_after_start
                 shares_hot_add_visible_in_guest

@@ -244,6 +244,53 @@ async fn mac_follows_nic(ctx: Ctx) -> Step {
     before.unchanged(&*vm, &what).await
 }
 
+async fn long_ids(ctx: Ctx) -> Step {
+    let vm = create(&ctx).await?;
+    let id = |last: char| {
+        let mut id = "nic-".repeat(16);
+        id.truncate(uvm_api::validate::MAX_IDENTIFIER_LEN - 1);
+        id.push(last);
+        id
+    };
+    let mut first = NicKind.fixture(&ctx, 1)?;
+    let mut second = NicKind.fixture(&ctx, 2)?;
+    if let (Spec::Nic(a), Spec::Nic(b)) = (&mut first, &mut second) {
+        a.id = id('a');
+        b.id = id('b');
+    }
+    super::unplug::removable(&NicKind, &*vm, &first).await?;
+    add_claimed(
+        &NicKind,
+        &*vm,
+        &first,
+        "adding a NIC with a 64-character id",
+    )
+    .await?;
+    add_claimed(
+        &NicKind,
+        &*vm,
+        &second,
+        "adding a NIC whose 64-character id differs from the first's in the last character only",
+    )
+    .await?;
+    let removal = super::device::remove_claimed(
+        &NicKind,
+        &*vm,
+        &first,
+        "removing the first of the two long ids",
+    )
+    .await?;
+    // Not waited for: whether it completes is another check's business.
+    drop(removal);
+    let what = "adding the second long id again, while the first is being removed";
+    expect_err(
+        what,
+        NicKind.add(&*vm, &second).await.unwrap_or(Ok(())),
+        Want::AlreadyExists(Resource::Network),
+    )?;
+    Ok(())
+}
+
 super::device_checks!(Network, KINDS;
     network_cold_plug_visible_after_start,
     network_hot_add_visible_in_guest,
@@ -285,7 +332,14 @@ super::check!(
 
 super::check!(
     Network,
-    network_mac_follows_nic,
+    network_mac_follows_nic_through_removal,
     "a MAC is in use exactly while its NIC is: a completed removal frees it, and a NIC re-added under its id with a new MAC holds the new one",
     mac_follows_nic
+);
+
+super::check!(
+    Network,
+    network_long_ids_are_distinct,
+    "NIC ids are whole identifiers of up to 64 characters: two that differ in the last character only are two NICs",
+    long_ids
 );

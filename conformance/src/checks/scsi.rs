@@ -457,6 +457,50 @@ async fn remove_unknown_controller(ctx: Ctx) -> Step {
     Ok(())
 }
 
+async fn remove_on_last_controller(ctx: Ctx) -> Step {
+    let vm = create(&ctx).await?;
+    let last = MAX_SCSI_CONTROLLERS - 1;
+    let near = ScsiKind.fixture(&ctx, 5)?;
+    let mut far = ScsiKind.variant(&ctx, 5)?;
+    if let Spec::Scsi(d) = &mut far {
+        d.controller = last;
+    }
+    super::unplug::removable(&ScsiKind, &*vm, &near).await?;
+    let Some(scsi) = vm.scsi() else {
+        bail!("the VM claims SCSI but has no SCSI manager");
+    };
+    ScsiKind.prepare(&*vm).await?;
+    scsi.add_controller(last)
+        .await
+        .must(&format!("adding SCSI controller {last}"))?;
+    add_claimed(&ScsiKind, &*vm, &near, "adding disk 0:5").await?;
+    add_claimed(&ScsiKind, &*vm, &far, &format!("adding disk {last}:5")).await?;
+    let removal = super::device::remove_claimed(
+        &ScsiKind,
+        &*vm,
+        &far,
+        &format!("removing disk {last}:5 while 0:5 is attached"),
+    )
+    .await?;
+    complete(&ctx, &removal, &format!("removing disk {last}:5")).await?;
+    let mut other = ScsiKind.variant(&ctx, 5)?;
+    if let Spec::Scsi(d) = &mut other {
+        d.controller = 0;
+    }
+    expect_err(
+        &format!("adding another disk at 0:5 after removing {last}:5"),
+        ScsiKind.add(&*vm, &other).await.unwrap_or(Ok(())),
+        Want::AlreadyExists(Resource::Scsi),
+    )?;
+    add_claimed(
+        &ScsiKind,
+        &*vm,
+        &far,
+        &format!("re-adding disk {last}:5 after its removal completed"),
+    )
+    .await
+}
+
 async fn refused_format(ctx: Ctx) -> Step {
     let vm = create(&ctx).await?;
     vm.start().await.must("start")?;
@@ -599,4 +643,11 @@ super::check!(
     scsi_remove_unknown_controller_not_found,
     "removing a controller that was never added, or whose removal completed, gives NotFound and changes nothing",
     remove_unknown_controller
+);
+
+super::check!(
+    Scsi,
+    scsi_remove_disk_names_its_controller,
+    "remove_disk(controller, lun) detaches the disk at that address: removing 3:5 frees 3:5 and leaves 0:5",
+    remove_on_last_controller
 );

@@ -538,6 +538,13 @@ pub(super) static PROMISES: &[Promise] = &[
         text: "a disk format the backend cannot serve gives InvalidArgument naming format (never NotSupported) and leaves the LUN free",
         checks: &["scsi_refused_format_changes_nothing"],
     },
+    Promise {
+        id: "scsi.remove_disk_at_its_address",
+        area: Area::Scsi,
+        source: "ScsiManager::remove_disk",
+        text: "remove_disk(controller, lun) detaches the disk at that address, on any controller, and leaves the disks at the same LUN of other controllers",
+        checks: &["scsi_remove_disk_names_its_controller"],
+    },
     // vpmem
     Promise {
         id: "vpmem.cold_plug_in_guest",
@@ -732,7 +739,14 @@ pub(super) static PROMISES: &[Promise] = &[
         area: Area::Network,
         source: "NetworkManager::add_nic, Nic::mac",
         text: "a MAC is in use exactly while its NIC is: a completed removal frees it for another NIC, and a NIC re-added under its id holds the MAC it is re-added with",
-        checks: &["network_mac_follows_nic"],
+        checks: &["network_mac_follows_nic_through_removal"],
+    },
+    Promise {
+        id: "network.ids_whole_identifiers",
+        area: Area::Network,
+        source: "Nic::id, validate::identifier, MAX_IDENTIFIER_LEN",
+        text: "a NIC id is a whole identifier of up to 64 characters: ids that differ in their last character only name two NICs",
+        checks: &["network_long_ids_are_distinct"],
     },
     Promise {
         id: "network.remove_while_releasing_not_found",

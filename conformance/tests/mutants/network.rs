@@ -63,6 +63,22 @@ impl Lie for ReaddKeepsOldMac {
     }
 }
 
+/// NIC ids are cut to 15 bytes (the backend names a host interface after them).
+struct IdsTruncated;
+fn cut(id: &str) -> &str {
+    id.get(..15).unwrap_or(id)
+}
+#[async_trait]
+impl Lie for IdsTruncated {
+    async fn add_nic(&self, vm: &dyn Uvm, mut nic: Nic) -> Result<()> {
+        nic.id = cut(&nic.id).to_string();
+        network(vm).add_nic(nic).await
+    }
+    async fn remove_nic(&self, vm: &dyn Uvm, id: &str) -> Result<Removal> {
+        network(vm).remove_nic(cut(id)).await
+    }
+}
+
 /// The mutants of this file.
 pub fn mutants() -> Vec<Mutant> {
     vec![
@@ -77,14 +93,21 @@ pub fn mutants() -> Vec<Mutant> {
             name: "a removed NIC's MAC is never released",
             promise: "network.mac_follows_nic",
             lie: || Box::<MacNeverReleased>::default(),
-            caught_by: &["network_mac_follows_nic"],
+            caught_by: &["network_mac_follows_nic_through_removal"],
             collateral: &[],
         },
         Mutant {
             name: "a re-added NIC keeps the MAC of its first add",
             promise: "network.mac_follows_nic",
             lie: || Box::<ReaddKeepsOldMac>::default(),
-            caught_by: &["network_mac_follows_nic"],
+            caught_by: &["network_mac_follows_nic_through_removal"],
+            collateral: &[],
+        },
+        Mutant {
+            name: "NIC ids cut to 15 bytes",
+            promise: "network.ids_whole_identifiers",
+            lie: || Box::new(IdsTruncated),
+            caught_by: &["network_long_ids_are_distinct"],
             collateral: &[],
         },
     ]

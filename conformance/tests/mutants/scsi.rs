@@ -71,6 +71,17 @@ impl Lie for UnknownControllerRemoved {
     }
 }
 
+/// `remove_disk` ignores the controller and removes the disk at that LUN of
+/// controller 0.
+struct RemoveIgnoresController;
+#[async_trait]
+impl Lie for RemoveIgnoresController {
+    async fn remove_disk(&self, vm: &dyn Uvm, controller: u8, lun: u8) -> Result<Removal> {
+        let _ = controller;
+        scsi(vm).remove_disk(0, lun).await
+    }
+}
+
 /// The mutants of this file.
 pub fn mutants() -> Vec<Mutant> {
     vec![
@@ -86,6 +97,13 @@ pub fn mutants() -> Vec<Mutant> {
             promise: "scsi.remove_unknown_controller_not_found",
             lie: || Box::new(UnknownControllerRemoved),
             caught_by: &["scsi_remove_unknown_controller_not_found"],
+            collateral: &[],
+        },
+        Mutant {
+            name: "remove_disk ignores the controller",
+            promise: "scsi.remove_disk_at_its_address",
+            lie: || Box::new(RemoveIgnoresController),
+            caught_by: &["scsi_remove_disk_names_its_controller"],
             collateral: &[],
         },
     ]
