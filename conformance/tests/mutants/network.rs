@@ -79,6 +79,18 @@ impl Lie for IdsTruncated {
     }
 }
 
+/// Removing a NIC that is not there is InvalidArgument instead of NotFound.
+struct MissingNicInvalidArgument;
+#[async_trait]
+impl Lie for MissingNicInvalidArgument {
+    async fn remove_nic(&self, vm: &dyn Uvm, id: &str) -> Result<Removal> {
+        match network(vm).remove_nic(id).await {
+            Err(Error::NotFound { .. }) => Err(Error::invalid_argument("id", "no such NIC")),
+            other => other,
+        }
+    }
+}
+
 /// The mutants of this file.
 pub fn mutants() -> Vec<Mutant> {
     vec![
@@ -109,6 +121,17 @@ pub fn mutants() -> Vec<Mutant> {
             lie: || Box::new(IdsTruncated),
             caught_by: &["network_long_ids_are_distinct"],
             collateral: &[],
+        },
+        Mutant {
+            name: "removing a missing NIC is InvalidArgument",
+            promise: "network.remove_missing_not_found",
+            lie: || Box::new(MissingNicInvalidArgument),
+            caught_by: &[
+                "network_remove_unknown_not_found",
+                "network_double_remove_not_found",
+            ],
+            // Its second remove, while the first is pending, gets the same answer.
+            collateral: &["network_remove_while_releasing_not_found"],
         },
     ]
 }

@@ -1,7 +1,7 @@
 //! Mutants of the pci area.
 
 use async_trait::async_trait;
-use uvm_api::{Error, Removal, Resource, Result, Uvm};
+use uvm_api::{Error, PciDevice, Removal, Resource, Result, Uvm};
 
 use crate::Mutant;
 use crate::cases::scsi::Releasing;
@@ -30,6 +30,36 @@ impl Lie for MissingPciRemoved {
     }
 }
 
+/// An id in use is added again without complaint (the first device stays).
+struct PciIdAddedTwice;
+#[async_trait]
+impl Lie for PciIdAddedTwice {
+    async fn add_pci_device(&self, vm: &dyn Uvm, device: PciDevice) -> Result<()> {
+        match pci(vm).add_device(device).await {
+            Err(Error::AlreadyExists { .. }) => Ok(()),
+            other => other,
+        }
+    }
+}
+
+/// PCI changes while Paused or Stopped say yes and do nothing.
+struct PciChangesIgnoredWhenIdle;
+#[async_trait]
+impl Lie for PciChangesIgnoredWhenIdle {
+    async fn add_pci_device(&self, vm: &dyn Uvm, device: PciDevice) -> Result<()> {
+        match pci(vm).add_device(device).await {
+            Err(Error::InvalidState { .. }) => Ok(()),
+            other => other,
+        }
+    }
+    async fn remove_pci_device(&self, vm: &dyn Uvm, id: &str) -> Result<Removal> {
+        match pci(vm).remove_device(id).await {
+            Err(Error::InvalidState { .. }) => Ok(Removal::completed(Resource::Pci, id)),
+            other => other,
+        }
+    }
+}
+
 /// The mutants of this file.
 pub fn mutants() -> Vec<Mutant> {
     vec![
@@ -50,6 +80,26 @@ pub fn mutants() -> Vec<Mutant> {
             ],
             // Its second remove, while the first is pending, gets the same answer.
             collateral: &["pci_remove_while_releasing_not_found"],
+        },
+        Mutant {
+            name: "a PCI id in use is added again without complaint",
+            promise: "pci.id_taken_already_exists",
+            lie: || Box::new(PciIdAddedTwice),
+            caught_by: &[
+                "pci_same_id_twice_already_exists",
+                "pci_id_reserved_until_removal_completes",
+            ],
+            collateral: &[],
+        },
+        Mutant {
+            name: "PCI changes while paused or stopped do nothing and say yes",
+            promise: "pci.changes_refused_paused_stopped",
+            lie: || Box::new(PciChangesIgnoredWhenIdle),
+            caught_by: &[
+                "pci_changes_while_paused_invalid_state",
+                "pci_changes_after_stop_invalid_state",
+            ],
+            collateral: &[],
         },
     ]
 }

@@ -82,6 +82,32 @@ impl Lie for RemoveIgnoresController {
     }
 }
 
+/// A controller that is there is added again without complaint.
+struct ControllerAddedTwice;
+#[async_trait]
+impl Lie for ControllerAddedTwice {
+    async fn add_scsi_controller(&self, vm: &dyn Uvm, index: u8) -> Result<()> {
+        match scsi(vm).add_controller(index).await {
+            Err(Error::AlreadyExists { .. }) => Ok(()),
+            other => other,
+        }
+    }
+}
+
+/// Removing a controller that holds disks says it removed it (the disks stay).
+struct BusyControllerRemoved;
+#[async_trait]
+impl Lie for BusyControllerRemoved {
+    async fn remove_scsi_controller(&self, vm: &dyn Uvm, index: u8) -> Result<Removal> {
+        match scsi(vm).remove_controller(index).await {
+            Err(Error::InvalidArgument { .. }) => {
+                Ok(Removal::completed(Resource::Scsi, index.to_string()))
+            }
+            other => other,
+        }
+    }
+}
+
 /// The mutants of this file.
 pub fn mutants() -> Vec<Mutant> {
     vec![
@@ -104,6 +130,20 @@ pub fn mutants() -> Vec<Mutant> {
             promise: "scsi.remove_disk_at_its_address",
             lie: || Box::new(RemoveIgnoresController),
             caught_by: &["scsi_remove_disk_names_its_controller"],
+            collateral: &[],
+        },
+        Mutant {
+            name: "a SCSI controller is added twice without complaint",
+            promise: "scsi.controller_twice_already_exists",
+            lie: || Box::new(ControllerAddedTwice),
+            caught_by: &["scsi_controller_twice_already_exists"],
+            collateral: &[],
+        },
+        Mutant {
+            name: "a busy SCSI controller says it was removed",
+            promise: "scsi.busy_controller_not_removable",
+            lie: || Box::new(BusyControllerRemoved),
+            caught_by: &["scsi_busy_controller_removal_invalid_argument"],
             collateral: &[],
         },
     ]

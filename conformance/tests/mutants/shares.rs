@@ -1,7 +1,7 @@
 //! Mutants of the shares area.
 
 use async_trait::async_trait;
-use uvm_api::{Error, Removal, Result, ShareKind, Uvm};
+use uvm_api::{Error, Removal, Result, ShareKind, SharedFolder, Uvm};
 
 use crate::Mutant;
 use crate::cases::scsi::Releasing;
@@ -59,6 +59,22 @@ impl Lie for RemoveTakesEveryKind {
     }
 }
 
+/// A share name in use is LimitReached instead of AlreadyExists.
+struct NameTakenLimitReached;
+#[async_trait]
+impl Lie for NameTakenLimitReached {
+    async fn add_share(&self, vm: &dyn Uvm, share: SharedFolder) -> Result<()> {
+        let resource = share.kind.resource();
+        match shares(vm).add_share(share).await {
+            Err(Error::AlreadyExists { .. }) => Err(Error::LimitReached {
+                resource,
+                limit: "one share per name".into(),
+            }),
+            other => other,
+        }
+    }
+}
+
 /// The mutants of this file.
 pub fn mutants() -> Vec<Mutant> {
     vec![
@@ -83,6 +99,17 @@ pub fn mutants() -> Vec<Mutant> {
             caught_by: &["shares_remove_names_its_kind"],
             // Removes each kind's "data" in turn: the second finds it gone.
             collateral: &["shares_same_name_across_kinds_coexist"],
+        },
+        Mutant {
+            name: "a share name in use is LimitReached",
+            promise: "shares.name_taken_already_exists",
+            lie: || Box::new(NameTakenLimitReached),
+            caught_by: &[
+                "shares_same_name_twice_already_exists",
+                "shares_name_reserved_until_removal_completes",
+            ],
+            // It adds a name again to see the share is still there.
+            collateral: &["shares_remove_names_its_kind"],
         },
     ]
 }

@@ -67,6 +67,34 @@ impl<const LAST_SLOT: bool> Lie for Exclusive<LAST_SLOT> {
     }
 }
 
+/// A second controller is accepted silently (the first stays in force).
+struct ControllerSetTwice;
+#[async_trait]
+impl Lie for ControllerSetTwice {
+    async fn add_vpmem_controller(&self, vm: &dyn Uvm, c: VpmemController) -> Result<()> {
+        match vpmem(vm).add_controller(c).await {
+            Err(Error::AlreadySet { .. }) => Ok(()),
+            other => other,
+        }
+    }
+}
+
+/// A device added before the controller is refused as a bad argument, not
+/// as a missing controller.
+struct NoControllerInvalidArgument;
+#[async_trait]
+impl Lie for NoControllerInvalidArgument {
+    async fn add_vpmem_device(&self, vm: &dyn Uvm, device: VpmemDevice) -> Result<()> {
+        match vpmem(vm).add_device(device).await {
+            Err(Error::NotFound { .. }) => Err(Error::invalid_argument(
+                "device",
+                "no VPMem controller to put it on",
+            )),
+            other => other,
+        }
+    }
+}
+
 /// The mutants of this file.
 pub fn mutants() -> Vec<Mutant> {
     vec![
@@ -96,6 +124,20 @@ pub fn mutants() -> Vec<Mutant> {
             promise: "vpmem.limits_inclusive",
             lie: || Box::<Exclusive<false>>::default(),
             caught_by: &["vpmem_last_slot_of_max_size_accepted"],
+            collateral: &[],
+        },
+        Mutant {
+            name: "a second VPMem controller is accepted",
+            promise: "vpmem.controller_set_once",
+            lie: || Box::new(ControllerSetTwice),
+            caught_by: &["vpmem_controller_set_once"],
+            collateral: &[],
+        },
+        Mutant {
+            name: "a VPMem device without controller is InvalidArgument",
+            promise: "vpmem.device_needs_controller",
+            lie: || Box::new(NoControllerInvalidArgument),
+            caught_by: &["vpmem_device_needs_controller"],
             collateral: &[],
         },
     ]

@@ -54,6 +54,21 @@ impl Lie for PortAnyPicksAPort {
     }
 }
 
+/// A second listener on a live port is refused with Io, not AlreadyExists.
+struct PortTakenIo;
+#[async_trait]
+impl Lie for PortTakenIo {
+    async fn listen(&self, vm: &dyn Uvm, port: u32) -> Result<Box<dyn VsockListener>> {
+        match vsock(vm).listen(port).await {
+            Err(Error::AlreadyExists { .. }) => Err(Error::io(
+                format!("listening on vsock port {port}"),
+                std::io::Error::from(std::io::ErrorKind::AddrInUse),
+            )),
+            other => other,
+        }
+    }
+}
+
 /// The mutants of this file.
 pub fn mutants() -> Vec<Mutant> {
     vec![
@@ -77,6 +92,14 @@ pub fn mutants() -> Vec<Mutant> {
             lie: || Box::new(PortAnyPicksAPort),
             caught_by: &["vsock_port_any_invalid_argument"],
             collateral: &[],
+        },
+        Mutant {
+            name: "a vsock port in use is Io",
+            promise: "vsock.port_taken_already_exists",
+            lie: || Box::new(PortTakenIo),
+            caught_by: &["vsock_port_twice_already_exists"],
+            // It listens twice on a port above 16 bits to see it is taken.
+            collateral: &["vsock_ports_above_16_bits_are_distinct"],
         },
     ]
 }
