@@ -86,7 +86,8 @@ macro_rules! __uvm_conformance_with_checks {
                 scsi_refused_format_changes_nothing
                 scsi_remove_while_releasing_not_found
                 scsi_remove_unknown_controller_not_found
-                scsi_remove_disk_names_its_controller;
+                scsi_remove_disk_names_its_controller
+                scsi_every_lun_below_64_addressable;
             vpmem:
                 vpmem_cold_plug_visible_after_start
                 vpmem_hot_add_visible_in_guest
@@ -108,7 +109,8 @@ macro_rules! __uvm_conformance_with_checks {
                 vpmem_controller_refused_when_unclaimed
                 vpmem_remove_while_releasing_not_found
                 vpmem_zero_limit_controller_invalid_argument
-                vpmem_last_slot_of_max_size_accepted;
+                vpmem_last_slot_of_max_size_accepted
+                vpmem_refused_image_leaves_slot_free;
             network:
                 network_cold_plug_visible_after_start
                 network_hot_add_visible_in_guest

@@ -496,6 +496,43 @@ async fn remove_on_last_controller(ctx: Ctx) -> Step {
     .await
 }
 
+async fn high_luns(ctx: Ctx) -> Step {
+    let vm = create(&ctx).await?;
+    let top = uvm_api::config::MAX_LUNS_PER_CONTROLLER - 1;
+    let specs = [top / 2, top]
+        .into_iter()
+        .map(|lun| ScsiKind.fixture(&ctx, u32::from(lun)))
+        .collect::<Step<Vec<_>>>()?;
+    super::unplug::removable(&ScsiKind, &*vm, &specs[1]).await?;
+    ScsiKind.prepare(&*vm).await?;
+    for spec in &specs {
+        add_claimed(&ScsiKind, &*vm, spec, "adding a disk at a high LUN").await?;
+    }
+    let removal = super::device::remove_claimed(
+        &ScsiKind,
+        &*vm,
+        &specs[1],
+        "removing the disk at the top LUN",
+    )
+    .await?;
+    complete(&ctx, &removal, "removing the disk at the top LUN").await?;
+    expect_err(
+        &format!("adding another disk at 0:{} while it holds a disk", top / 2),
+        ScsiKind
+            .add(&*vm, &ScsiKind.variant(&ctx, u32::from(top / 2))?)
+            .await
+            .unwrap_or(Ok(())),
+        Want::AlreadyExists(Resource::Scsi),
+    )?;
+    add_claimed(
+        &ScsiKind,
+        &*vm,
+        &specs[1],
+        "re-adding the disk at the top LUN after its removal completed",
+    )
+    .await
+}
+
 async fn refused_format(ctx: Ctx) -> Step {
     let vm = create(&ctx).await?;
     vm.start().await.must("start")?;
@@ -645,4 +682,11 @@ super::check!(
     scsi_remove_disk_names_its_controller,
     "remove_disk(controller, lun) detaches the disk at that address: removing 3:5 frees 3:5 and leaves 0:5",
     remove_on_last_controller
+);
+
+super::check!(
+    Scsi,
+    scsi_every_lun_below_64_addressable,
+    "LUNs 31 and 63 hold two disks, each removed and re-added at its own address",
+    high_luns
 );

@@ -335,6 +335,57 @@ async fn limits_inclusive(ctx: Ctx) -> Step {
     Ok(())
 }
 
+async fn refused_image_leaves_slot_free(ctx: Ctx) -> Step {
+    let vm = created_claimed(&ctx, "an add").await?;
+    let Some(vpmem) = vm.vpmem() else {
+        bail!("no VPMem manager");
+    };
+    let limit = pmem_size(2);
+    vpmem
+        .add_controller(VpmemController {
+            max_devices: 4,
+            max_size_bytes: limit,
+        })
+        .await
+        .must("setting a VPMem controller with a 6 MiB size limit")?;
+    // Slot 1 with the image of device 3 (8 MiB), then with a folder.
+    let mut big = VpmemKind.fixture(&ctx, 3)?;
+    let mut folder = VpmemKind.fixture(&ctx, 1)?;
+    if let (Spec::Vpmem(b), Spec::Vpmem(f)) = (&mut big, &mut folder) {
+        b.id = 1;
+        f.path = fixtures::folder(ctx.scratch(), &fixtures::unique("pmem-dir"), &[])?;
+    }
+    for (spec, what) in [
+        (
+            &big,
+            format!(
+                "adding a {} byte image at slot 1 under a {limit} byte limit",
+                pmem_size(3)
+            ),
+        ),
+        (
+            &folder,
+            "adding a folder as the image of slot 1".to_string(),
+        ),
+    ] {
+        let before = Before::take(&*vm).await?;
+        expect_err(
+            &what,
+            VpmemKind.add(&*vm, spec).await.unwrap_or(Ok(())),
+            Want::InvalidArgument,
+        )?;
+        before.unchanged(&*vm, &what).await?;
+    }
+    let fits = VpmemKind.fixture(&ctx, 1)?;
+    super::device::add_claimed(
+        &VpmemKind,
+        &*vm,
+        &fits,
+        "adding an image that fits at slot 1 after two refused adds there",
+    )
+    .await
+}
+
 async fn controller_refused_when_unclaimed(ctx: Ctx) -> Step {
     let vm = create(&ctx).await?;
     vm.start().await.must("start")?;
@@ -428,4 +479,11 @@ super::check!(
     vpmem_last_slot_of_max_size_accepted,
     "the last slot below max_devices takes an image of exactly max_size_bytes",
     limits_inclusive
+);
+
+super::check!(
+    Vpmem,
+    vpmem_refused_image_leaves_slot_free,
+    "an image too large, or a folder, is refused with InvalidArgument and leaves the slot free for an image that fits",
+    refused_image_leaves_slot_free
 );

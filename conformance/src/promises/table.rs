@@ -539,6 +539,13 @@ pub(super) static PROMISES: &[Promise] = &[
         checks: &["scsi_refused_format_changes_nothing"],
     },
     Promise {
+        id: "scsi.every_lun_addressable",
+        area: Area::Scsi,
+        source: "ScsiManager, MAX_LUNS_PER_CONTROLLER",
+        text: "each controller holds LUNs 0 to 63, each an address of its own: disks at high LUNs neither alias one another nor block each other's removal and re-add",
+        checks: &["scsi_every_lun_below_64_addressable"],
+    },
+    Promise {
         id: "scsi.remove_disk_at_its_address",
         area: Area::Scsi,
         source: "ScsiManager::remove_disk",
@@ -641,6 +648,7 @@ pub(super) static PROMISES: &[Promise] = &[
         checks: &[
             "vpmem_slot_beyond_max_devices_invalid_argument",
             "vpmem_image_beyond_max_size_invalid_argument",
+            "vpmem_refused_image_leaves_slot_free",
         ],
     },
     Promise {

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use uvm_api::{Error, Removal, Resource, Result, Uvm};
+use uvm_api::{Error, Removal, Resource, Result, ScsiDisk, Uvm};
 
 use crate::Mutant;
 use crate::lie::{Lie, scsi};
@@ -108,6 +108,23 @@ impl Lie for BusyControllerRemoved {
     }
 }
 
+/// LUNs are kept in 5 bits: LUN 63 is LUN 31 (LUNs past the limit are still
+/// refused).
+struct HighLunsAliased;
+fn cut(lun: u8) -> u8 {
+    if lun < 64 { lun & 31 } else { lun }
+}
+#[async_trait]
+impl Lie for HighLunsAliased {
+    async fn add_disk(&self, vm: &dyn Uvm, mut disk: ScsiDisk) -> Result<()> {
+        disk.lun = cut(disk.lun);
+        scsi(vm).add_disk(disk).await
+    }
+    async fn remove_disk(&self, vm: &dyn Uvm, controller: u8, lun: u8) -> Result<Removal> {
+        scsi(vm).remove_disk(controller, cut(lun)).await
+    }
+}
+
 /// The mutants of this file.
 pub fn mutants() -> Vec<Mutant> {
     vec![
@@ -144,6 +161,13 @@ pub fn mutants() -> Vec<Mutant> {
             promise: "scsi.busy_controller_not_removable",
             lie: || Box::new(BusyControllerRemoved),
             caught_by: &["scsi_busy_controller_removal_invalid_argument"],
+            collateral: &[],
+        },
+        Mutant {
+            name: "SCSI LUNs kept in 5 bits",
+            promise: "scsi.every_lun_addressable",
+            lie: || Box::new(HighLunsAliased),
+            caught_by: &["scsi_every_lun_below_64_addressable"],
             collateral: &[],
         },
     ]

@@ -95,6 +95,29 @@ impl Lie for NoControllerInvalidArgument {
     }
 }
 
+/// A slot whose add of a well-formed device was refused (its image does not
+/// fit the controller) stays reserved: later adds there give AlreadyExists.
+#[derive(Default)]
+struct RefusedSlotReserved {
+    refused: Mutex<Vec<u32>>,
+}
+#[async_trait]
+impl Lie for RefusedSlotReserved {
+    async fn add_vpmem_device(&self, vm: &dyn Uvm, device: VpmemDevice) -> Result<()> {
+        let id = device.id;
+        if self.refused.lock().unwrap().contains(&id) {
+            return Err(Error::already_exists(Resource::VPMem, id.to_string()));
+        }
+        // The slot is taken once the device is well-formed, before the image is looked at.
+        let well_formed = device.validate().is_ok();
+        let result = vpmem(vm).add_device(device).await;
+        if let (true, Err(Error::InvalidArgument { .. })) = (well_formed, &result) {
+            self.refused.lock().unwrap().push(id);
+        }
+        result
+    }
+}
+
 /// The mutants of this file.
 pub fn mutants() -> Vec<Mutant> {
     vec![
@@ -138,6 +161,13 @@ pub fn mutants() -> Vec<Mutant> {
             promise: "vpmem.device_needs_controller",
             lie: || Box::new(NoControllerInvalidArgument),
             caught_by: &["vpmem_device_needs_controller"],
+            collateral: &[],
+        },
+        Mutant {
+            name: "a refused VPMem image keeps its slot reserved",
+            promise: "vpmem.device_within_controller_limits",
+            lie: || Box::<RefusedSlotReserved>::default(),
+            caught_by: &["vpmem_refused_image_leaves_slot_free"],
             collateral: &[],
         },
     ]
