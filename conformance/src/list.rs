@@ -87,7 +87,7 @@ macro_rules! __uvm_conformance_with_checks {
                 scsi_remove_while_releasing_not_found
                 scsi_remove_unknown_controller_not_found
                 scsi_remove_disk_names_its_controller
-                scsi_every_lun_below_64_addressable;
+                scsi_high_luns_remove_and_readd_at_own_address;
             vpmem:
                 vpmem_cold_plug_visible_after_start
                 vpmem_hot_add_visible_in_guest

@@ -686,7 +686,7 @@ super::check!(
 
 super::check!(
     Scsi,
-    scsi_every_lun_below_64_addressable,
+    scsi_high_luns_remove_and_readd_at_own_address,
     "LUNs 31 and 63 hold two disks, each removed and re-added at its own address",
     high_luns
 );

@@ -543,7 +543,7 @@ pub(super) static PROMISES: &[Promise] = &[
         area: Area::Scsi,
         source: "ScsiManager, MAX_LUNS_PER_CONTROLLER",
         text: "each controller holds LUNs 0 to 63, each an address of its own: disks at high LUNs neither alias one another nor block each other's removal and re-add",
-        checks: &["scsi_every_lun_below_64_addressable"],
+        checks: &["scsi_high_luns_remove_and_readd_at_own_address"],
     },
     Promise {
         id: "scsi.remove_disk_at_its_address",

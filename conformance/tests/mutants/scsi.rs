@@ -167,7 +167,7 @@ pub fn mutants() -> Vec<Mutant> {
             name: "SCSI LUNs kept in 5 bits",
             promise: "scsi.every_lun_addressable",
             lie: || Box::new(HighLunsAliased),
-            caught_by: &["scsi_every_lun_below_64_addressable"],
+            caught_by: &["scsi_high_luns_remove_and_readd_at_own_address"],
             collateral: &[],
         },
     ]
