@@ -83,7 +83,11 @@ macro_rules! __uvm_conformance_with_checks {
                 scsi_disk_on_missing_controller_not_found
                 scsi_busy_controller_removal_invalid_argument
                 scsi_empty_controller_removal_completes
-                scsi_refused_format_changes_nothing;
+                scsi_refused_format_changes_nothing
+                scsi_remove_while_releasing_not_found
+                scsi_remove_unknown_controller_not_found
+                scsi_remove_disk_names_its_controller
+                scsi_high_luns_remove_and_readd_at_own_address;
             vpmem:
                 vpmem_cold_plug_visible_after_start
                 vpmem_hot_add_visible_in_guest
@@ -102,7 +106,11 @@ macro_rules! __uvm_conformance_with_checks {
                 vpmem_device_needs_controller
                 vpmem_slot_beyond_max_devices_invalid_argument
                 vpmem_image_beyond_max_size_invalid_argument
-                vpmem_controller_refused_when_unclaimed;
+                vpmem_controller_refused_when_unclaimed
+                vpmem_remove_while_releasing_not_found
+                vpmem_zero_limit_controller_invalid_argument
+                vpmem_last_slot_of_max_size_accepted
+                vpmem_refused_image_leaves_slot_free;
             network:
                 network_cold_plug_visible_after_start
                 network_hot_add_visible_in_guest
@@ -118,7 +126,10 @@ macro_rules! __uvm_conformance_with_checks {
                 network_id_reserved_until_removal_completes
                 network_boot_config_nic_visible
                 network_same_mac_twice_already_exists
-                network_several_nics_distinct_in_guest;
+                network_several_nics_distinct_in_guest
+                network_remove_while_releasing_not_found
+                network_mac_follows_nic_through_removal
+                network_long_ids_are_distinct;
             shares:
                 shares_cold_plug_visible_after_start
                 shares_hot_add_visible_in_guest
@@ -136,7 +147,9 @@ macro_rules! __uvm_conformance_with_checks {
                 shares_read_only_refuses_guest_writes
                 shares_guest_writes_reach_host_folder
                 shares_allowed_files_limit_guest_view
-                shares_same_name_across_kinds_coexist;
+                shares_same_name_across_kinds_coexist
+                shares_remove_while_releasing_not_found
+                shares_remove_names_its_kind;
             vsock:
                 vsock_guest_dial_reaches_host_listener
                 vsock_host_connect_reaches_guest_listener
@@ -149,7 +162,8 @@ macro_rules! __uvm_conformance_with_checks {
                 vsock_dropped_listener_frees_port
                 vsock_accept_fails_after_stop
                 vsock_concurrent_guest_connections
-                vsock_port_any_invalid_argument;
+                vsock_port_any_invalid_argument
+                vsock_ports_above_16_bits_are_distinct;
             pci:
                 pci_cold_plug_visible_after_start
                 pci_hot_add_visible_in_guest
@@ -162,7 +176,8 @@ macro_rules! __uvm_conformance_with_checks {
                 pci_remove_then_readd_same_id
                 pci_double_remove_not_found
                 pci_remove_unknown_not_found
-                pci_id_reserved_until_removal_completes;
+                pci_id_reserved_until_removal_completes
+                pci_remove_while_releasing_not_found;
             memory:
                 memory_update_while_running
                 memory_update_before_start

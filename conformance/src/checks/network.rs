@@ -196,6 +196,101 @@ async fn several_nics(ctx: Ctx) -> Step {
     Ok(())
 }
 
+async fn mac_follows_nic(ctx: Ctx) -> Step {
+    let vm = create(&ctx).await?;
+    let first = NicKind.fixture(&ctx, 1)?;
+    super::unplug::removable(&NicKind, &*vm, &first).await?;
+    add_claimed(&NicKind, &*vm, &first, "adding nic1 before start").await?;
+    let removal = super::device::remove_claimed(&NicKind, &*vm, &first, "removing nic1").await?;
+    super::support::complete(&ctx, &removal, "removing nic1 before start").await?;
+    // nic1 again, under a new MAC; nic2 under the MAC nic1 had.
+    let again = NicKind.variant(&ctx, 1)?;
+    add_claimed(
+        &NicKind,
+        &*vm,
+        &again,
+        "re-adding nic1 with a new MAC after its removal completed",
+    )
+    .await?;
+    let (Spec::Nic(old), Spec::Nic(new)) = (&first, &again) else {
+        return Err(super::device::wrong_spec(&NicKind, &first));
+    };
+    let mut reuse = NicKind.fixture(&ctx, 2)?;
+    let mut clash = NicKind.fixture(&ctx, 3)?;
+    if let (Spec::Nic(r), Spec::Nic(c)) = (&mut reuse, &mut clash) {
+        r.mac = old.mac;
+        c.mac = new.mac;
+    }
+    add_claimed(
+        &NicKind,
+        &*vm,
+        &reuse,
+        &format!(
+            "adding nic2 with MAC {}, which only the removed nic1 had",
+            old.mac
+        ),
+    )
+    .await?;
+    let before = Before::take(&*vm).await?;
+    let what = format!(
+        "adding nic3 with MAC {}, which the re-added nic1 has",
+        new.mac
+    );
+    expect_err(
+        &what,
+        NicKind.add(&*vm, &clash).await.unwrap_or(Ok(())),
+        Want::AlreadyExists(Resource::Network),
+    )?;
+    before.unchanged(&*vm, &what).await
+}
+
+async fn long_ids(ctx: Ctx) -> Step {
+    let vm = create(&ctx).await?;
+    let id = |last: char| {
+        let mut id = "nic-".repeat(16);
+        id.truncate(uvm_api::validate::MAX_IDENTIFIER_LEN - 1);
+        id.push(last);
+        id
+    };
+    let mut first = NicKind.fixture(&ctx, 1)?;
+    let mut second = NicKind.fixture(&ctx, 2)?;
+    if let (Spec::Nic(a), Spec::Nic(b)) = (&mut first, &mut second) {
+        a.id = id('a');
+        b.id = id('b');
+    }
+    super::unplug::removable(&NicKind, &*vm, &first).await?;
+    add_claimed(
+        &NicKind,
+        &*vm,
+        &first,
+        "adding a NIC with a 64-character id",
+    )
+    .await?;
+    add_claimed(
+        &NicKind,
+        &*vm,
+        &second,
+        "adding a NIC whose 64-character id differs from the first's in the last character only",
+    )
+    .await?;
+    let removal = super::device::remove_claimed(
+        &NicKind,
+        &*vm,
+        &first,
+        "removing the first of the two long ids",
+    )
+    .await?;
+    // Not waited for: whether it completes is another check's business.
+    drop(removal);
+    let what = "adding the second long id again, while the first is being removed";
+    expect_err(
+        what,
+        NicKind.add(&*vm, &second).await.unwrap_or(Ok(())),
+        Want::AlreadyExists(Resource::Network),
+    )?;
+    Ok(())
+}
+
 super::device_checks!(Network, KINDS;
     network_cold_plug_visible_after_start,
     network_hot_add_visible_in_guest,
@@ -213,6 +308,14 @@ super::device_checks!(Network, KINDS;
 
 super::boot_check!(Network, network_boot_config_nic_visible, KINDS);
 
+super::kind_check!(
+    Network,
+    network_remove_while_releasing_not_found,
+    "removing a NIC again while its removal is pending gives NotFound, and the first removal still completes",
+    KINDS,
+    super::unplug::remove_while_releasing
+);
+
 super::check!(
     Network,
     network_same_mac_twice_already_exists,
@@ -225,4 +328,18 @@ super::check!(
     network_several_nics_distinct_in_guest,
     "two cold-plugged and two hot-added NICs are all in the guest, each with its MAC, under distinct names",
     several_nics
+);
+
+super::check!(
+    Network,
+    network_mac_follows_nic_through_removal,
+    "a MAC is in use exactly while its NIC is: a completed removal frees it, and a NIC re-added under its id with a new MAC holds the new one",
+    mac_follows_nic
+);
+
+super::check!(
+    Network,
+    network_long_ids_are_distinct,
+    "NIC ids are whole identifiers of up to 64 characters: two that differ in the last character only are two NICs",
+    long_ids
 );

@@ -116,3 +116,11 @@ super::device_checks!(Pci, KINDS;
     pci_remove_unknown_not_found,
     pci_id_reserved_until_removal_completes,
 );
+
+super::kind_check!(
+    Pci,
+    pci_remove_while_releasing_not_found,
+    "removing a device again while its removal is pending gives NotFound, and the first removal still completes",
+    KINDS,
+    super::unplug::remove_while_releasing
+);

@@ -401,6 +401,138 @@ async fn empty_controller_removal(ctx: Ctx) -> Step {
     Ok(())
 }
 
+async fn remove_unknown_controller(ctx: Ctx) -> Step {
+    let vm = create(&ctx).await?;
+    let last = MAX_SCSI_CONTROLLERS - 1;
+    let scsi = match claim(&*vm, Resource::Scsi, Operation::Remove, vm.scsi())? {
+        Claim::Yes(scsi) => scsi,
+        Claim::No(scsi) => {
+            if let Some(scsi) = scsi {
+                let before = Before::take(&*vm).await?;
+                refused(
+                    &*vm,
+                    &before,
+                    &format!("removing SCSI controller {last}"),
+                    Resource::Scsi,
+                    Operation::Remove,
+                    Some(scsi.remove_controller(last).await),
+                )
+                .await?;
+            }
+            return Err(unclaimed_op(&ScsiKind, Operation::Remove));
+        }
+    };
+    let before = Before::take(&*vm).await?;
+    let what = format!("removing SCSI controller {last}, which was never added");
+    expect_err(
+        &what,
+        scsi.remove_controller(last).await,
+        Want::NotFound(Resource::Scsi),
+    )?;
+    before.unchanged(&*vm, &what).await?;
+    if vm.supported(Resource::Scsi, Operation::Add) {
+        scsi.add_controller(0)
+            .await
+            .must("adding SCSI controller 0")?;
+        let removal = scsi
+            .remove_controller(0)
+            .await
+            .must("removing empty SCSI controller 0")?;
+        complete(&ctx, &removal, "removing empty SCSI controller 0").await?;
+        expect_err(
+            "removing SCSI controller 0 again, after its removal completed",
+            scsi.remove_controller(0).await,
+            Want::NotFound(Resource::Scsi),
+        )?;
+        // The refusals changed nothing: the controller never added can be added.
+        scsi.add_controller(last)
+            .await
+            .must(&format!("adding SCSI controller {last} after the refusals"))?;
+    }
+    Ok(())
+}
+
+async fn remove_on_last_controller(ctx: Ctx) -> Step {
+    let vm = create(&ctx).await?;
+    let last = MAX_SCSI_CONTROLLERS - 1;
+    let near = ScsiKind.fixture(&ctx, 5)?;
+    let mut far = ScsiKind.variant(&ctx, 5)?;
+    if let Spec::Scsi(d) = &mut far {
+        d.controller = last;
+    }
+    super::unplug::removable(&ScsiKind, &*vm, &near).await?;
+    let Some(scsi) = vm.scsi() else {
+        bail!("the VM claims SCSI but has no SCSI manager");
+    };
+    ScsiKind.prepare(&*vm).await?;
+    scsi.add_controller(last)
+        .await
+        .must(&format!("adding SCSI controller {last}"))?;
+    add_claimed(&ScsiKind, &*vm, &near, "adding disk 0:5").await?;
+    add_claimed(&ScsiKind, &*vm, &far, &format!("adding disk {last}:5")).await?;
+    let removal = super::device::remove_claimed(
+        &ScsiKind,
+        &*vm,
+        &far,
+        &format!("removing disk {last}:5 while 0:5 is attached"),
+    )
+    .await?;
+    complete(&ctx, &removal, &format!("removing disk {last}:5")).await?;
+    let mut other = ScsiKind.variant(&ctx, 5)?;
+    if let Spec::Scsi(d) = &mut other {
+        d.controller = 0;
+    }
+    expect_err(
+        &format!("adding another disk at 0:5 after removing {last}:5"),
+        ScsiKind.add(&*vm, &other).await.unwrap_or(Ok(())),
+        Want::AlreadyExists(Resource::Scsi),
+    )?;
+    add_claimed(
+        &ScsiKind,
+        &*vm,
+        &far,
+        &format!("re-adding disk {last}:5 after its removal completed"),
+    )
+    .await
+}
+
+async fn high_luns(ctx: Ctx) -> Step {
+    let vm = create(&ctx).await?;
+    let top = uvm_api::config::MAX_LUNS_PER_CONTROLLER - 1;
+    let specs = [top / 2, top]
+        .into_iter()
+        .map(|lun| ScsiKind.fixture(&ctx, u32::from(lun)))
+        .collect::<Step<Vec<_>>>()?;
+    super::unplug::removable(&ScsiKind, &*vm, &specs[1]).await?;
+    ScsiKind.prepare(&*vm).await?;
+    for spec in &specs {
+        add_claimed(&ScsiKind, &*vm, spec, "adding a disk at a high LUN").await?;
+    }
+    let removal = super::device::remove_claimed(
+        &ScsiKind,
+        &*vm,
+        &specs[1],
+        "removing the disk at the top LUN",
+    )
+    .await?;
+    complete(&ctx, &removal, "removing the disk at the top LUN").await?;
+    expect_err(
+        &format!("adding another disk at 0:{} while it holds a disk", top / 2),
+        ScsiKind
+            .add(&*vm, &ScsiKind.variant(&ctx, u32::from(top / 2))?)
+            .await
+            .unwrap_or(Ok(())),
+        Want::AlreadyExists(Resource::Scsi),
+    )?;
+    add_claimed(
+        &ScsiKind,
+        &*vm,
+        &specs[1],
+        "re-adding the disk at the top LUN after its removal completed",
+    )
+    .await
+}
+
 async fn refused_format(ctx: Ctx) -> Step {
     let vm = create(&ctx).await?;
     vm.start().await.must("start")?;
@@ -474,6 +606,14 @@ super::device_checks!(Scsi, KINDS;
 
 super::boot_check!(Scsi, scsi_boot_config_disk_visible, KINDS);
 
+super::kind_check!(
+    Scsi,
+    scsi_remove_while_releasing_not_found,
+    "removing a disk again while its removal is pending gives NotFound, and the first removal still completes",
+    KINDS,
+    super::unplug::remove_while_releasing
+);
+
 super::check!(
     Scsi,
     scsi_read_only_disk_refuses_guest_writes,
@@ -528,4 +668,25 @@ super::check!(
     scsi_refused_format_changes_nothing,
     "a format the backend refuses leaves the LUN free for a disk it serves",
     refused_format
+);
+
+super::check!(
+    Scsi,
+    scsi_remove_unknown_controller_not_found,
+    "removing a controller that was never added, or whose removal completed, gives NotFound and changes nothing",
+    remove_unknown_controller
+);
+
+super::check!(
+    Scsi,
+    scsi_remove_disk_names_its_controller,
+    "remove_disk(controller, lun) detaches the disk at that address: removing 3:5 frees 3:5 and leaves 0:5",
+    remove_on_last_controller
+);
+
+super::check!(
+    Scsi,
+    scsi_high_luns_remove_and_readd_at_own_address,
+    "LUNs 31 and 63 hold two disks, each removed and re-added at its own address",
+    high_luns
 );

@@ -366,6 +366,104 @@ async fn same_name_other_kinds(ctx: Ctx) -> Step {
     end
 }
 
+/// A share called `name` of `kind`, a folder of its own.
+fn named(ctx: &Ctx, kind: &ShareDevice, name: &str, seed: u32) -> Step<Spec> {
+    let dir = fixtures::folder(ctx.scratch(), &fixtures::unique(name), &share_files(seed))?;
+    Ok(Spec::Share(SharedFolder {
+        kind: kind.kind,
+        name: name.into(),
+        host_path: dir,
+        read_only: true,
+        allowed_files: Vec::new(),
+    }))
+}
+
+async fn remove_names_its_kind(ctx: Ctx) -> Step {
+    let vm = create(&ctx).await?;
+    let mut usable = Vec::new();
+    let mut refusals = Vec::new();
+    for kind in [&VIRTIO_FS, &PLAN9, &VSMB] {
+        let add = claims(kind, &*vm, Operation::Add)?;
+        if add && claims(kind, &*vm, Operation::Remove)? {
+            usable.push(kind);
+        } else if !add {
+            refuse_add(kind, &*vm, &kind.fixture(&ctx, 1)?, "an add").await?;
+            refusals.push(Capability::Pair(kind.resource(), Operation::Add));
+        }
+    }
+    let Some(manager) = vm.shared_folders() else {
+        return Err(crate::step::unclaimed(&refusals));
+    };
+    let Some(&one) = usable.first() else {
+        return Err(crate::step::unclaimed(&refusals));
+    };
+    let name = "kinded";
+    let first = named(&ctx, one, name, 3)?;
+    add_claimed(one, &*vm, &first, "adding before start").await?;
+    for other in [&VIRTIO_FS, &PLAN9, &VSMB] {
+        if other.kind == one.kind {
+            continue;
+        }
+        let what = format!(
+            "removing {} \"{name}\" while only a {} of that name exists",
+            other.noun(),
+            one.noun()
+        );
+        let result = manager.remove_share(other.kind, name).await;
+        let want = if vm.supported(other.resource(), Operation::Remove) {
+            crate::step::Want::NotFound(other.resource())
+        } else {
+            crate::step::Want::NotSupported(other.resource(), Operation::Remove)
+        };
+        crate::step::expect_err(&what, result, want)?;
+    }
+    crate::step::expect_err(
+        &format!(
+            "adding {} \"{name}\" again after removes of the other kinds' \"{name}\"",
+            one.noun()
+        ),
+        one.add(&*vm, &first).await.unwrap_or(Ok(())),
+        crate::step::Want::AlreadyExists(one.resource()),
+    )?;
+    if let Some(&two) = usable.get(1) {
+        let second = named(&ctx, two, name, 4)?;
+        add_claimed(
+            two,
+            &*vm,
+            &second,
+            "adding a same-named share of another kind",
+        )
+        .await?;
+        let removal =
+            super::device::remove_claimed(one, &*vm, &first, "removing the first kind's share")
+                .await?;
+        super::support::complete(&ctx, &removal, "removing one of two same-named shares").await?;
+        crate::step::expect_err(
+            &format!(
+                "adding {} \"{name}\" again after the {} of that name was removed",
+                two.noun(),
+                one.noun()
+            ),
+            two.add(&*vm, &second).await.unwrap_or(Ok(())),
+            crate::step::Want::AlreadyExists(two.resource()),
+        )?;
+        let removal =
+            super::device::remove_claimed(two, &*vm, &second, "removing the second kind's share")
+                .await?;
+        super::support::complete(
+            &ctx,
+            &removal,
+            "removing the other of two same-named shares",
+        )
+        .await?;
+    } else {
+        let removal =
+            super::device::remove_claimed(one, &*vm, &first, "removing it by its own kind").await?;
+        super::support::complete(&ctx, &removal, "removing it by its own kind").await?;
+    }
+    Ok(())
+}
+
 super::device_checks!(Shares, KINDS;
     shares_cold_plug_visible_after_start,
     shares_hot_add_visible_in_guest,
@@ -382,6 +480,14 @@ super::device_checks!(Shares, KINDS;
 );
 
 super::boot_check!(Shares, shares_boot_config_share_visible, KINDS);
+
+super::kind_check!(
+    Shares,
+    shares_remove_while_releasing_not_found,
+    "removing a share again while its removal is pending gives NotFound, and the first removal still completes",
+    KINDS,
+    super::unplug::remove_while_releasing
+);
 
 super::check!(
     Shares,
@@ -409,4 +515,11 @@ super::check!(
     shares_same_name_across_kinds_coexist,
     "names are unique per kind: shares of different kinds may have the same name",
     same_name_other_kinds
+);
+
+super::check!(
+    Shares,
+    shares_remove_names_its_kind,
+    "remove_share removes the share of the kind it names: another kind's remove of that name gives NotFound and leaves it, and removing one of two same-named shares leaves the other",
+    remove_names_its_kind
 );

@@ -240,3 +240,44 @@ pub(crate) async fn reserved_until_complete(ctx: Ctx, kind: &'static dyn DeviceK
     }
     Ok(())
 }
+
+/// Removing a device whose removal is still pending gives `NotFound`: the
+/// second `remove` right after the first, while the guest is releasing the
+/// device (or just after it let go, when `NotFound` holds too), neither
+/// answers with a removal nor disturbs the first, which still completes.
+pub(crate) async fn remove_while_releasing(ctx: Ctx, kind: &'static dyn DeviceKind) -> Step {
+    let r = kind.resource();
+    let vm = create(&ctx).await?;
+    let spec = kind.fixture(&ctx, 1)?;
+    // Settled before start, so that a kind the VM cannot remove costs no boot.
+    removable(kind, &*vm, &spec).await?;
+    vm.start().await.must("start")?;
+    kind.prepare(&*vm).await?;
+    add_claimed(kind, &*vm, &spec, "adding while running").await?;
+    if let Some(probe) = maybe_view(kind, &*vm) {
+        wait_seen(&ctx, kind, probe, &spec, "a hot add").await?;
+    }
+    let removal = remove_claimed(kind, &*vm, &spec, "removing while running").await?;
+    let pending = !removal.is_complete();
+    let again = kind.remove(&*vm, &spec).await;
+    let what = format!(
+        "removing {} {} again right after its removal began (the first removal {} when it returned)",
+        kind.noun(),
+        kind.id(&spec),
+        if pending && !removal.is_complete() {
+            "was still pending"
+        } else {
+            "had completed"
+        }
+    );
+    expect_err(
+        &what,
+        again.unwrap_or_else(|| Ok(uvm_api::Removal::completed(r, ""))),
+        Want::NotFound(r),
+    )?;
+    complete(&ctx, &removal, "the first removal, after a second remove").await?;
+    if let Some(probe) = maybe_view(kind, &*vm) {
+        wait_gone(&ctx, kind, probe, &spec, "the completed removal").await?;
+    }
+    Ok(())
+}

@@ -256,6 +256,136 @@ async fn image_too_large(ctx: Ctx) -> Step {
     .await
 }
 
+/// A VM before start whose VPMem manager claims add; if it does not claim it,
+/// checks the refusal and ends the check unclaimed.
+async fn created_claimed(ctx: &Ctx, what: &str) -> Step<super::support::Vm> {
+    let vm = create(ctx).await?;
+    if !claims(&VpmemKind, &*vm, Operation::Add)? {
+        let spec = VpmemKind.fixture(ctx, 1)?;
+        refuse_add(&VpmemKind, &*vm, &spec, what).await?;
+        return Err(unclaimed_op(&VpmemKind, Operation::Add));
+    }
+    Ok(vm)
+}
+
+async fn zero_limit_controller(ctx: Ctx) -> Step {
+    let vm = created_claimed(&ctx, "an add").await?;
+    let Some(vpmem) = vm.vpmem() else {
+        bail!("no VPMem manager");
+    };
+    for bad in [
+        VpmemController {
+            max_devices: 0,
+            max_size_bytes: CONTROLLER.max_size_bytes,
+        },
+        VpmemController {
+            max_devices: CONTROLLER.max_devices,
+            max_size_bytes: 0,
+        },
+    ] {
+        let before = Before::take(&*vm).await?;
+        let what = format!(
+            "setting a VPMem controller with max_devices {} and max_size_bytes {}",
+            bad.max_devices, bad.max_size_bytes
+        );
+        expect_err(
+            &what,
+            vpmem.add_controller(bad).await,
+            Want::InvalidArgument,
+        )?;
+        before.unchanged(&*vm, &what).await?;
+    }
+    vpmem
+        .add_controller(CONTROLLER)
+        .await
+        .must("setting a valid VPMem controller after two refused ones (nothing was set)")?;
+    Ok(())
+}
+
+async fn limits_inclusive(ctx: Ctx) -> Step {
+    let vm = created_claimed(&ctx, "an add").await?;
+    let Some(vpmem) = vm.vpmem() else {
+        bail!("no VPMem manager");
+    };
+    let spec = VpmemKind.fixture(&ctx, 1)?;
+    let limits = VpmemController {
+        max_devices: 2,
+        max_size_bytes: pmem_size(1),
+    };
+    vpmem
+        .add_controller(limits)
+        .await
+        .must("setting a VPMem controller with 2 slots of up to 4 MiB")?;
+    super::device::add_claimed(
+        &VpmemKind,
+        &*vm,
+        &spec,
+        &format!(
+            "adding a {} byte image at slot 1, the last of 2 slots, under a {} byte limit",
+            pmem_size(1),
+            limits.max_size_bytes
+        ),
+    )
+    .await?;
+    expect_err(
+        "adding slot 1 again",
+        VpmemKind.add(&*vm, &spec).await.unwrap_or(Ok(())),
+        Want::AlreadyExists(Resource::VPMem),
+    )?;
+    Ok(())
+}
+
+async fn refused_image_leaves_slot_free(ctx: Ctx) -> Step {
+    let vm = created_claimed(&ctx, "an add").await?;
+    let Some(vpmem) = vm.vpmem() else {
+        bail!("no VPMem manager");
+    };
+    let limit = pmem_size(2);
+    vpmem
+        .add_controller(VpmemController {
+            max_devices: 4,
+            max_size_bytes: limit,
+        })
+        .await
+        .must("setting a VPMem controller with a 6 MiB size limit")?;
+    // Slot 1 with the image of device 3 (8 MiB), then with a folder.
+    let mut big = VpmemKind.fixture(&ctx, 3)?;
+    let mut folder = VpmemKind.fixture(&ctx, 1)?;
+    if let (Spec::Vpmem(b), Spec::Vpmem(f)) = (&mut big, &mut folder) {
+        b.id = 1;
+        f.path = fixtures::folder(ctx.scratch(), &fixtures::unique("pmem-dir"), &[])?;
+    }
+    for (spec, what) in [
+        (
+            &big,
+            format!(
+                "adding a {} byte image at slot 1 under a {limit} byte limit",
+                pmem_size(3)
+            ),
+        ),
+        (
+            &folder,
+            "adding a folder as the image of slot 1".to_string(),
+        ),
+    ] {
+        let before = Before::take(&*vm).await?;
+        expect_err(
+            &what,
+            VpmemKind.add(&*vm, spec).await.unwrap_or(Ok(())),
+            Want::InvalidArgument,
+        )?;
+        before.unchanged(&*vm, &what).await?;
+    }
+    let fits = VpmemKind.fixture(&ctx, 1)?;
+    super::device::add_claimed(
+        &VpmemKind,
+        &*vm,
+        &fits,
+        "adding an image that fits at slot 1 after two refused adds there",
+    )
+    .await
+}
+
 async fn controller_refused_when_unclaimed(ctx: Ctx) -> Step {
     let vm = create(&ctx).await?;
     vm.start().await.must("start")?;
@@ -294,6 +424,14 @@ super::device_checks!(Vpmem, KINDS;
 
 super::boot_check!(Vpmem, vpmem_boot_config_device_visible, KINDS);
 
+super::kind_check!(
+    Vpmem,
+    vpmem_remove_while_releasing_not_found,
+    "removing a device again while its removal is pending gives NotFound, and the first removal still completes",
+    KINDS,
+    super::unplug::remove_while_releasing
+);
+
 super::check!(
     Vpmem,
     vpmem_controller_set_once,
@@ -327,4 +465,25 @@ super::check!(
     vpmem_controller_refused_when_unclaimed,
     "without VPMem add, setting the controller gives NotSupported",
     controller_refused_when_unclaimed
+);
+
+super::check!(
+    Vpmem,
+    vpmem_zero_limit_controller_invalid_argument,
+    "a controller with zero max_devices or zero max_size_bytes gives InvalidArgument and sets nothing",
+    zero_limit_controller
+);
+
+super::check!(
+    Vpmem,
+    vpmem_last_slot_of_max_size_accepted,
+    "the last slot below max_devices takes an image of exactly max_size_bytes",
+    limits_inclusive
+);
+
+super::check!(
+    Vpmem,
+    vpmem_refused_image_leaves_slot_free,
+    "an image too large, or a folder, is refused with InvalidArgument and leaves the slot free for an image that fits",
+    refused_image_leaves_slot_free
 );

@@ -404,6 +404,31 @@ async fn port_any_in(ctx: &Ctx, state: State) -> Step {
     Ok(())
 }
 
+async fn ports_above_16_bits(ctx: Ctx) -> Step {
+    let vm = create(&ctx).await?;
+    let low = 6100;
+    let high = low + (1 << 16);
+    let m = sockets(&*vm, high).await?;
+    let first = m.listen(low).await.must(&format!("listen({low})"))?;
+    let second = m
+        .listen(high)
+        .await
+        .must(&format!("listen({high}) while listening on {low}"))?;
+    for (listener, port) in [(&first, low), (&second, high)] {
+        ensure!(
+            listener.port() == port,
+            "listen({port}) gave a listener on port {}",
+            listener.port()
+        );
+    }
+    expect_err(
+        &format!("a second listen({high})"),
+        m.listen(high).await,
+        Want::AlreadyExists(R),
+    )?;
+    Ok(())
+}
+
 super::check!(
     Vsock,
     vsock_guest_dial_reaches_host_listener,
@@ -486,4 +511,11 @@ super::check!(
     vsock_port_any_invalid_argument,
     "VMADDR_PORT_ANY is refused with InvalidArgument by listen and connect",
     port_any
+);
+
+super::check!(
+    Vsock,
+    vsock_ports_above_16_bits_are_distinct,
+    "ports are 32-bit: listeners on a port and on that port plus 65536 are distinct, each on the port asked for",
+    ports_above_16_bits
 );

@@ -473,8 +473,8 @@ pub(super) static PROMISES: &[Promise] = &[
         id: "scsi.remove_while_releasing_not_found",
         area: Area::Scsi,
         source: "DeviceTable::begin_release",
-        text: "removing a device whose removal is still pending gives NotFound (the same rule holds for every device kind)",
-        checks: &[],
+        text: "removing a disk whose removal is still pending gives NotFound, and the first removal still completes",
+        checks: &["scsi_remove_while_releasing_not_found"],
     },
     Promise {
         id: "scsi.read_only_decides_writes",
@@ -528,8 +528,8 @@ pub(super) static PROMISES: &[Promise] = &[
         id: "scsi.remove_unknown_controller_not_found",
         area: Area::Scsi,
         source: "ScsiManager::remove_controller, Error::NotFound",
-        text: "remove_controller of a controller never added gives NotFound",
-        checks: &[],
+        text: "remove_controller of a controller never added, or whose removal completed, gives NotFound and changes nothing",
+        checks: &["scsi_remove_unknown_controller_not_found"],
     },
     Promise {
         id: "scsi.unservable_format_invalid_argument",
@@ -537,6 +537,20 @@ pub(super) static PROMISES: &[Promise] = &[
         source: "ScsiManager::add_disk",
         text: "a disk format the backend cannot serve gives InvalidArgument naming format (never NotSupported) and leaves the LUN free",
         checks: &["scsi_refused_format_changes_nothing"],
+    },
+    Promise {
+        id: "scsi.every_lun_addressable",
+        area: Area::Scsi,
+        source: "ScsiManager, MAX_LUNS_PER_CONTROLLER",
+        text: "each controller holds LUNs 0 to 63, each an address of its own: disks at high LUNs neither alias one another nor block each other's removal and re-add",
+        checks: &["scsi_high_luns_remove_and_readd_at_own_address"],
+    },
+    Promise {
+        id: "scsi.remove_disk_at_its_address",
+        area: Area::Scsi,
+        source: "ScsiManager::remove_disk",
+        text: "remove_disk(controller, lun) detaches the disk at that address, on any controller, and leaves the disks at the same LUN of other controllers",
+        checks: &["scsi_remove_disk_names_its_controller"],
     },
     // vpmem
     Promise {
@@ -616,8 +630,8 @@ pub(super) static PROMISES: &[Promise] = &[
         id: "vpmem.controller_limits_positive",
         area: Area::Vpmem,
         source: "VpmemController::validate",
-        text: "a controller with zero max_devices or zero max_size_bytes gives InvalidArgument",
-        checks: &[],
+        text: "a controller with zero max_devices or zero max_size_bytes gives InvalidArgument and sets nothing",
+        checks: &["vpmem_zero_limit_controller_invalid_argument"],
     },
     Promise {
         id: "vpmem.device_needs_controller",
@@ -634,7 +648,22 @@ pub(super) static PROMISES: &[Promise] = &[
         checks: &[
             "vpmem_slot_beyond_max_devices_invalid_argument",
             "vpmem_image_beyond_max_size_invalid_argument",
+            "vpmem_refused_image_leaves_slot_free",
         ],
+    },
+    Promise {
+        id: "vpmem.limits_inclusive",
+        area: Area::Vpmem,
+        source: "VpmemDevice::id, VpmemDevice::check_against",
+        text: "every slot below max_devices, the last one included, takes an image of up to max_size_bytes, exactly that size included",
+        checks: &["vpmem_last_slot_of_max_size_accepted"],
+    },
+    Promise {
+        id: "vpmem.remove_while_releasing_not_found",
+        area: Area::Vpmem,
+        source: "VpmemManager::remove_device, DeviceTable::begin_release",
+        text: "removing a device whose removal is still pending gives NotFound, and the first removal still completes",
+        checks: &["vpmem_remove_while_releasing_not_found"],
     },
     // network
     Promise {
@@ -713,6 +742,27 @@ pub(super) static PROMISES: &[Promise] = &[
             "network_double_remove_not_found",
         ],
     },
+    Promise {
+        id: "network.mac_follows_nic",
+        area: Area::Network,
+        source: "NetworkManager::add_nic, Nic::mac",
+        text: "a MAC is in use exactly while its NIC is: a completed removal frees it for another NIC, and a NIC re-added under its id holds the MAC it is re-added with",
+        checks: &["network_mac_follows_nic_through_removal"],
+    },
+    Promise {
+        id: "network.ids_whole_identifiers",
+        area: Area::Network,
+        source: "Nic::id, validate::identifier, MAX_IDENTIFIER_LEN",
+        text: "a NIC id is a whole identifier of up to 64 characters: ids that differ in their last character only name two NICs",
+        checks: &["network_long_ids_are_distinct"],
+    },
+    Promise {
+        id: "network.remove_while_releasing_not_found",
+        area: Area::Network,
+        source: "NetworkManager::remove_nic, DeviceTable::begin_release",
+        text: "removing a NIC whose removal is still pending gives NotFound, and the first removal still completes",
+        checks: &["network_remove_while_releasing_not_found"],
+    },
     // shares
     Promise {
         id: "shares.cold_plug_in_guest",
@@ -762,8 +812,8 @@ pub(super) static PROMISES: &[Promise] = &[
         id: "shares.remove_is_per_kind",
         area: Area::Shares,
         source: "SharedFolderManager::remove_share",
-        text: "removing the share of one kind leaves a same-named share of another kind in place",
-        checks: &[],
+        text: "remove_share removes the share of the kind it names: a remove under another kind gives NotFound and leaves the share, and removing one of two same-named shares leaves the other",
+        checks: &["shares_remove_names_its_kind"],
     },
     Promise {
         id: "shares.changes_refused_paused_stopped",
@@ -816,6 +866,13 @@ pub(super) static PROMISES: &[Promise] = &[
         source: "SharedFolder::allowed_files",
         text: "a share with allowed files shows and serves the guest only those files",
         checks: &["shares_allowed_files_limit_guest_view"],
+    },
+    Promise {
+        id: "shares.remove_while_releasing_not_found",
+        area: Area::Shares,
+        source: "SharedFolderManager::remove_share, DeviceTable::begin_release",
+        text: "removing a share whose removal is still pending gives NotFound, and the first removal still completes",
+        checks: &["shares_remove_while_releasing_not_found"],
     },
     // vsock
     Promise {
@@ -915,6 +972,13 @@ pub(super) static PROMISES: &[Promise] = &[
         text: "concurrent guest connections are each accepted on a stream of their own",
         checks: &["vsock_concurrent_guest_connections"],
     },
+    Promise {
+        id: "vsock.ports_are_32_bit",
+        area: Area::Vsock,
+        source: "VmSocketManager::listen, validate_port",
+        text: "a port is any u32 but VMADDR_PORT_ANY: ports that differ above the low 16 bits are distinct, and a listener is on the port asked for",
+        checks: &["vsock_ports_above_16_bits_are_distinct"],
+    },
     // pci
     Promise {
         id: "pci.add_accepted_cold_and_hot",
@@ -971,6 +1035,13 @@ pub(super) static PROMISES: &[Promise] = &[
             "pci_remove_unknown_not_found",
             "pci_double_remove_not_found",
         ],
+    },
+    Promise {
+        id: "pci.remove_while_releasing_not_found",
+        area: Area::Pci,
+        source: "PciManager::remove_device, DeviceTable::begin_release",
+        text: "removing a device whose removal is still pending gives NotFound, and the first removal still completes",
+        checks: &["pci_remove_while_releasing_not_found"],
     },
     // memory
     Promise {
