@@ -76,6 +76,12 @@ pub trait Lie: Send + Sync + 'static {
         None
     }
 
+    /// The honest fake the lie wraps; a lie that needs a window (a removal
+    /// still pending) picks one whose guest is slower to let go.
+    fn honest_backend(&self) -> FakeBackend {
+        FakeBackend::new()
+    }
+
     // The backend.
     fn capabilities(&self, honest: Capabilities) -> Capabilities {
         honest
@@ -220,9 +226,10 @@ pub struct LyingBackend {
 
 impl LyingBackend {
     pub fn new(make: MakeLie) -> LyingBackend {
+        let own = make();
         LyingBackend {
-            honest: FakeBackend::new(),
-            own: make(),
+            honest: own.honest_backend(),
+            own,
             make,
         }
     }

@@ -15,6 +15,9 @@ use crate::lie::{Lie, network};
 struct NicRemovedTwice(Releasing);
 #[async_trait]
 impl Lie for NicRemovedTwice {
+    fn honest_backend(&self) -> uvm_backend_mock::FakeBackend {
+        crate::cases::scsi::slow_to_release()
+    }
     async fn remove_nic(&self, vm: &dyn Uvm, id: &str) -> Result<Removal> {
         let honest = network(vm).remove_nic(id);
         self.0

@@ -12,6 +12,9 @@ use crate::lie::{Lie, pci};
 struct PciRemovedTwice(Releasing);
 #[async_trait]
 impl Lie for PciRemovedTwice {
+    fn honest_backend(&self) -> uvm_backend_mock::FakeBackend {
+        crate::cases::scsi::slow_to_release()
+    }
     async fn remove_pci_device(&self, vm: &dyn Uvm, id: &str) -> Result<Removal> {
         let honest = pci(vm).remove_device(id);
         self.0.remove(Resource::Pci, id.to_string(), honest).await

@@ -4,9 +4,11 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use uvm_api::{Error, Removal, Resource, Result, ScsiDisk, Uvm};
+use uvm_backend_mock::{FakeBackend, FakeOptions};
 
 use crate::Mutant;
 use crate::lie::{Lie, scsi};
@@ -17,6 +19,16 @@ use crate::lie::{Lie, scsi};
 #[derive(Default)]
 pub struct Releasing {
     removals: Mutex<HashMap<String, Removal>>,
+}
+
+/// A fake whose guest takes 300 ms to let go of a removed device, so that
+/// a second remove right after the first lands while the first is pending
+/// (the default 2 ms could pass before it on a loaded machine).
+pub fn slow_to_release() -> FakeBackend {
+    FakeBackend::with_options(FakeOptions {
+        eject_delay: Duration::from_millis(300),
+        ..FakeOptions::default()
+    })
 }
 
 impl Releasing {
@@ -50,6 +62,9 @@ impl Releasing {
 struct DiskRemovedTwice(Releasing);
 #[async_trait]
 impl Lie for DiskRemovedTwice {
+    fn honest_backend(&self) -> uvm_backend_mock::FakeBackend {
+        crate::cases::scsi::slow_to_release()
+    }
     async fn remove_disk(&self, vm: &dyn Uvm, controller: u8, lun: u8) -> Result<Removal> {
         let id = format!("{controller}:{lun}");
         let honest = scsi(vm).remove_disk(controller, lun);

@@ -14,6 +14,9 @@ const KINDS: [ShareKind; 3] = [ShareKind::VirtioFs, ShareKind::Plan9, ShareKind:
 struct ShareRemovedTwice(Releasing);
 #[async_trait]
 impl Lie for ShareRemovedTwice {
+    fn honest_backend(&self) -> uvm_backend_mock::FakeBackend {
+        crate::cases::scsi::slow_to_release()
+    }
     async fn remove_share(&self, vm: &dyn Uvm, kind: ShareKind, name: &str) -> Result<Removal> {
         let honest = shares(vm).remove_share(kind, name);
         let id = format!("{kind:?}/{name}");

@@ -14,6 +14,9 @@ use crate::lie::{Lie, vpmem};
 struct DeviceRemovedTwice(Releasing);
 #[async_trait]
 impl Lie for DeviceRemovedTwice {
+    fn honest_backend(&self) -> uvm_backend_mock::FakeBackend {
+        crate::cases::scsi::slow_to_release()
+    }
     async fn remove_vpmem_device(&self, vm: &dyn Uvm, id: u32) -> Result<Removal> {
         let honest = vpmem(vm).remove_device(id);
         self.0.remove(Resource::VPMem, id.to_string(), honest).await
