@@ -3,10 +3,16 @@
 
 use std::time::Duration;
 
-use uvm_api::{Action, State, StopMode, StopReason, Uvm};
+use uvm_api::{Action, Operation, State, StopMode, StopReason, Uvm};
 
+use super::device::{DeviceKind, Spec, add_claimed, claims, wait_seen};
+use super::guest::{GuestSnapshot, snapshot};
+use super::network::NicKind;
 use super::ops::every_call;
-use super::support::{Before, GRACEFUL, create, expect_state, in_state, need_pause, reach};
+use super::scsi::ScsiKind;
+use super::support::{
+    Before, GRACEFUL, create, eventually, expect_state, in_state, need_pause, reach,
+};
 use crate::capability::{Capability, OPTIONAL_ACTIONS};
 use crate::ctx::Ctx;
 use crate::step::{Must, Step, Want, bail, ensure, expect_err, skip, unclaimed, verdict};
@@ -182,13 +188,51 @@ async fn save_when_paused(ctx: Ctx) -> Step {
     Ok(())
 }
 
+/// The devices a VM to be saved gets: disk 1 and NIC 1 before start, disk 2
+/// hot-added once it runs (each where its add is claimed).
+fn saved_devices(ctx: &Ctx) -> Step<[(&'static dyn DeviceKind, Spec, bool); 3]> {
+    Ok([
+        (&ScsiKind as &dyn DeviceKind, ScsiKind.fixture(ctx, 1)?, false),
+        (&NicKind, NicKind.fixture(ctx, 1)?, false),
+        (&ScsiKind, ScsiKind.fixture(ctx, 2)?, true),
+    ])
+}
+
+/// Gives `vm` the devices of [`saved_devices`], starts it, and returns what
+/// its guest sees once every device shows (`None` without a probe).
+async fn run_with_devices(ctx: &Ctx, vm: &dyn Uvm) -> Step<Option<GuestSnapshot>> {
+    let devices = saved_devices(ctx)?;
+    for hot in [false, true] {
+        if hot {
+            vm.start().await.must("start")?;
+        }
+        for (kind, spec, _) in devices.iter().filter(|(_, _, h)| *h == hot) {
+            if claims(*kind, vm, Operation::Add)? {
+                kind.prepare(vm).await?;
+                add_claimed(*kind, vm, spec, "adding a device to the VM to be saved").await?;
+            }
+        }
+    }
+    let Some(probe) = vm.guest_probe() else {
+        return Ok(None);
+    };
+    for (kind, spec, _) in &devices {
+        if claims(*kind, vm, Operation::Add)? && kind.observable() {
+            wait_seen(ctx, *kind, probe, spec, "adding it to the VM to be saved").await?;
+        }
+    }
+    Ok(Some(snapshot(probe).await?))
+}
+
 async fn restore_snapshot(ctx: Ctx) -> Step {
     let backend = ctx.backend().clone();
     let dest = ctx.scratch().join("snapshot");
     let vm = create(&ctx).await?;
     let can_save = vm.supports_action(Action::Save) && vm.supports_action(Action::Pause);
+    let mut saved_view = None;
     if can_save {
-        reach(&*vm, State::Paused).await?;
+        saved_view = run_with_devices(&ctx, &*vm).await?;
+        vm.pause().await.must("pause")?;
         vm.save(&dest).await.must("save while paused")?;
         vm.stop(StopMode::Force).await.must("stop the saved VM")?;
     }
@@ -216,6 +260,19 @@ async fn restore_snapshot(ctx: Ctx) -> Step {
     if restored.supports_action(Action::Resume) {
         restored.resume().await.must("resume the restored VM")?;
         expect_state(&*restored, State::Running, "resume after restore")?;
+        // The restored VM is the saved one: its guest sees the same devices.
+        if let (Some(before), Some(probe)) = (&saved_view, restored.guest_probe()) {
+            let limit = ctx.settings().guest_timeout;
+            let (same, now) = eventually(limit, || async {
+                let now = snapshot(probe).await?;
+                Ok((&now == before, now))
+            })
+            .await?;
+            ensure!(
+                same,
+                "the restored VM's guest does not see what the saved one saw (saved: {before}; restored: {now})"
+            );
+        }
     }
     restored
         .stop(StopMode::Force)
@@ -525,7 +582,7 @@ super::check!(
 super::check!(
     Lifecycle,
     lifecycle_restore_from_snapshot,
-    "a saved snapshot restores to a paused VM that resumes (restore fails if the backend cannot)",
+    "a saved snapshot restores to a paused VM that resumes with the disks and NICs the saved one had, cold and hot (unclaimed: ActionNotSupported { save })",
     restore_snapshot
 );
 

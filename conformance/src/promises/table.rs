@@ -105,8 +105,8 @@ pub(super) static PROMISES: &[Promise] = &[
         id: "lifecycle.restore_same_vm",
         area: Area::Lifecycle,
         source: "Backend::restore",
-        text: "a restored VM is the saved one: after resume the guest has the same disks, NICs and shares",
-        checks: &[],
+        text: "a restored VM is the saved one: after resume the guest has the same disks and NICs, cold-plugged and hot-added",
+        checks: &["lifecycle_restore_from_snapshot"],
     },
     Promise {
         id: "lifecycle.stop_ends_stopped",

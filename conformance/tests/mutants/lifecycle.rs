@@ -3,7 +3,8 @@
 use std::path::Path;
 
 use async_trait::async_trait;
-use uvm_api::{Result, State, StopMode, Uvm};
+use uvm_api::{Backend, Result, State, StopMode, Uvm};
+use uvm_backend_mock::FakeBackend;
 
 use crate::Mutant;
 use crate::lie::Lie;
@@ -37,6 +38,49 @@ impl Lie for RefusedSaveWritesFile {
     }
 }
 
+/// Restore drops the devices of one kind (`field` of the snapshot's saved
+/// devices) and brings the rest back: the fake's snapshot, edited.
+async fn restore_without(
+    backend: &FakeBackend,
+    snapshot: &Path,
+    field: &str,
+) -> Result<Box<dyn Uvm>> {
+    let edited = snapshot.with_extension("edited");
+    if let Ok(text) = std::fs::read_to_string(snapshot)
+        && let Ok(mut json) = serde_json::from_str::<serde_json::Value>(&text)
+    {
+        if let Some(list) = json
+            .get_mut("devices")
+            .and_then(|d| d.get_mut(field))
+            .and_then(serde_json::Value::as_array_mut)
+        {
+            list.clear();
+        }
+        if std::fs::write(&edited, json.to_string()).is_ok() {
+            return backend.restore(&edited).await;
+        }
+    }
+    backend.restore(snapshot).await
+}
+
+/// A restored VM comes back without its disks.
+struct RestoreForgetsDisks;
+#[async_trait]
+impl Lie for RestoreForgetsDisks {
+    async fn restore(&self, backend: &FakeBackend, snapshot: &Path) -> Result<Box<dyn Uvm>> {
+        restore_without(backend, snapshot, "scsi_disks").await
+    }
+}
+
+/// A restored VM comes back without its NICs.
+struct RestoreForgetsNics;
+#[async_trait]
+impl Lie for RestoreForgetsNics {
+    async fn restore(&self, backend: &FakeBackend, snapshot: &Path) -> Result<Box<dyn Uvm>> {
+        restore_without(backend, snapshot, "nics").await
+    }
+}
+
 /// The mutants of this file.
 pub fn mutants() -> Vec<Mutant> {
     vec![
@@ -56,6 +100,20 @@ pub fn mutants() -> Vec<Mutant> {
                 "lifecycle_save_when_running_invalid",
                 "lifecycle_save_when_stopped_invalid",
             ],
+            collateral: &[],
+        },
+        Mutant {
+            name: "restore forgets the disks",
+            promise: "lifecycle.restore_same_vm",
+            lie: || Box::new(RestoreForgetsDisks),
+            caught_by: &["lifecycle_restore_from_snapshot"],
+            collateral: &[],
+        },
+        Mutant {
+            name: "restore forgets the NICs",
+            promise: "lifecycle.restore_same_vm",
+            lie: || Box::new(RestoreForgetsNics),
+            caught_by: &["lifecycle_restore_from_snapshot"],
             collateral: &[],
         },
     ]
