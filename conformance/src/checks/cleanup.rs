@@ -378,6 +378,13 @@ async fn dropped_removal_in(ctx: &Ctx, kind: &dyn DeviceKind, state: State) -> S
     removable(kind, &*vm, &spec).await?;
     kind.prepare(&*vm).await?;
     add_claimed(kind, &*vm, &spec, &format!("adding ({state})")).await?;
+    if state == State::Running
+        && kind.observable()
+        && let Some(probe) = vm.guest_probe()
+    {
+        // The guest has the device before it is asked to let it go.
+        super::device::wait_seen(ctx, kind, probe, &spec, "a hot add").await?;
+    }
     drop(remove_claimed(kind, &*vm, &spec, &format!("removing ({state})")).await?);
     let limit = ctx.settings().removal_timeout + Duration::from_secs(1);
     let (readded, last) = super::support::eventually(limit, || async {

@@ -107,9 +107,18 @@ async fn new_vm_is_created(ctx: Ctx) -> Step {
 }
 
 async fn start_from_created(ctx: Ctx) -> Step {
-    let vm = create(&ctx).await?;
+    // The serial console goes to a file the VM creates.
+    let console = ctx.scratch().join("console.log");
+    let mut config = ctx.config();
+    config.console = uvm_api::ConsoleSink::File(console.clone());
+    let vm = super::support::create_with(&ctx, config).await?;
     vm.start().await.must("start from created")?;
     expect_state(&*vm, State::Running, "start")?;
+    ensure!(
+        console.exists(),
+        "the VM started with its console going to file {}, which does not exist",
+        console.display()
+    );
     ensure!(
         vm.exit_status().is_none(),
         "a running VM reports an exit status"
@@ -192,7 +201,11 @@ async fn save_when_paused(ctx: Ctx) -> Step {
 /// hot-added once it runs (each where its add is claimed).
 fn saved_devices(ctx: &Ctx) -> Step<[(&'static dyn DeviceKind, Spec, bool); 3]> {
     Ok([
-        (&ScsiKind as &dyn DeviceKind, ScsiKind.fixture(ctx, 1)?, false),
+        (
+            &ScsiKind as &dyn DeviceKind,
+            ScsiKind.fixture(ctx, 1)?,
+            false,
+        ),
         (&NicKind, NicKind.fixture(ctx, 1)?, false),
         (&ScsiKind, ScsiKind.fixture(ctx, 2)?, true),
     ])
@@ -218,7 +231,16 @@ async fn run_with_devices(ctx: &Ctx, vm: &dyn Uvm) -> Step<Option<GuestSnapshot>
     };
     for (kind, spec, _) in &devices {
         if claims(*kind, vm, Operation::Add)? && kind.observable() {
-            wait_seen(ctx, *kind, probe, spec, "adding it to the VM to be saved").await?;
+            // A device that never shows is the failure of a check about
+            // adding it; this one then has nothing to compare.
+            wait_seen(ctx, *kind, probe, spec, "adding it to the VM to be saved")
+                .await
+                .map_err(|o| {
+                    skip(format!(
+                        "the guest of the VM to be saved never showed its devices, so there is nothing to compare after restore ({})",
+                        o.message().unwrap_or_default()
+                    ))
+                })?;
         }
     }
     Ok(Some(snapshot(probe).await?))
@@ -470,7 +492,7 @@ super::check!(
 super::check!(
     Lifecycle,
     lifecycle_start_from_created,
-    "start moves a created VM to running",
+    "start moves a created VM to running, its console going to the file the config names",
     start_from_created
 );
 

@@ -33,6 +33,13 @@ pub(super) static PROMISES: &[Promise] = &[
         ],
     },
     Promise {
+        id: "lifecycle.console_file_created",
+        area: Area::Lifecycle,
+        source: "ConsoleSink::File",
+        text: "a console sink File(path) is honoured: the file is created, if missing, once the VM has started",
+        checks: &["lifecycle_start_from_created"],
+    },
+    Promise {
         id: "lifecycle.pause_from_running",
         area: Area::Lifecycle,
         source: "Uvm::pause",

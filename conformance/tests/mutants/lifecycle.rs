@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use async_trait::async_trait;
-use uvm_api::{Backend, Result, State, StopMode, Uvm};
+use uvm_api::{Backend, ConsoleSink, Result, State, StopMode, Uvm, UvmConfig};
 use uvm_backend_mock::FakeBackend;
 
 use crate::Mutant;
@@ -81,6 +81,16 @@ impl Lie for RestoreForgetsNics {
     }
 }
 
+/// The config's console sink is ignored: the console is discarded.
+struct ConsoleSinkIgnored;
+#[async_trait]
+impl Lie for ConsoleSinkIgnored {
+    async fn create(&self, backend: &FakeBackend, mut config: UvmConfig) -> Result<Box<dyn Uvm>> {
+        config.console = ConsoleSink::Discard;
+        backend.create(config).await
+    }
+}
+
 /// The mutants of this file.
 pub fn mutants() -> Vec<Mutant> {
     vec![
@@ -100,6 +110,13 @@ pub fn mutants() -> Vec<Mutant> {
                 "lifecycle_save_when_running_invalid",
                 "lifecycle_save_when_stopped_invalid",
             ],
+            collateral: &[],
+        },
+        Mutant {
+            name: "console sink ignored",
+            promise: "lifecycle.console_file_created",
+            lie: || Box::new(ConsoleSinkIgnored),
+            caught_by: &["lifecycle_start_from_created"],
             collateral: &[],
         },
         Mutant {
