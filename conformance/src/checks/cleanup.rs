@@ -417,6 +417,7 @@ async fn removals_complete_on_stop(ctx: Ctx) -> Step {
         (&ScsiKind as &dyn DeviceKind, 1),
         (&NicKind, 1),
         (&super::vpmem::VpmemKind, 1),
+        (&super::shares::VIRTIO_FS, 1),
     ] {
         let spec = kind.fixture(&ctx, n)?;
         match removable(kind, &*vm, &spec).await {
@@ -504,6 +505,6 @@ super::check!(
 super::check!(
     Cleanup,
     cleanup_pending_removals_complete_on_stop,
-    "removals still pending when the VM stops complete (they are neither abandoned nor left hanging)",
+    "removals of disks, NICs, VPMem devices and virtio-fs shares still pending when the VM stops complete (they are neither abandoned nor left hanging)",
     removals_complete_on_stop
 );

@@ -2,17 +2,19 @@
 
 use std::collections::HashSet;
 use std::fs::File;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use uvm_api::{
-    Backend, Error, Removal, Resource, Result, ScsiDisk, StopMode, Uvm, UvmConfig, VpmemDevice,
+    Backend, Error, Removal, Resource, Result, ScsiDisk, ShareKind, StopMode, Uvm, UvmConfig,
+    VpmemDevice,
 };
 use uvm_backend_mock::FakeBackend;
 
 use crate::Mutant;
-use crate::lie::{Lie, scsi, vpmem};
+use crate::lie::{Lie, scsi, shares, vpmem};
 
 /// Dropping a disk's removal handle before the removal completes cancels
 /// it: the disk stays, its address taken for good. (While a removal is
@@ -96,6 +98,35 @@ impl Lie for BootDiskImagesHeld {
     }
 }
 
+/// A share's removal waits for a slow guest (100 ms after the device let
+/// go) and is abandoned, never completed, if the VM stops meanwhile.
+#[derive(Default)]
+struct ShareRemovalAbandonedOnStop {
+    stopped: Arc<AtomicBool>,
+}
+#[async_trait]
+impl Lie for ShareRemovalAbandonedOnStop {
+    async fn stop(&self, vm: &dyn Uvm, mode: StopMode) -> Result<()> {
+        self.stopped.store(true, Ordering::SeqCst);
+        vm.stop(mode).await
+    }
+    async fn remove_share(&self, vm: &dyn Uvm, kind: ShareKind, name: &str) -> Result<Removal> {
+        let inner = shares(vm).remove_share(kind, name).await?;
+        let (removal, completer) = Removal::pending(inner.resource(), inner.id());
+        let stopped = Arc::clone(&self.stopped);
+        tokio::spawn(async move {
+            let _ = inner.wait(Duration::from_secs(30)).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if stopped.load(Ordering::SeqCst) {
+                drop(completer);
+            } else {
+                completer.complete();
+            }
+        });
+        Ok(removal)
+    }
+}
+
 /// The mutants of this file.
 pub fn mutants() -> Vec<Mutant> {
     vec![
@@ -118,6 +149,13 @@ pub fn mutants() -> Vec<Mutant> {
             promise: "cleanup.images_closed_after_stop",
             lie: || Box::<BootDiskImagesHeld>::default(),
             caught_by: &["cleanup_images_closed_after_stop"],
+            collateral: &[],
+        },
+        Mutant {
+            name: "share removal abandoned on stop",
+            promise: "cleanup.pending_removals_complete_on_stop",
+            lie: || Box::<ShareRemovalAbandonedOnStop>::default(),
+            caught_by: &["cleanup_pending_removals_complete_on_stop"],
             collateral: &[],
         },
     ]
