@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use uvm_api::{Action, Operation, State, StopMode, StopReason, Uvm};
+use uvm_api::{Action, Operation, Resource, State, StopMode, StopReason, Uvm};
 
 use super::device::{DeviceKind, Spec, add_claimed, claims, wait_seen};
 use super::guest::{GuestSnapshot, snapshot};
@@ -437,6 +437,9 @@ async fn every_call_on_stopped(ctx: Ctx) -> Step {
     for call in every_call(&ctx, &*vm).await? {
         check_call(&*vm, call, State::Stopped)?;
     }
+    for call in malformed_calls(&ctx, &*vm).await? {
+        check_call(&*vm, call, State::Stopped)?;
+    }
     expect_state(&*vm, State::Stopped, "every call on a stopped VM")?;
     let status = vm.wait().await;
     ensure!(
@@ -444,6 +447,66 @@ async fn every_call_on_stopped(ctx: Ctx) -> Step {
         "refused calls changed the exit reason to {status}"
     );
     Ok(())
+}
+
+/// Add calls with malformed arguments (a relative disk path, LUN 64, a NIC
+/// id with a space, a relative VPMem path): the state is checked before the
+/// arguments, so where the table forbids adds they give InvalidState too.
+async fn malformed_calls(ctx: &Ctx, vm: &dyn Uvm) -> Step<Vec<super::ops::Call>> {
+    use super::ops::Call;
+    let mut calls = Vec::new();
+    let mut call = |what: &str, resource, result: Option<uvm_api::Result<()>>| {
+        calls.push(Call {
+            what: what.to_owned(),
+            resource,
+            operation: Operation::Add,
+            result,
+        });
+    };
+    if let Spec::Scsi(mut d) = ScsiKind.fixture(ctx, 1)? {
+        d.path = "disk.img".into();
+        let scsi = vm.scsi();
+        let relative = match scsi {
+            Some(m) => Some(m.add_disk(d.clone()).await),
+            None => None,
+        };
+        call(
+            "scsi add_disk(0:1) with a relative path",
+            Resource::Scsi,
+            relative,
+        );
+        d.lun = uvm_api::config::MAX_LUNS_PER_CONTROLLER;
+        let high = match scsi {
+            Some(m) => Some(m.add_disk(d).await),
+            None => None,
+        };
+        call("scsi add_disk at LUN 64", Resource::Scsi, high);
+    }
+    if let Spec::Nic(mut n) = NicKind.fixture(ctx, 1)? {
+        n.id = "bad nic".into();
+        let result = match vm.network() {
+            Some(m) => Some(m.add_nic(n).await),
+            None => None,
+        };
+        call(
+            "network add_nic with the id \"bad nic\"",
+            Resource::Network,
+            result,
+        );
+    }
+    if let Spec::Vpmem(mut d) = super::vpmem::VpmemKind.fixture(ctx, 1)? {
+        d.path = "layer.img".into();
+        let result = match vm.vpmem() {
+            Some(m) => Some(m.add_device(d).await),
+            None => None,
+        };
+        call(
+            "vpmem add_device(1) with a relative path",
+            Resource::VPMem,
+            result,
+        );
+    }
+    Ok(calls)
 }
 
 /// One manager call in `state`: refused per the table (listen is allowed while paused).
@@ -474,6 +537,9 @@ async fn every_call_while_paused(ctx: Ctx) -> Step {
     let vm = in_state(&ctx, State::Paused).await?;
     let before = Before::take(&*vm).await?;
     for call in every_call(&ctx, &*vm).await? {
+        check_call(&*vm, call, State::Paused)?;
+    }
+    for call in malformed_calls(&ctx, &*vm).await? {
         check_call(&*vm, call, State::Paused)?;
     }
     before
@@ -653,13 +719,13 @@ super::check!(
 super::check!(
     Lifecycle,
     lifecycle_every_call_on_stopped_vm_refused,
-    "every lifecycle and manager call on a stopped VM gives InvalidState (NotSupported where unclaimed)",
+    "every lifecycle and manager call on a stopped VM, malformed adds too, gives InvalidState (NotSupported where unclaimed)",
     every_call_on_stopped
 );
 
 super::check!(
     Lifecycle,
     lifecycle_every_call_while_paused_follows_table,
-    "while paused, device changes, updates and connect give InvalidState and listen works",
+    "while paused, device changes (malformed adds too), updates and connect give InvalidState and listen works",
     every_call_while_paused
 );

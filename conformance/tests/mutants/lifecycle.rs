@@ -3,11 +3,11 @@
 use std::path::Path;
 
 use async_trait::async_trait;
-use uvm_api::{Backend, ConsoleSink, Result, State, StopMode, Uvm, UvmConfig};
+use uvm_api::{Backend, ConsoleSink, Error, Result, ScsiDisk, State, StopMode, Uvm, UvmConfig};
 use uvm_backend_mock::FakeBackend;
 
 use crate::Mutant;
-use crate::lie::Lie;
+use crate::lie::{Lie, scsi};
 
 /// A graceful stop of a VM whose guest is not running (Created or Paused)
 /// waits out the whole timeout before it kills the VM.
@@ -81,6 +81,19 @@ impl Lie for RestoreForgetsNics {
     }
 }
 
+/// A disk's path is checked before the lifecycle table: a relative path
+/// gives InvalidArgument even where the state forbids adds.
+struct ArgumentsCheckedBeforeState;
+#[async_trait]
+impl Lie for ArgumentsCheckedBeforeState {
+    async fn add_disk(&self, vm: &dyn Uvm, disk: ScsiDisk) -> Result<()> {
+        if disk.path.is_relative() {
+            return Err(Error::invalid_argument("path", "must be absolute"));
+        }
+        scsi(vm).add_disk(disk).await
+    }
+}
+
 /// The config's console sink is ignored: the console is discarded.
 struct ConsoleSinkIgnored;
 #[async_trait]
@@ -109,6 +122,16 @@ pub fn mutants() -> Vec<Mutant> {
                 "lifecycle_save_when_created_invalid",
                 "lifecycle_save_when_running_invalid",
                 "lifecycle_save_when_stopped_invalid",
+            ],
+            collateral: &[],
+        },
+        Mutant {
+            name: "disk arguments checked before the state",
+            promise: "lifecycle.state_checked_first",
+            lie: || Box::new(ArgumentsCheckedBeforeState),
+            caught_by: &[
+                "lifecycle_every_call_on_stopped_vm_refused",
+                "lifecycle_every_call_while_paused_follows_table",
             ],
             collateral: &[],
         },
