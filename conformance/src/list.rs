@@ -53,7 +53,8 @@ macro_rules! __uvm_conformance_with_checks {
                 exit_wait_after_exit_returns_at_once
                 exit_wait_blocks_until_stopped
                 exit_concurrent_waiters_same_status
-                exit_guest_exit_wakes_every_waiter;
+                exit_guest_exit_wakes_every_waiter
+                exit_failed_start_is_start_failed;
             stats:
                 stats_before_start
                 stats_uptime_advances_while_running
@@ -224,9 +225,13 @@ macro_rules! __uvm_conformance_with_checks {
                 truthfulness_cpu_group_update
                 truthfulness_action_pause
                 truthfulness_action_resume
-                truthfulness_action_save;
+                truthfulness_action_save
+                truthfulness_unclaimed_restore_refused
+                truthfulness_claimed_guest_os_creates;
             bad_input:
                 bad_input_invalid_config_refused
+                bad_input_invalid_config_lists_every_problem
+                bad_input_invalid_boot_devices_refused
                 bad_input_unsupported_guest_os_refused
                 bad_input_scsi_relative_path
                 bad_input_scsi_missing_image
@@ -264,7 +269,8 @@ macro_rules! __uvm_conformance_with_checks {
                 cleanup_no_task_leak_after_100_vms
                 cleanup_images_closed_after_stop
                 cleanup_image_closed_after_removal
-                cleanup_pending_removals_complete_on_stop;
+                cleanup_pending_removals_complete_on_stop
+                cleanup_dropped_scsi_removal_not_cancelled;
         }
     };
 }

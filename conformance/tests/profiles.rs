@@ -171,6 +171,7 @@ fn about_what_kvm_lacks(name: &str) -> bool {
         "truthfulness_action_save",
         "lifecycle_save_",
         "lifecycle_restore_",
+        "truthfulness_unclaimed_restore_",
     ];
     PREFIXES.iter().any(|p| name.starts_with(p))
 }

@@ -2,7 +2,10 @@
 //! `uvm_api::validate`), and a refused call changes nothing: the id it named
 //! is still free afterwards.
 
-use uvm_api::{Error, GuestOs, State};
+use uvm_api::{
+    BootDevices, DiskFormat, Error, GuestOs, ImageFormat, Nic, ScsiDisk, ShareKind, SharedFolder,
+    State, UvmConfig, VpmemController, VpmemDevice,
+};
 
 use super::device::{DeviceKind, Spec, add_claimed, claims};
 use super::network::NicKind;
@@ -13,7 +16,7 @@ use super::shares::VIRTIO_FS;
 use super::support::{Before, Vm, created_and_running, in_state};
 use super::vpmem::VpmemKind;
 use crate::ctx::Ctx;
-use crate::step::{Step, Want, bail, expect_any_err, expect_err};
+use crate::step::{Step, Want, bail, ensure, expect_any_err, expect_err};
 
 /// Adding `kind`'s device 1 broken by `spoil` gives one of `wants` (or
 /// `NotSupported` if add is unclaimed), before start and while running; the
@@ -231,6 +234,15 @@ async fn invalid_config(ctx: Ctx) -> Step {
     c.cmdline = "quiet".into();
     c.kernel = None;
     broken.push(("a command line without a kernel", c));
+    let kernel = std::path::PathBuf::from("/uvm-conformance/kernel");
+    let mut c = ctx.config();
+    c.kernel = Some(kernel.clone());
+    c.cmdline = "x".repeat(uvm_api::config::MAX_CMDLINE_LEN + 1);
+    broken.push(("a command line one byte over the limit", c));
+    let mut c = ctx.config();
+    c.kernel = Some(kernel);
+    c.cmdline = "console=ttyS0\0quiet".into();
+    broken.push(("a command line holding a NUL", c));
     for (flaw, config) in broken {
         let result = ctx.backend().create(config).await;
         expect_err(
@@ -238,6 +250,213 @@ async fn invalid_config(ctx: Ctx) -> Step {
             result.map(|_| ()),
             Want::InvalidConfig,
         )?;
+    }
+    Ok(())
+}
+
+/// The fields an `InvalidConfig` names, in order.
+fn problem_fields(e: &Error) -> Vec<String> {
+    match e {
+        Error::InvalidConfig { problems } => problems.iter().map(|p| p.field.clone()).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// A config with three bad fields is refused with all three named.
+async fn every_problem_listed(ctx: Ctx) -> Step {
+    let mut config = ctx.config();
+    config.id = String::new();
+    config.vcpus = 0;
+    config.memory_mib = 0;
+    let e = expect_err(
+        "creating a VM with an empty id, 0 vCPUs and 0 MiB of memory",
+        ctx.backend().create(config).await.map(|_| ()),
+        Want::InvalidConfig,
+    )?;
+    let mut fields = problem_fields(&e);
+    fields.sort();
+    ensure!(
+        fields == ["id", "memory_mib", "vcpus"],
+        "InvalidConfig for an empty id, 0 vCPUs and 0 MiB names {fields:?}; it must list every bad field once, by its path: id, memory_mib, vcpus"
+    );
+    Ok(())
+}
+
+/// One malformed boot-device config per rule of `UvmConfig::validate`, each
+/// with the field its problem must name. The paths need not exist: they are
+/// refused before anything is opened.
+fn broken_boot_devices(ctx: &Ctx) -> Step<Vec<(&'static str, &'static str, UvmConfig)>> {
+    let disk = |controller: u8, lun: u8| ScsiDisk {
+        controller,
+        lun,
+        path: "/uvm-conformance/disk.img".into(),
+        format: DiskFormat::Raw,
+        read_only: false,
+    };
+    let pmem = |id: u32| VpmemDevice {
+        id,
+        path: "/uvm-conformance/layer.img".into(),
+        read_only: true,
+        format: ImageFormat::Raw,
+    };
+    let controller = VpmemController {
+        max_devices: 4,
+        max_size_bytes: 64 << 20,
+    };
+    let nic = |id: &str, n: u32| -> Step<Nic> {
+        Ok(Nic {
+            id: id.into(),
+            endpoint: format!("tap{n}"),
+            mac: crate::fixtures::mac(n)?,
+        })
+    };
+    let share = |name: &str| SharedFolder {
+        kind: ShareKind::VirtioFs,
+        name: name.into(),
+        host_path: "/uvm-conformance/share".into(),
+        read_only: true,
+        allowed_files: Vec::new(),
+    };
+    let mut out = Vec::new();
+    let mut push = |flaw, field, edit: &dyn Fn(&mut BootDevices)| {
+        let mut c = ctx.config();
+        edit(&mut c.devices);
+        out.push((flaw, field, c));
+    };
+    push("5 SCSI controllers", "devices.scsi_controllers", &|d| {
+        d.scsi_controllers = uvm_api::config::MAX_SCSI_CONTROLLERS + 1;
+    });
+    push(
+        "a disk on a controller not configured",
+        "devices.scsi_disks[0].controller",
+        &|d| {
+            d.scsi_controllers = 1;
+            d.scsi_disks = vec![disk(1, 0)];
+        },
+    );
+    push("a disk at LUN 64", "devices.scsi_disks[0].lun", &|d| {
+        d.scsi_controllers = 1;
+        d.scsi_disks = vec![disk(0, uvm_api::config::MAX_LUNS_PER_CONTROLLER)];
+    });
+    push(
+        "two disks at one address",
+        "devices.scsi_disks[1].lun",
+        &|d| {
+            d.scsi_controllers = 1;
+            d.scsi_disks = vec![disk(0, 1), disk(0, 1)];
+        },
+    );
+    push(
+        "a disk with a relative path",
+        "devices.scsi_disks[0].path",
+        &|d| {
+            d.scsi_controllers = 1;
+            let mut x = disk(0, 1);
+            x.path = "disk.img".into();
+            d.scsi_disks = vec![x];
+        },
+    );
+    push(
+        "a VPMem device without a controller",
+        "devices.vpmem_devices[0]",
+        &|d| d.vpmem_devices = vec![pmem(0)],
+    );
+    push(
+        "a VPMem device beyond max_devices",
+        "devices.vpmem_devices[0].id",
+        &|d| {
+            d.vpmem = Some(controller);
+            d.vpmem_devices = vec![pmem(controller.max_devices)];
+        },
+    );
+    push(
+        "two VPMem devices in one slot",
+        "devices.vpmem_devices[1].id",
+        &|d| {
+            d.vpmem = Some(controller);
+            d.vpmem_devices = vec![pmem(1), pmem(1)];
+        },
+    );
+    push("a VPMem controller of 0 devices", "devices.vpmem", &|d| {
+        d.vpmem = Some(VpmemController {
+            max_devices: 0,
+            ..controller
+        });
+    });
+    push("a VPMem controller of 0 bytes", "devices.vpmem", &|d| {
+        d.vpmem = Some(VpmemController {
+            max_size_bytes: 0,
+            ..controller
+        });
+    });
+    let (a, b, spaced) = (nic("nic1", 1)?, nic("nic2", 2)?, nic("bad nic", 3)?);
+    push("a NIC id with a space", "devices.nics[0].id", &|d| {
+        d.nics = vec![spaced.clone()];
+    });
+    push("two NICs of one id", "devices.nics[1].id", &|d| {
+        d.nics = vec![
+            a.clone(),
+            Nic {
+                id: a.id.clone(),
+                ..b.clone()
+            },
+        ];
+    });
+    push("two NICs of one MAC", "devices.nics[1].mac", &|d| {
+        d.nics = vec![
+            a.clone(),
+            Nic {
+                mac: a.mac,
+                ..b.clone()
+            },
+        ];
+    });
+    push(
+        "a share name with a slash",
+        "devices.shares[0].name",
+        &|d| {
+            d.shares = vec![share("a/b")];
+        },
+    );
+    push("two shares of one name", "devices.shares[1].name", &|d| {
+        d.shares = vec![share("data"), share("data")];
+    });
+    push(
+        "a share with a relative path",
+        "devices.shares[0].host_path",
+        &|d| {
+            let mut s = share("data");
+            s.host_path = "share".into();
+            d.shares = vec![s];
+        },
+    );
+    push(
+        "an allowed file escaping the share",
+        "devices.shares[0].allowed_files",
+        &|d| {
+            let mut s = share("data");
+            s.allowed_files = vec!["../../etc/passwd".into()];
+            d.shares = vec![s];
+        },
+    );
+    Ok(out)
+}
+
+/// Each malformed boot-device config is refused with `InvalidConfig` naming
+/// the bad field.
+async fn invalid_boot_devices(ctx: Ctx) -> Step {
+    for (flaw, field, config) in broken_boot_devices(&ctx)? {
+        let what = format!("creating a VM whose boot devices have {flaw}");
+        let e = expect_err(
+            &what,
+            ctx.backend().create(config).await.map(|_| ()),
+            Want::InvalidConfig,
+        )?;
+        let fields = problem_fields(&e);
+        ensure!(
+            fields.iter().any(|f| f == field),
+            "{what}: InvalidConfig names {fields:?}; expected it to name {field}"
+        );
     }
     Ok(())
 }
@@ -293,6 +512,20 @@ super::check!(
     bad_input_invalid_config_refused,
     "create refuses a config that fails validation with InvalidConfig",
     invalid_config
+);
+
+super::check!(
+    BadInput,
+    bad_input_invalid_config_lists_every_problem,
+    "InvalidConfig lists every bad field at once, each by its path in the config",
+    every_problem_listed
+);
+
+super::check!(
+    BadInput,
+    bad_input_invalid_boot_devices_refused,
+    "create refuses malformed boot devices (controllers, LUNs, slots, VPMem limits, NIC ids and MACs, share names and paths) with InvalidConfig naming the field",
+    invalid_boot_devices
 );
 
 super::check!(

@@ -15,7 +15,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use uvm_api::{Backend, Operation, State, StopMode};
+use uvm_api::{Backend, Operation, Resource, State, StopMode};
 
 use super::device::{DeviceKind, Spec, add_claimed, claims, remove_claimed};
 use super::network::NicKind;
@@ -283,12 +283,29 @@ async fn images_closed_after_stop(ctx: Ctx) -> Step {
     if !procfs::available() {
         return Err(skip("/proc/self is not readable on this host"));
     }
-    let vm = super::support::create(&ctx).await?;
-    let paths = with_images(&ctx, &vm).await?;
+    // A boot-config disk too, where SCSI adds are claimed: boot devices are
+    // added as a shim would add them, so their images close the same way.
+    let mut config = ctx.config();
+    let mut boot_paths = Vec::new();
+    if ctx
+        .backend()
+        .capabilities()
+        .supports(Resource::Scsi, Operation::Add)
+    {
+        let spec = ScsiKind.fixture(&ctx, 3)?;
+        if ScsiKind.boot(&mut config, &spec)
+            && let Spec::Scsi(d) = &spec
+        {
+            boot_paths.push(d.path.clone());
+        }
+    }
+    let vm = super::support::create_with(&ctx, config).await?;
+    let mut paths = with_images(&ctx, &vm).await?;
     if paths.is_empty() {
         let adds = IMAGE_KINDS.map(|(kind, _)| Capability::Pair(kind.resource(), Operation::Add));
         return Err(unclaimed(&adds));
     }
+    paths.extend(boot_paths);
     vm.start().await.must("start")?;
     if let Some(probe) = vm.guest_probe() {
         for d in probe
@@ -306,33 +323,89 @@ async fn images_closed_after_stop(ctx: Ctx) -> Step {
     no_open_images(&paths, "the VM stopped (its handle still held)").await
 }
 
+/// Hot-adds and removes `kind`'s image-backed device `n` on the running
+/// `vm`, and fails if its image is still open once the removal completed.
+async fn image_closed_after_removal_of(ctx: &Ctx, vm: &Vm, kind: &dyn DeviceKind, n: u32) -> Step {
+    let spec = kind.fixture(ctx, n)?;
+    removable(kind, &**vm, &spec).await?;
+    kind.prepare(&**vm).await?;
+    add_claimed(kind, &**vm, &spec, "hot-adding an image-backed device").await?;
+    let path = match &spec {
+        Spec::Scsi(d) => {
+            if let Some(probe) = vm.guest_probe()
+                && let Some(g) = super::scsi::guest_disk(probe, (d.controller, d.lun)).await?
+            {
+                probe
+                    .read_block(&g.name, 0, 512)
+                    .await
+                    .must("reading the disk in the guest")?;
+            }
+            d.path.clone()
+        }
+        Spec::Vpmem(d) => d.path.clone(),
+        _ => bail!("conformance suite bug: not an image-backed device"),
+    };
+    let removal = remove_claimed(kind, &**vm, &spec, "removing it").await?;
+    complete(ctx, &removal, "removing it").await?;
+    no_open_images(
+        std::slice::from_ref(&path),
+        &format!(
+            "the removal of {} {} completed (the VM still runs)",
+            kind.noun(),
+            kind.id(&spec)
+        ),
+    )
+    .await
+}
+
 async fn image_closed_after_removal(ctx: Ctx) -> Step {
     if !procfs::available() {
         return Err(skip("/proc/self is not readable on this host"));
     }
     let vm = in_state(&ctx, State::Running).await?;
-    let spec = ScsiKind.fixture(&ctx, 1)?;
-    removable(&ScsiKind, &*vm, &spec).await?;
-    ScsiKind.prepare(&*vm).await?;
-    add_claimed(&ScsiKind, &*vm, &spec, "hot-adding a disk").await?;
-    if let Some(probe) = vm.guest_probe()
-        && let Some(d) = super::scsi::guest_disk(probe, (0, 1)).await?
-    {
-        probe
-            .read_block(&d.name, 0, 512)
-            .await
-            .must("reading the disk in the guest")?;
+    let mut parts = Parts::default();
+    for (kind, n) in IMAGE_KINDS {
+        parts.part(image_closed_after_removal_of(&ctx, &vm, kind, n).await)?;
     }
-    let removal = remove_claimed(&ScsiKind, &*vm, &spec, "removing it").await?;
-    complete(&ctx, &removal, "removing it").await?;
-    let Spec::Scsi(d) = &spec else {
-        bail!("conformance suite bug: not a disk");
-    };
-    no_open_images(
-        std::slice::from_ref(&d.path),
-        "the disk's removal completed (the VM still runs)",
-    )
-    .await
+    parts.end()
+}
+
+/// Removes `kind`'s device 1, drops the handle at once, and waits for the id
+/// to free up anyway: re-adding it must succeed within the removal timeout.
+async fn dropped_removal_in(ctx: &Ctx, kind: &dyn DeviceKind, state: State) -> Step {
+    let vm = in_state(ctx, state).await?;
+    let spec = kind.fixture(ctx, 1)?;
+    removable(kind, &*vm, &spec).await?;
+    kind.prepare(&*vm).await?;
+    add_claimed(kind, &*vm, &spec, &format!("adding ({state})")).await?;
+    if state == State::Running
+        && kind.observable()
+        && let Some(probe) = vm.guest_probe()
+    {
+        // The guest has the device before it is asked to let it go.
+        super::device::wait_seen(ctx, kind, probe, &spec, "a hot add").await?;
+    }
+    drop(remove_claimed(kind, &*vm, &spec, &format!("removing ({state})")).await?);
+    let limit = ctx.settings().removal_timeout + Duration::from_secs(1);
+    let (readded, last) = super::support::eventually(limit, || async {
+        match kind.add(&*vm, &spec).await {
+            Some(Ok(())) => Ok((true, String::new())),
+            Some(Err(e)) => Ok((false, crate::step::describe(&e))),
+            None => Err(fail("conformance suite bug: no manager to add with")),
+        }
+    })
+    .await?;
+    ensure!(
+        readded,
+        "{} {} was removed and its removal handle dropped at once ({state}); re-adding it still failed after {limit:?} (last: {last}); dropping a removal must not cancel it",
+        kind.noun(),
+        kind.id(&spec)
+    );
+    Ok(())
+}
+
+async fn dropped_removal_not_cancelled(ctx: Ctx) -> Step {
+    super::support::created_and_running(|state| dropped_removal_in(&ctx, &ScsiKind, state)).await
 }
 
 async fn removals_complete_on_stop(ctx: Ctx) -> Step {
@@ -344,6 +417,7 @@ async fn removals_complete_on_stop(ctx: Ctx) -> Step {
         (&ScsiKind as &dyn DeviceKind, 1),
         (&NicKind, 1),
         (&super::vpmem::VpmemKind, 1),
+        (&super::shares::VIRTIO_FS, 1),
     ] {
         let spec = kind.fixture(&ctx, n)?;
         match removable(kind, &*vm, &spec).await {
@@ -417,13 +491,20 @@ super::check!(
 super::check!(
     Cleanup,
     cleanup_image_closed_after_removal,
-    "once a disk's removal completes, its image is no longer open in the process",
+    "once a disk's or a VPMem device's removal completes, its image is no longer open in the process",
     image_closed_after_removal
 );
 
 super::check!(
     Cleanup,
+    cleanup_dropped_scsi_removal_not_cancelled,
+    "dropping a removal handle at once does not cancel the removal: the disk's address frees up anyway, before start and while running",
+    dropped_removal_not_cancelled
+);
+
+super::check!(
+    Cleanup,
     cleanup_pending_removals_complete_on_stop,
-    "removals still pending when the VM stops complete (they are neither abandoned nor left hanging)",
+    "removals of disks, NICs, VPMem devices and virtio-fs shares still pending when the VM stops complete (they are neither abandoned nor left hanging)",
     removals_complete_on_stop
 );

@@ -7,7 +7,7 @@ use uvm_api::{ExitStatus, GuestAction, State, StopMode, StopReason};
 
 use super::support::{GRACEFUL, Vm, create, expect_state, in_state, probe};
 use crate::ctx::Ctx;
-use crate::step::{Must, Step, bail, ensure, fail};
+use crate::step::{Must, Step, Want, bail, ensure, expect_any_err, expect_err, fail, skip};
 
 /// How long `wait` may take once the VM has stopped ("returns at once").
 const AT_ONCE: Duration = Duration::from_millis(500);
@@ -96,8 +96,46 @@ async fn poweroff(ctx: Ctx) -> Step {
     guest_exit(ctx, GuestAction::PowerOff, StopReason::Shutdown).await
 }
 
+/// A guest exit nobody waits for: `state()` alone must show it, and whoever
+/// reads `Stopped` must already read the exit status. No `wait` and no `stop`
+/// are called until the state reads `Stopped`.
 async fn reboot(ctx: Ctx) -> Step {
-    guest_exit(ctx, GuestAction::Reboot, StopReason::Reboot).await
+    let action = GuestAction::Reboot;
+    let want = StopReason::Reboot;
+    let vm = in_state(&ctx, State::Running).await?;
+    let p = probe(&*vm)?;
+    p.trigger(action)
+        .await
+        .must(&format!("making the guest {action:?}"))?;
+    let after = format!("the guest did {action:?} (nobody waiting)");
+    let deadline = tokio::time::Instant::now() + GUEST_EXIT;
+    loop {
+        if vm.state() == State::Stopped {
+            let status = vm.exit_status();
+            ensure!(
+                status.as_ref().map(|s| s.reason) == Some(want),
+                "after {after}: state() reads stopped but exit_status() is {status:?}; whoever sees stopped must see the exit status ({want})"
+            );
+            break;
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "after {after}: state() still reads {} after {GUEST_EXIT:?}; the guest's exit must move the VM to stopped without anyone calling wait or stop",
+            vm.state()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let status = wait_within(&vm, AT_ONCE, &after).await?;
+    check_exit(&vm, &status, want, &after)?;
+    vm.stop(StopMode::Force)
+        .await
+        .must("stop after the guest exited")?;
+    let again = vm.wait().await;
+    ensure!(
+        again == status,
+        "stop after a guest {action:?} changed the exit status from {status} to {again}"
+    );
+    Ok(())
 }
 
 async fn panic(ctx: Ctx) -> Step {
@@ -108,11 +146,72 @@ async fn crash(ctx: Ctx) -> Step {
     guest_exit(ctx, GuestAction::Crash, StopReason::Crash).await
 }
 
+/// Polls `state()` from another task until it reads `Stopped` and returns
+/// what `exit_status()` said at that moment (`None` if the poll timed out).
+fn watch_stopped(vm: &Vm) -> tokio::task::JoinHandle<Option<Option<ExitStatus>>> {
+    let vm = vm.arc();
+    tokio::spawn(async move {
+        let deadline = tokio::time::Instant::now() + GUEST_EXIT;
+        while tokio::time::Instant::now() < deadline {
+            if vm.state() == State::Stopped {
+                return Some(vm.exit_status());
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        None
+    })
+}
+
 async fn force_stop_killed(ctx: Ctx) -> Step {
     let vm = in_state(&ctx, State::Running).await?;
+    let watcher = watch_stopped(&vm);
     vm.stop(StopMode::Force).await.must("force stop")?;
     let status = wait_within(&vm, AT_ONCE, "a forced stop").await?;
-    check_exit(&vm, &status, StopReason::Killed, "a forced stop")
+    check_exit(&vm, &status, StopReason::Killed, "a forced stop")?;
+    let seen = watcher
+        .await
+        .map_err(|e| fail(format!("state watcher task: {e}")))?;
+    match seen {
+        Some(Some(_)) => Ok(()),
+        Some(None) => bail!(
+            "during a forced stop another task read state() stopped while exit_status() was None; whoever sees stopped must see the exit status"
+        ),
+        None => bail!("during a forced stop another task never read state() stopped"),
+    }
+}
+
+/// A start that fails before the guest runs (its kernel does not exist)
+/// returns the error and ends the VM stopped with reason `start_failed`.
+async fn failed_start(ctx: Ctx) -> Step {
+    let mut config = ctx.config();
+    config.guest_os = uvm_api::GuestOs::Linux;
+    config.kernel = Some(ctx.scratch().join("no-such-kernel"));
+    let vm = match ctx.backend().create(config).await {
+        Ok(vm) => Vm::new(vm),
+        Err(e) => {
+            expect_any_err(
+                "creating a VM whose kernel does not exist",
+                Err::<(), _>(e),
+                &[Want::InvalidArgument, Want::InvalidConfig, Want::Io],
+            )?;
+            return Err(skip(
+                "the backend refuses a missing kernel at create, so no start can fail",
+            ));
+        }
+    };
+    let what = "start of a VM whose kernel does not exist";
+    if vm.start().await.is_ok() {
+        bail!("{what} succeeded");
+    }
+    expect_state(&*vm, State::Stopped, what)?;
+    let status = wait_within(&vm, AT_ONCE, what).await?;
+    check_exit(&vm, &status, StopReason::StartFailed, what)?;
+    expect_err(
+        &format!("start again after the {what} failed"),
+        vm.start().await,
+        Want::InvalidState(State::Stopped),
+    )?;
+    Ok(())
 }
 
 async fn graceful_stop_reason(ctx: Ctx) -> Step {
@@ -154,17 +253,15 @@ async fn stop_in_created_killed(ctx: Ctx) -> Step {
 }
 
 async fn stop_while_paused_killed(ctx: Ctx) -> Step {
-    let vm = in_state(&ctx, State::Paused).await?;
-    vm.stop(StopMode::Force)
-        .await
-        .must("force stop while paused")?;
-    let status = wait_within(&vm, AT_ONCE, "a forced stop while paused").await?;
-    check_exit(
-        &vm,
-        &status,
-        StopReason::Killed,
-        "a forced stop while paused",
-    )
+    // A paused guest cannot answer the power button: either mode kills it.
+    for mode in [StopMode::Force, GRACEFUL] {
+        let vm = in_state(&ctx, State::Paused).await?;
+        let what = format!("a {mode:?} stop while paused");
+        vm.stop(mode).await.must(&what)?;
+        let status = wait_within(&vm, AT_ONCE, &what).await?;
+        check_exit(&vm, &status, StopReason::Killed, &what)?;
+    }
+    Ok(())
 }
 
 async fn wait_after_exit_at_once(ctx: Ctx) -> Step {
@@ -276,7 +373,7 @@ super::check!(
 super::check!(
     Exit,
     exit_guest_reboot_is_reboot,
-    "a guest reboot stops the VM with reason reboot and no exit error",
+    "a guest reboot stops the VM with reason reboot and no exit error; state() shows it with nobody waiting, the exit status with it",
     reboot
 );
 
@@ -297,8 +394,15 @@ super::check!(
 super::check!(
     Exit,
     exit_force_stop_is_killed,
-    "a forced stop reports reason killed and no exit error",
+    "a forced stop reports reason killed and no exit error; another task that reads stopped reads the exit status too",
     force_stop_killed
+);
+
+super::check!(
+    Exit,
+    exit_failed_start_is_start_failed,
+    "a start that fails before the guest runs returns the error and ends the VM stopped with reason start_failed and an exit error",
+    failed_start
 );
 
 super::check!(
@@ -318,7 +422,7 @@ super::check!(
 super::check!(
     Exit,
     exit_stop_while_paused_is_killed,
-    "a forced stop of a paused VM reports killed",
+    "a stop of a paused VM, forced or graceful, reports killed",
     stop_while_paused_killed
 );
 

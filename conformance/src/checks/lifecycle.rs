@@ -3,10 +3,16 @@
 
 use std::time::Duration;
 
-use uvm_api::{Action, State, StopMode, StopReason, Uvm};
+use uvm_api::{Action, Operation, Resource, State, StopMode, StopReason, Uvm};
 
+use super::device::{DeviceKind, Spec, add_claimed, claims, wait_seen};
+use super::guest::{GuestSnapshot, snapshot};
+use super::network::NicKind;
 use super::ops::every_call;
-use super::support::{Before, GRACEFUL, create, expect_state, in_state, need_pause, reach};
+use super::scsi::ScsiKind;
+use super::support::{
+    Before, GRACEFUL, create, eventually, expect_state, in_state, need_pause, reach,
+};
 use crate::capability::{Capability, OPTIONAL_ACTIONS};
 use crate::ctx::Ctx;
 use crate::step::{Must, Step, Want, bail, ensure, expect_err, skip, unclaimed, verdict};
@@ -41,6 +47,14 @@ async fn refused_in(ctx: &Ctx, action: Action, state: State) -> Step {
     };
     expect_err(&what, act(ctx, &*vm, action).await, want)?;
     before.unchanged(&*vm, &what).await?;
+    if action == Action::Save {
+        let dest = ctx.scratch().join("snapshot");
+        ensure!(
+            !dest.exists(),
+            "after {what}: the refused save wrote {}",
+            dest.display()
+        );
+    }
     ensure!(
         vm.exit_status().is_none() || state == State::Stopped,
         "after {what}: the VM reports an exit status although it did not stop"
@@ -93,9 +107,18 @@ async fn new_vm_is_created(ctx: Ctx) -> Step {
 }
 
 async fn start_from_created(ctx: Ctx) -> Step {
-    let vm = create(&ctx).await?;
+    // The serial console goes to a file the VM creates.
+    let console = ctx.scratch().join("console.log");
+    let mut config = ctx.config();
+    config.console = uvm_api::ConsoleSink::File(console.clone());
+    let vm = super::support::create_with(&ctx, config).await?;
     vm.start().await.must("start from created")?;
     expect_state(&*vm, State::Running, "start")?;
+    ensure!(
+        console.exists(),
+        "the VM started with its console going to file {}, which does not exist",
+        console.display()
+    );
     ensure!(
         vm.exit_status().is_none(),
         "a running VM reports an exit status"
@@ -174,22 +197,74 @@ async fn save_when_paused(ctx: Ctx) -> Step {
     Ok(())
 }
 
+/// The devices a VM to be saved gets: disk 1 and NIC 1 before start, disk 2
+/// hot-added once it runs (each where its add is claimed).
+fn saved_devices(ctx: &Ctx) -> Step<[(&'static dyn DeviceKind, Spec, bool); 3]> {
+    Ok([
+        (
+            &ScsiKind as &dyn DeviceKind,
+            ScsiKind.fixture(ctx, 1)?,
+            false,
+        ),
+        (&NicKind, NicKind.fixture(ctx, 1)?, false),
+        (&ScsiKind, ScsiKind.fixture(ctx, 2)?, true),
+    ])
+}
+
+/// Gives `vm` the devices of [`saved_devices`], starts it, and returns what
+/// its guest sees once every device shows (`None` without a probe).
+async fn run_with_devices(ctx: &Ctx, vm: &dyn Uvm) -> Step<Option<GuestSnapshot>> {
+    let devices = saved_devices(ctx)?;
+    for hot in [false, true] {
+        if hot {
+            vm.start().await.must("start")?;
+        }
+        for (kind, spec, _) in devices.iter().filter(|(_, _, h)| *h == hot) {
+            if claims(*kind, vm, Operation::Add)? {
+                kind.prepare(vm).await?;
+                add_claimed(*kind, vm, spec, "adding a device to the VM to be saved").await?;
+            }
+        }
+    }
+    let Some(probe) = vm.guest_probe() else {
+        return Ok(None);
+    };
+    for (kind, spec, _) in &devices {
+        if claims(*kind, vm, Operation::Add)? && kind.observable() {
+            // A device that never shows is the failure of a check about
+            // adding it; this one then has nothing to compare.
+            wait_seen(ctx, *kind, probe, spec, "adding it to the VM to be saved")
+                .await
+                .map_err(|o| {
+                    skip(format!(
+                        "the guest of the VM to be saved never showed its devices, so there is nothing to compare after restore ({})",
+                        o.message().unwrap_or_default()
+                    ))
+                })?;
+        }
+    }
+    Ok(Some(snapshot(probe).await?))
+}
+
 async fn restore_snapshot(ctx: Ctx) -> Step {
     let backend = ctx.backend().clone();
     let dest = ctx.scratch().join("snapshot");
     let vm = create(&ctx).await?;
     let can_save = vm.supports_action(Action::Save) && vm.supports_action(Action::Pause);
+    let mut saved_view = None;
     if can_save {
-        reach(&*vm, State::Paused).await?;
+        saved_view = run_with_devices(&ctx, &*vm).await?;
+        vm.pause().await.must("pause")?;
         vm.save(&dest).await.must("save while paused")?;
         vm.stop(StopMode::Force).await.must("stop the saved VM")?;
     }
     let restored = backend.restore(&dest).await;
     if !backend.capabilities().restore {
-        ensure!(
-            restored.is_err(),
-            "restore succeeded although the backend's capabilities say restore: false"
-        );
+        expect_err(
+            "restore (the backend's capabilities say restore: false)",
+            restored.map(|_| ()),
+            Want::ActionNotSupported(Action::Save),
+        )?;
         return Err(unclaimed(&[Capability::Restore]));
     }
     if !can_save {
@@ -207,6 +282,19 @@ async fn restore_snapshot(ctx: Ctx) -> Step {
     if restored.supports_action(Action::Resume) {
         restored.resume().await.must("resume the restored VM")?;
         expect_state(&*restored, State::Running, "resume after restore")?;
+        // The restored VM is the saved one: its guest sees the same devices.
+        if let (Some(before), Some(probe)) = (&saved_view, restored.guest_probe()) {
+            let limit = ctx.settings().guest_timeout;
+            let (same, now) = eventually(limit, || async {
+                let now = snapshot(probe).await?;
+                Ok((&now == before, now))
+            })
+            .await?;
+            ensure!(
+                same,
+                "the restored VM's guest does not see what the saved one saw (saved: {before}; restored: {now})"
+            );
+        }
     }
     restored
         .stop(StopMode::Force)
@@ -226,8 +314,29 @@ async fn stop_from(ctx: &Ctx, state: State, mode: StopMode) -> Step {
     Ok(())
 }
 
+/// How long a graceful stop of a VM whose guest is not running may take: it
+/// stops the VM at once, without asking the guest or waiting out the timeout.
+const IDLE_STOP: Duration = Duration::from_secs(5);
+
+/// A graceful stop (10 s timeout) of a VM in `state` (`Created` or `Paused`)
+/// returns well before its timeout.
+async fn graceful_stop_at_once(ctx: &Ctx, state: State) -> Step {
+    let vm = in_state(ctx, state).await?;
+    let what = format!("a graceful stop while {state}");
+    let started = tokio::time::Instant::now();
+    vm.stop(GRACEFUL).await.must(&what)?;
+    let took = started.elapsed();
+    expect_state(&*vm, State::Stopped, &what)?;
+    ensure!(
+        took < IDLE_STOP,
+        "{what} took {took:?} of its {GRACEFUL:?}; with no running guest to ask, it must stop the VM at once"
+    );
+    Ok(())
+}
+
 async fn stop_from_created(ctx: Ctx) -> Step {
-    stop_from(&ctx, State::Created, GRACEFUL).await
+    stop_from(&ctx, State::Created, StopMode::Force).await?;
+    graceful_stop_at_once(&ctx, State::Created).await
 }
 
 async fn stop_from_running(ctx: Ctx) -> Step {
@@ -237,19 +346,7 @@ async fn stop_from_running(ctx: Ctx) -> Step {
 
 async fn stop_while_paused(ctx: Ctx) -> Step {
     stop_from(&ctx, State::Paused, StopMode::Force).await?;
-    let vm = in_state(&ctx, State::Paused).await?;
-    let started = tokio::time::Instant::now();
-    let timeout = Duration::from_millis(500);
-    vm.stop(StopMode::Graceful { timeout })
-        .await
-        .must("graceful stop while paused")?;
-    expect_state(&*vm, State::Stopped, "graceful stop while paused")?;
-    let took = started.elapsed();
-    ensure!(
-        took < timeout + Duration::from_secs(5),
-        "a graceful stop with a {timeout:?} timeout took {took:?} on a paused VM"
-    );
-    Ok(())
+    graceful_stop_at_once(&ctx, State::Paused).await
 }
 
 async fn stop_when_stopped(ctx: Ctx) -> Step {
@@ -340,6 +437,9 @@ async fn every_call_on_stopped(ctx: Ctx) -> Step {
     for call in every_call(&ctx, &*vm).await? {
         check_call(&*vm, call, State::Stopped)?;
     }
+    for call in malformed_calls(&ctx, &*vm).await? {
+        check_call(&*vm, call, State::Stopped)?;
+    }
     expect_state(&*vm, State::Stopped, "every call on a stopped VM")?;
     let status = vm.wait().await;
     ensure!(
@@ -347,6 +447,66 @@ async fn every_call_on_stopped(ctx: Ctx) -> Step {
         "refused calls changed the exit reason to {status}"
     );
     Ok(())
+}
+
+/// Add calls with malformed arguments (a relative disk path, LUN 64, a NIC
+/// id with a space, a relative VPMem path): the state is checked before the
+/// arguments, so where the table forbids adds they give InvalidState too.
+async fn malformed_calls(ctx: &Ctx, vm: &dyn Uvm) -> Step<Vec<super::ops::Call>> {
+    use super::ops::Call;
+    let mut calls = Vec::new();
+    let mut call = |what: &str, resource, result: Option<uvm_api::Result<()>>| {
+        calls.push(Call {
+            what: what.to_owned(),
+            resource,
+            operation: Operation::Add,
+            result,
+        });
+    };
+    if let Spec::Scsi(mut d) = ScsiKind.fixture(ctx, 1)? {
+        d.path = "disk.img".into();
+        let scsi = vm.scsi();
+        let relative = match scsi {
+            Some(m) => Some(m.add_disk(d.clone()).await),
+            None => None,
+        };
+        call(
+            "scsi add_disk(0:1) with a relative path",
+            Resource::Scsi,
+            relative,
+        );
+        d.lun = uvm_api::config::MAX_LUNS_PER_CONTROLLER;
+        let high = match scsi {
+            Some(m) => Some(m.add_disk(d).await),
+            None => None,
+        };
+        call("scsi add_disk at LUN 64", Resource::Scsi, high);
+    }
+    if let Spec::Nic(mut n) = NicKind.fixture(ctx, 1)? {
+        n.id = "bad nic".into();
+        let result = match vm.network() {
+            Some(m) => Some(m.add_nic(n).await),
+            None => None,
+        };
+        call(
+            "network add_nic with the id \"bad nic\"",
+            Resource::Network,
+            result,
+        );
+    }
+    if let Spec::Vpmem(mut d) = super::vpmem::VpmemKind.fixture(ctx, 1)? {
+        d.path = "layer.img".into();
+        let result = match vm.vpmem() {
+            Some(m) => Some(m.add_device(d).await),
+            None => None,
+        };
+        call(
+            "vpmem add_device(1) with a relative path",
+            Resource::VPMem,
+            result,
+        );
+    }
+    Ok(calls)
 }
 
 /// One manager call in `state`: refused per the table (listen is allowed while paused).
@@ -379,6 +539,9 @@ async fn every_call_while_paused(ctx: Ctx) -> Step {
     for call in every_call(&ctx, &*vm).await? {
         check_call(&*vm, call, State::Paused)?;
     }
+    for call in malformed_calls(&ctx, &*vm).await? {
+        check_call(&*vm, call, State::Paused)?;
+    }
     before
         .unchanged(&*vm, "every manager call while paused")
         .await?;
@@ -395,7 +558,7 @@ super::check!(
 super::check!(
     Lifecycle,
     lifecycle_start_from_created,
-    "start moves a created VM to running",
+    "start moves a created VM to running, its console going to the file the config names",
     start_from_created
 );
 
@@ -507,7 +670,7 @@ super::check!(
 super::check!(
     Lifecycle,
     lifecycle_restore_from_snapshot,
-    "a saved snapshot restores to a paused VM that resumes (restore fails if the backend cannot)",
+    "a saved snapshot restores to a paused VM that resumes with the disks and NICs the saved one had, cold and hot (unclaimed: ActionNotSupported { save })",
     restore_snapshot
 );
 
@@ -556,13 +719,13 @@ super::check!(
 super::check!(
     Lifecycle,
     lifecycle_every_call_on_stopped_vm_refused,
-    "every lifecycle and manager call on a stopped VM gives InvalidState (NotSupported where unclaimed)",
+    "every lifecycle and manager call on a stopped VM, malformed adds too, gives InvalidState (NotSupported where unclaimed)",
     every_call_on_stopped
 );
 
 super::check!(
     Lifecycle,
     lifecycle_every_call_while_paused_follows_table,
-    "while paused, device changes, updates and connect give InvalidState and listen works",
+    "while paused, device changes (malformed adds too), updates and connect give InvalidState and listen works",
     every_call_while_paused
 );

@@ -3,11 +3,13 @@
 
 use std::time::Duration;
 
-use uvm_api::{Action, State, Stats, StopMode, Uvm};
+use uvm_api::{Action, Operation, Resource, State, Stats, StopMode, Uvm};
 
-use super::support::{create, in_state, need_pause};
+use super::device::{DeviceKind, Spec, add_claimed, claims};
+use super::scsi::{ScsiKind, guest_disk};
+use super::support::{create, eventually, in_state, need_pause};
 use crate::ctx::Ctx;
-use crate::step::{Must, Step, ensure};
+use crate::step::{Must, Step, bail, ensure};
 
 const MIB: u64 = 1 << 20;
 
@@ -106,6 +108,8 @@ async fn before_start(ctx: Ctx) -> Step {
 
 async fn uptime_advances(ctx: Ctx) -> Step {
     let vm = create(&ctx).await?;
+    // Time spent Created does not count: uptime runs from start.
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let started = tokio::time::Instant::now();
     vm.start().await.must("start")?;
     let a = sample(&*vm, "while running").await?;
@@ -219,12 +223,97 @@ async fn frozen_after_stop(ctx: Ctx) -> Step {
     Ok(())
 }
 
+/// Bytes the guest reads from the counted disk in [`every_state`].
+const COUNTED_READ: u64 = 4096;
+
+/// Adds disk 1 before start, if the VM claims SCSI adds, so that its device
+/// counters can be held to the guest's I/O; returns its spec.
+async fn counted_disk(ctx: &Ctx, vm: &dyn Uvm) -> Step<Option<Spec>> {
+    if !claims(&ScsiKind, vm, Operation::Add)? {
+        return Ok(None);
+    }
+    let spec = ScsiKind.fixture(ctx, 1)?;
+    ScsiKind.prepare(vm).await?;
+    add_claimed(&ScsiKind, vm, &spec, "adding a disk to count its I/O").await?;
+    Ok(Some(spec))
+}
+
+/// The device counters name only devices the VM has (a disk by its
+/// address), and the counted disk's counters grew with the guest's reads.
+fn counters_follow_io(a: &Stats, b: &Stats, disks: &[String], counted: &str) -> Step {
+    for d in &b.devices {
+        if d.resource == Some(Resource::Scsi) {
+            ensure!(
+                disks.contains(&d.id),
+                "stats list SCSI device counters under id {:?}; a device counter names its device by the id it was added with (the VM's disks: {disks:?})",
+                d.id
+            );
+        }
+    }
+    let find = |s: &Stats| {
+        s.devices
+            .iter()
+            .find(|d| d.resource == Some(Resource::Scsi) && d.id == counted)
+            .cloned()
+    };
+    let Some(after) = find(b) else {
+        return Ok(());
+    };
+    let before = find(a).unwrap_or_default();
+    if let Some(y) = after.read_bytes {
+        let x = before.read_bytes.unwrap_or(0);
+        ensure!(
+            y >= x + COUNTED_READ,
+            "disk {counted}: read_bytes went from {x} to {y} while the guest read {COUNTED_READ} bytes from it"
+        );
+    }
+    if let Some(y) = after.requests {
+        let x = before.requests.unwrap_or(0);
+        ensure!(
+            y > x,
+            "disk {counted}: requests stayed at {x} while the guest read {COUNTED_READ} bytes from it"
+        );
+    }
+    Ok(())
+}
+
 async fn every_state(ctx: Ctx) -> Step {
     let vm = create(&ctx).await?;
     consistent(&sample(&*vm, "while created").await?, "while created")?;
+    let counted = counted_disk(&ctx, &*vm).await?;
     vm.start().await.must("start")?;
     let mut last = sample(&*vm, "while running").await?;
     consistent(&last, "while running")?;
+    if let (Some(spec), Some(probe)) = (&counted, vm.guest_probe()) {
+        let Spec::Scsi(d) = spec else {
+            bail!("conformance suite bug: not a disk");
+        };
+        let limit = ctx.settings().guest_timeout;
+        let (_, seen) = eventually(limit, || async {
+            let seen = guest_disk(probe, (d.controller, d.lun)).await?;
+            Ok((seen.is_some(), seen))
+        })
+        .await?;
+        if let Some(g) = seen {
+            let a = sample(&*vm, "before the guest read the disk").await?;
+            probe
+                .read_block(&g.name, 0, COUNTED_READ)
+                .await
+                .must("reading the disk in the guest")?;
+            let b = sample(&*vm, "after the guest read the disk").await?;
+            not_backwards(&a, &b, "across the guest's read")?;
+            let mut disks: Vec<String> = ctx
+                .template()
+                .devices
+                .scsi_disks
+                .iter()
+                .map(uvm_api::ScsiDisk::address)
+                .collect();
+            disks.push(d.address());
+            counters_follow_io(&a, &b, &disks, &d.address())?;
+            last = b;
+        }
+    }
     if vm.supports_action(Action::Pause) {
         vm.pause().await.must("pause")?;
         let s = sample(&*vm, "while paused").await?;
@@ -237,7 +326,7 @@ async fn every_state(ctx: Ctx) -> Step {
             last = s;
         }
     }
-    if let Some(probe) = vm.guest_probe()
+    let crashed = if let Some(probe) = vm.guest_probe()
         && vm.state() == State::Running
     {
         probe
@@ -245,12 +334,24 @@ async fn every_state(ctx: Ctx) -> Step {
             .await
             .must("making the guest crash")?;
         let _ = tokio::time::timeout(Duration::from_secs(10), vm.wait()).await;
+        true
     } else {
         vm.stop(StopMode::Force).await.must("force stop")?;
-    }
+        false
+    };
     let s = sample(&*vm, "after the guest crashed (or was stopped)").await?;
     consistent(&s, "after the exit")?;
-    not_backwards(&last, &s, "across the exit")
+    not_backwards(&last, &s, "across the exit")?;
+    if crashed && vm.state() == State::Stopped {
+        // Frozen whoever stopped the VM, the guest too.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let t = sample(&*vm, "300 ms after the guest crashed").await?;
+        ensure!(
+            s == t,
+            "stats changed after the guest crashed and the VM stopped: {s:?} then {t:?}"
+        );
+    }
+    Ok(())
 }
 
 super::check!(

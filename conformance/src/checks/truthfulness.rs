@@ -442,6 +442,66 @@ async fn save(ctx: Ctx) -> Step {
     action(ctx, Action::Save).await
 }
 
+/// `restore` of what is no snapshot (a missing path, a file of other bytes)
+/// gives an error and no VM; a backend that does not claim restore gives
+/// `ActionNotSupported { save }` for it, whatever the path.
+async fn restore_refused(ctx: Ctx) -> Step {
+    let backend = ctx.backend().clone();
+    let claimed = backend.capabilities().restore;
+    let missing = ctx.scratch().join("no-snapshot-here");
+    let junk = ctx.scratch().join("not-a-snapshot");
+    std::fs::write(&junk, b"these bytes are no snapshot")
+        .map_err(|e| crate::step::fail(format!("writing {}: {e}", junk.display())))?;
+    for (what, path) in [
+        ("a missing path", &missing),
+        ("a file that is no snapshot", &junk),
+    ] {
+        let result = backend.restore(path).await.map(super::support::Vm::new);
+        let what = format!("restore from {what}");
+        if claimed {
+            ensure!(result.is_err(), "{what} succeeded");
+        } else {
+            expect_err(
+                &format!("{what} (the backend's capabilities say restore: false)"),
+                result.map(|_| ()),
+                Want::ActionNotSupported(Action::Save),
+            )?;
+        }
+    }
+    crate::step::verdict(claimed, &[Capability::Restore])
+}
+
+/// Every guest OS the backend says it runs can be created from the template
+/// adapted to it (a Windows guest takes no kernel, initrd or command line).
+async fn claimed_guest_os_creates(ctx: Ctx) -> Step {
+    let backend = ctx.backend().clone();
+    let mut claimed = 0;
+    for os in [uvm_api::GuestOs::Linux, uvm_api::GuestOs::Windows] {
+        if !backend.supports_guest_os(os) {
+            continue;
+        }
+        claimed += 1;
+        let mut config = ctx.config();
+        config.guest_os = os;
+        if os == uvm_api::GuestOs::Windows {
+            config.kernel = None;
+            config.initrd = None;
+            config.cmdline.clear();
+        }
+        let vm = super::support::create_with(&ctx, config)
+            .await
+            .map_err(|o| {
+                crate::step::fail(format!(
+                    "supports_guest_os({os}) is true, but creating a {os} VM failed: {}",
+                    o.message().unwrap_or_default()
+                ))
+            })?;
+        expect_state(&*vm, State::Created, &format!("creating a {os} VM"))?;
+    }
+    ensure!(claimed > 0, "supports_guest_os is false for every guest OS");
+    Ok(())
+}
+
 /// What a per-resource add check asserts.
 const ADD: &str = "claimed: adding works before start and while running, and the guest sees it; unclaimed: NotSupported in every state, nothing changed";
 /// What a per-resource remove check asserts.
@@ -634,4 +694,18 @@ super::check!(
     truthfulness_action_save,
     "claimed: save works while paused and writes the snapshot; unclaimed: ActionNotSupported in every state, writing nothing",
     save
+);
+
+super::check!(
+    Truthfulness,
+    truthfulness_unclaimed_restore_refused,
+    "restore of a missing path or a file that is no snapshot gives an error and no VM; unclaimed: ActionNotSupported { save }",
+    restore_refused
+);
+
+super::check!(
+    Truthfulness,
+    truthfulness_claimed_guest_os_creates,
+    "a VM of every guest OS the backend says it runs can be created",
+    claimed_guest_os_creates
 );

@@ -33,6 +33,13 @@ pub(super) static PROMISES: &[Promise] = &[
         ],
     },
     Promise {
+        id: "lifecycle.console_file_created",
+        area: Area::Lifecycle,
+        source: "ConsoleSink::File",
+        text: "a console sink File(path) is honoured: the file is created, if missing, once the VM has started",
+        checks: &["lifecycle_start_from_created"],
+    },
+    Promise {
         id: "lifecycle.pause_from_running",
         area: Area::Lifecycle,
         source: "Uvm::pause",
@@ -105,8 +112,8 @@ pub(super) static PROMISES: &[Promise] = &[
         id: "lifecycle.restore_same_vm",
         area: Area::Lifecycle,
         source: "Backend::restore",
-        text: "a restored VM is the saved one: after resume the guest has the same disks, NICs and shares",
-        checks: &[],
+        text: "a restored VM is the saved one: after resume the guest has the same disks and NICs, cold-plugged and hot-added",
+        checks: &["lifecycle_restore_from_snapshot"],
     },
     Promise {
         id: "lifecycle.stop_ends_stopped",
@@ -124,7 +131,7 @@ pub(super) static PROMISES: &[Promise] = &[
         area: Area::Lifecycle,
         source: "StopMode::Graceful",
         text: "a graceful stop of a Created or Paused VM stops it at once instead of waiting out the timeout",
-        checks: &[],
+        checks: &["lifecycle_stop_from_created", "lifecycle_stop_while_paused"],
     },
     Promise {
         id: "lifecycle.stop_idempotent",
@@ -228,7 +235,7 @@ pub(super) static PROMISES: &[Promise] = &[
         area: Area::Exit,
         source: "Uvm::start",
         text: "a start that fails before the guest runs returns the error and leaves the VM Stopped with reason StartFailed and an exit error",
-        checks: &[],
+        checks: &["exit_failed_start_is_start_failed"],
     },
     Promise {
         id: "exit.wait_blocks_until_stopped",
@@ -298,7 +305,14 @@ pub(super) static PROMISES: &[Promise] = &[
         area: Area::Exit,
         source: "ExitCell (lib.rs)",
         text: "whoever reads the state Stopped can also read the exit status",
-        checks: &[],
+        checks: &["exit_guest_reboot_is_reboot", "exit_force_stop_is_killed"],
+    },
+    Promise {
+        id: "exit.guest_exit_moves_state",
+        area: Area::Exit,
+        source: "Uvm::state, lib.rs Lifecycle",
+        text: "a guest exit moves the VM to Stopped by itself: state() reads Stopped without anyone calling wait or stop",
+        checks: &["exit_guest_reboot_is_reboot"],
     },
     // stats
     Promise {
@@ -340,7 +354,7 @@ pub(super) static PROMISES: &[Promise] = &[
         area: Area::Stats,
         source: "Uvm::stats",
         text: "once the VM has stopped, for whatever reason, no figure changes any more",
-        checks: &["stats_frozen_after_stop"],
+        checks: &["stats_frozen_after_stop", "stats_in_every_state"],
     },
     Promise {
         id: "stats.total_is_sum",
@@ -398,7 +412,7 @@ pub(super) static PROMISES: &[Promise] = &[
         area: Area::Stats,
         source: "DeviceCounters",
         text: "a device counter names a device by the resource and id it was added with, and its counted bytes and requests grow with the guest's I/O",
-        checks: &[],
+        checks: &["stats_in_every_state"],
     },
     // scsi
     Promise {
@@ -1320,7 +1334,17 @@ pub(super) static PROMISES: &[Promise] = &[
         area: Area::Truthfulness,
         source: "Backend::restore, Capabilities::restore",
         text: "a backend whose capabilities say restore false returns ActionNotSupported for Save and no VM",
-        checks: &[],
+        checks: &[
+            "truthfulness_unclaimed_restore_refused",
+            "lifecycle_restore_from_snapshot",
+        ],
+    },
+    Promise {
+        id: "truthfulness.claimed_guest_os_creates",
+        area: Area::Truthfulness,
+        source: "Backend::supports_guest_os, Backend::create",
+        text: "a VM of every guest OS supports_guest_os claims can be created from a valid config",
+        checks: &["truthfulness_claimed_guest_os_creates"],
     },
     // bad_input
     Promise {
@@ -1349,14 +1373,17 @@ pub(super) static PROMISES: &[Promise] = &[
         area: Area::BadInput,
         source: "UvmConfig::validate",
         text: "boot devices are refused when malformed: more than 4 SCSI controllers, a disk on an unconfigured controller, LUN 64+, a repeated address or slot, a VPMem device without controller or beyond max_devices, zero VPMem limits, bad or repeated NIC ids or MACs, bad or repeated share names, relative paths, escaping allowed files",
-        checks: &[],
+        checks: &["bad_input_invalid_boot_devices_refused"],
     },
     Promise {
         id: "bad_input.config_all_problems_listed",
         area: Area::BadInput,
         source: "Error::InvalidConfig, UvmConfig::validate",
         text: "InvalidConfig lists every bad field at once, each named by its path in the config",
-        checks: &[],
+        checks: &[
+            "bad_input_invalid_config_lists_every_problem",
+            "bad_input_invalid_boot_devices_refused",
+        ],
     },
     Promise {
         id: "bad_input.unsupported_guest_os",
@@ -1552,7 +1579,7 @@ pub(super) static PROMISES: &[Promise] = &[
         area: Area::Cleanup,
         source: "Removal",
         text: "dropping a Removal handle does not cancel the removal: the id frees up anyway",
-        checks: &[],
+        checks: &["cleanup_dropped_scsi_removal_not_cancelled"],
     },
     Promise {
         id: "cleanup.image_closed_after_removal",
@@ -1565,7 +1592,7 @@ pub(super) static PROMISES: &[Promise] = &[
         id: "cleanup.images_closed_after_stop",
         area: Area::Cleanup,
         source: "DeviceTable::drain (lib.rs, Writing a backend)",
-        text: "once a VM has stopped no disk or VPMem image it had stays open, even while its handle is held",
+        text: "once a VM has stopped no disk or VPMem image it had, boot-config disks included, stays open, even while its handle is held",
         checks: &["cleanup_images_closed_after_stop"],
     },
     Promise {

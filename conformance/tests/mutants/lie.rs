@@ -89,6 +89,12 @@ pub trait Lie: Send + Sync + 'static {
     async fn create(&self, backend: &FakeBackend, config: UvmConfig) -> Result<Box<dyn Uvm>> {
         backend.create(config).await
     }
+    async fn restore(&self, backend: &FakeBackend, snapshot: &Path) -> Result<Box<dyn Uvm>> {
+        backend.restore(snapshot).await
+    }
+    fn supports_guest_os(&self, honest: bool, os: GuestOs) -> bool {
+        honest
+    }
 
     // The lifecycle.
     fn state(&self, vm: &dyn Uvm) -> State {
@@ -250,7 +256,8 @@ impl Backend for LyingBackend {
         self.own.capabilities(self.honest.capabilities())
     }
     fn supports_guest_os(&self, os: GuestOs) -> bool {
-        self.honest.supports_guest_os(os)
+        self.own
+            .supports_guest_os(self.honest.supports_guest_os(os), os)
     }
     async fn create(&self, config: UvmConfig) -> Result<Box<dyn Uvm>> {
         let vm = self.own.create(&self.honest, config).await?;
@@ -260,7 +267,7 @@ impl Backend for LyingBackend {
         }))
     }
     async fn restore(&self, snapshot: &Path) -> Result<Box<dyn Uvm>> {
-        let vm = self.honest.restore(snapshot).await?;
+        let vm = self.own.restore(&self.honest, snapshot).await?;
         Ok(Box::new(LyingUvm {
             honest: vm,
             lie: self.lie_of_vm(),
