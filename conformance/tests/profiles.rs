@@ -151,7 +151,8 @@ fn like_kvm() -> Profile {
 }
 
 /// Whether check `name` is about memory, processor, CPU group, PCI, 9p or
-/// VSMB alone, save or restore. (The other share checks pass on virtio-fs;
+/// VSMB alone, save or restore (the two-VM checks of PCI and of the
+/// resource updates too). (The other share checks pass on virtio-fs;
 /// shares of several kinds with one name cannot coexist where only one kind
 /// is claimed.)
 fn about_what_kvm_lacks(name: &str) -> bool {
@@ -172,6 +173,8 @@ fn about_what_kvm_lacks(name: &str) -> bool {
         "lifecycle_save_",
         "lifecycle_restore_",
         "truthfulness_unclaimed_restore_",
+        "concurrency_pci_",
+        "concurrency_resource_updates_",
     ];
     PREFIXES.iter().any(|p| name.starts_with(p))
 }

@@ -5,7 +5,9 @@
 use uvm_api::State;
 
 use super::support::create;
-use super::update::{Update, bad_arguments, in_effect, refused_outside, works_in};
+use super::update::{
+    Update, bad_arguments, claimed, in_effect, refused_outside, unclaimed_update, works_in,
+};
 use crate::ctx::Ctx;
 use crate::step::{Must, Step, ensure};
 
@@ -28,15 +30,20 @@ pub(super) async fn before_start(ctx: Ctx) -> Step {
     .await
 }
 
-/// A new VM is in no CPU group: stats report none.
+/// A new VM is in no CPU group: stats report none (and the check ends
+/// unclaimed on a backend without CPU groups).
 async fn unset_until_set(ctx: Ctx) -> Step {
     let vm = create(&ctx).await?;
-    let group = vm.stats().await.must("stats of a new VM")?.cpu_group;
+    let reported = vm.stats().await.must("stats of a new VM")?.cpu_group;
     ensure!(
-        group.is_none(),
-        "a new VM reports CPU group {group:?}; expected none until one is set"
+        reported.is_none(),
+        "a new VM reports CPU group {reported:?}; expected none until one is set"
     );
-    Ok(())
+    if claimed(&*vm, &group())? {
+        Ok(())
+    } else {
+        Err(unclaimed_update(&group()))
+    }
 }
 
 async fn outside(ctx: Ctx) -> Step {

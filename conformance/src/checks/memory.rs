@@ -1,7 +1,7 @@
 //! Guest memory updates, checked through the assigned memory in `stats`.
 
 use uvm_api::config::{MAX_MEMORY_MIB, MIN_MEMORY_MIB};
-use uvm_api::{Error, Operation, Resource, State, Uvm};
+use uvm_api::{Action, Error, Operation, Resource, State, Uvm};
 
 use super::support::{Before, create, eventually, in_state, need_pause, reach, refused};
 use super::update::{Update, bad_arguments, claimed, refused_outside, unclaimed_update};
@@ -158,6 +158,11 @@ async fn survives_pause(ctx: Ctx) -> Step {
         return refused_unclaimed(&ctx, &*vm).await;
     }
     need_pause(&*vm)?;
+    if !vm.supports_action(Action::Resume) {
+        return Err(crate::step::skip(
+            "the backend cannot resume, so a pause cannot be undone",
+        ));
+    }
     reach(&*vm, State::Running).await?;
     let mib = resize(&ctx, &*vm, State::Running).await?;
     let what = format!("update_memory({mib}) while running");

@@ -5,7 +5,9 @@
 use uvm_api::{ProcessorLimits, State};
 
 use super::support::create;
-use super::update::{Update, bad_arguments, in_effect, refused_outside, works_in};
+use super::update::{
+    Update, bad_arguments, claimed, in_effect, refused_outside, unclaimed_update, works_in,
+};
 use crate::ctx::Ctx;
 use crate::step::{Must, Parts, Step, ensure};
 
@@ -89,22 +91,23 @@ async fn at_bounds(ctx: Ctx) -> Step {
 }
 
 /// Before any update, a VM with a processor manager reports every limit
-/// unset; one without reports no limits at all.
+/// unset; one without reports no limits at all (and the check ends
+/// unclaimed: that is all a backend without limits can show).
 async fn unset_until_set(ctx: Ctx) -> Step {
     let vm = create(&ctx).await?;
-    let limits = vm.stats().await.must("stats of a new VM")?.processor.limits;
-    if vm.processor().is_some() {
+    let reported = vm.stats().await.must("stats of a new VM")?.processor.limits;
+    if claimed(&*vm, &limits())? {
         ensure!(
-            limits == Some(ProcessorLimits::default()),
-            "a new VM with a processor manager reports limits {limits:?}; expected every field unset"
+            reported == Some(ProcessorLimits::default()),
+            "a new VM with a processor manager reports limits {reported:?}; expected every field unset"
         );
-    } else {
-        ensure!(
-            limits.is_none(),
-            "a VM without a processor manager reports limits {limits:?}; expected None"
-        );
+        return Ok(());
     }
-    Ok(())
+    ensure!(
+        reported.is_none(),
+        "a VM without processor updates reports limits {reported:?}; expected None"
+    );
+    Err(unclaimed_update(&limits()))
 }
 
 async fn outside(ctx: Ctx) -> Step {
