@@ -40,6 +40,12 @@
 //!   (`cargo run -p uvm-conformance-cli -- --backend NAME [--only AREA]
 //!   [--format table|json|junit]`), which exits non-zero on failures only.
 //!
+//! What the suite holds a backend to is written down as data: every promise
+//! of the contract and the checks that fail when a backend breaks it
+//! ([`promises()`], and the table in [`mod@promises`]); the crate's tests fail
+//! if a promise has no check, and single-flaw backends, one per promise
+//! broken, must be caught by that promise's checks.
+//!
 //! This library depends on `uvm-api` only: the backends a run can pick by
 //! name are registered by the command, not here. The list of checks is kept
 //! in one place (`src/list.rs`), from which both [`all_checks`] and the

@@ -21,12 +21,12 @@ pub struct Releasing {
     removals: Mutex<HashMap<String, Removal>>,
 }
 
-/// A fake whose guest takes 300 ms to let go of a removed device, so that
+/// A fake whose guest takes 50 ms to let go of a removed device, so that
 /// a second remove right after the first lands while the first is pending
 /// (the default 2 ms could pass before it on a loaded machine).
 pub fn slow_to_release() -> FakeBackend {
     FakeBackend::with_options(FakeOptions {
-        eject_delay: Duration::from_millis(300),
+        eject_delay: Duration::from_millis(50),
         ..FakeOptions::default()
     })
 }
