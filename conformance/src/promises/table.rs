@@ -1,6 +1,6 @@
 //! The data of the promise table, grouped by area in suite order.
 
-use super::{Promise, Unheld};
+use super::row::{Promise, Unheld};
 use crate::outcome::Area;
 
 /// Every promise of the contract.
