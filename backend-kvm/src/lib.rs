@@ -19,6 +19,7 @@
 //! | [`vcpu`] | vCPU threads: the run loop, parking and kicking, CPU clocks |
 //! | [`arch`] | x86-64: memory layout, CPUID, MSRs, registers, PIT, Linux and real-mode boot |
 //! | [`irq`] | every KVM interrupt adapter (irqfd lines, MSI) |
+//! | [`ioevents`] | queue kicks as `KVM_IOEVENTFD`s, for the device workers |
 //! | [`memory`], [`device_window`] | guest RAM; guest-physical ranges for device memory |
 //! | [`console`], [`exits`], [`stats`], [`guest_probe`], [`error`] | console sink and tap, exit counters, `Stats`, the guest agent as `GuestProbe`, `VmmError` |
 //!
@@ -68,6 +69,7 @@ pub mod device_window;
 pub mod error;
 pub mod exits;
 pub mod guest_probe;
+pub mod ioevents;
 pub mod irq;
 pub mod managers;
 pub mod memory;

@@ -9,6 +9,7 @@
 //! |--------|---------|
 //! | [`bus`] | port and MMIO buses routing an access to the device that owns the address |
 //! | [`interrupt`] | interrupt lines and MSI sinks as devices see them, with test doubles |
+//! | [`ioevent`] | queue-notification eventfds tied to guest addresses (KVM_IOEVENTFD), with a test double |
 //! | [`quiesce`] | the pause hook: a paused device processes no queue and writes no guest memory |
 //! | [`snapshot`] | the state hook: a device's state as a versioned, serde-described value |
 //! | [`release`] | the device side of two-phase removal: the guest let go of a device |
@@ -21,6 +22,7 @@
 pub mod acpi;
 pub mod bus;
 pub mod interrupt;
+pub mod ioevent;
 pub mod legacy;
 pub mod pci;
 pub mod quiesce;

@@ -4,6 +4,9 @@
 
 mod virtio_support;
 
+use std::sync::Arc;
+
+use uvm_devices::ioevent::RecordingIoEvents;
 use uvm_devices::virtio::VIRTIO_F_VERSION_1;
 use uvm_devices::virtio::vsock::packet::{HDR_SIZE, Header, op};
 use uvm_devices::virtio::vsock::{VsockDevice, VsockHost};
@@ -226,4 +229,138 @@ async fn bad_avail_index_marks_broken() {
     // Further notifications are ignored, not fatal.
     m.notify(&tx);
     let _ = mem.read_obj::<u16>(GuestAddress(tx.used + 2)).unwrap();
+}
+
+#[tokio::test]
+async fn driver_features_are_frozen_once_features_ok_is_set() {
+    let m = machine();
+    let caps = m.probe();
+    assert!(m.negotiate(&caps, VIRTIO_F_VERSION_1));
+    // A driver (or a hostile guest) rewrites the upper feature word after
+    // FEATURES_OK: the negotiated set must not change (virtio 1.x 3.1.1).
+    m.write(caps.common + 8, 4, 1);
+    m.write(caps.common + 0xc, 4, 0);
+    m.write(caps.common + 8, 4, 1);
+    assert_eq!(
+        m.read(caps.common + 0xc, 4),
+        1,
+        "VERSION_1 was dropped after FEATURES_OK"
+    );
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
+fn worker_machine(ioevents: &Arc<RecordingIoEvents>) -> Machine {
+    let dev = VsockDevice::new(
+        3,
+        VsockHost::new(3).backend(),
+        &tokio::runtime::Handle::current(),
+    );
+    Machine::with_worker(Box::new(dev), ioevents.clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_serves_the_queues_and_its_kicks_follow_the_driver() {
+    let ioevents = Arc::new(RecordingIoEvents::default());
+    let m = worker_machine(&ioevents);
+    let caps = m.probe();
+    m.enable_msix(&caps);
+    assert!(m.negotiate(&caps, VIRTIO_F_VERSION_1));
+    let mut rx = m.setup_queue(&caps, 0, 64, 1);
+    let mut tx = m.setup_queue(&caps, 1, 64, 2);
+    assert!(
+        ioevents.addresses().is_empty(),
+        "kicks tied before DRIVER_OK"
+    );
+    m.driver_ok(&caps);
+    assert!(m.function.lock().has_worker());
+    // Queues 0 and 1 are enabled, queue 2 is not: two kicks tied, at the
+    // notify addresses.
+    assert_eq!(
+        ioevents.addresses(),
+        vec![m.bar0 + rx.notify, m.bar0 + tx.notify]
+    );
+    // The MMIO path (no ioeventfd fired) reaches the worker too.
+    add_rx(&m, &mut rx, 4);
+    send_request(&m, &mut tx);
+    wait_until("the RST on the worker", || {
+        let mem = m.mem();
+        rx.used_idx(&mem) == 1
+    });
+    // A kick written like KVM would (the ioeventfd) is served as well.
+    send_request_without_notify(&m, &mut tx);
+    let fd = ioevents.fd_at(m.bar0 + tx.notify).unwrap();
+    kick_raw(fd);
+    wait_until("the second RST", || {
+        let mem = m.mem();
+        rx.used_idx(&mem) == 2
+    });
+    // Reset unties every kick and stops the worker.
+    m.set_status(&caps, 0);
+    assert!(ioevents.addresses().is_empty());
+    assert!(!m.function.lock().has_worker());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_worker_serves_nothing_until_resume() {
+    use uvm_devices::quiesce::Pausable;
+    let ioevents = Arc::new(RecordingIoEvents::default());
+    let m = worker_machine(&ioevents);
+    let caps = m.probe();
+    m.enable_msix(&caps);
+    assert!(m.negotiate(&caps, VIRTIO_F_VERSION_1));
+    let mut rx = m.setup_queue(&caps, 0, 64, 1);
+    let mut tx = m.setup_queue(&caps, 1, 64, 2);
+    m.driver_ok(&caps);
+    add_rx(&m, &mut rx, 4);
+    m.function.lock().pause().unwrap();
+    send_request(&m, &mut tx);
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let mem = m.mem();
+    assert_eq!(rx.used_idx(&mem), 0, "guest memory written while paused");
+    assert_eq!(tx.used_idx(&mem), 0, "a queue was served while paused");
+    m.function.lock().resume().unwrap();
+    wait_until("the RST after resume", || {
+        let mem = m.mem();
+        rx.used_idx(&mem) == 1
+    });
+    // Dropping the function (unplug, stop) unties the kicks.
+    drop(m);
+    assert!(ioevents.addresses().is_empty());
+}
+
+/// Puts a REQUEST in `tx` without notifying.
+fn send_request_without_notify(m: &Machine, tx: &mut GuestQueue) {
+    let mem = m.mem();
+    let h = Header {
+        src_cid: 3,
+        dst_cid: 2,
+        src_port: 5001,
+        dst_port: 9999,
+        type_: 1,
+        op: op::REQUEST,
+        buf_alloc: 4096,
+        ..Header::default()
+    };
+    let a = tx.alloc(HDR_SIZE as u32);
+    mem.write_slice(&h.to_bytes(), GuestAddress(a)).unwrap();
+    tx.add(&mem, &[(a, HDR_SIZE as u32, false)]).unwrap();
+}
+
+/// Signals an eventfd by its raw fd, as KVM does for a matched write.
+fn kick_raw(fd: std::os::fd::RawFd) {
+    let one = 1u64.to_ne_bytes();
+    // SAFETY: `fd` is an open eventfd owned by the device worker for the
+    // duration of the test; the 8-byte buffer is valid.
+    let n = unsafe { libc::write(fd, one.as_ptr().cast(), one.len()) };
+    assert_eq!(n, 8);
 }

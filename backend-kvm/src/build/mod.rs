@@ -26,12 +26,14 @@ use uvm_api::UvmConfig;
 use uvm_devices::acpi::pm::PmDevice;
 use uvm_devices::bus::Bus;
 use uvm_devices::interrupt::MsiSink;
+use uvm_devices::ioevent::IoEventRegistry;
 use uvm_devices::virtio::{GuestMemoryHandle, VirtioDevice};
 
 use crate::arch::boot::BootSpec;
 use crate::console::ConsoleTap;
 use crate::control::protocol::VmmEvent;
 use crate::error::VmmError;
+use crate::ioevents::KvmIoEvents;
 use crate::irq::KvmMsi;
 use crate::memory::GuestMem;
 use crate::pci::hub::{DeviceHub, LiveBus};
@@ -107,7 +109,15 @@ pub fn prepare(
     } = platform::build(&vm, config, tap, &events)?;
     let mut mmio_bus = Bus::new();
     let msi: Arc<dyn MsiSink> = Arc::new(KvmMsi::new(&vm));
-    let pci = pci::wire(msi.clone(), &mem, vsock, &mut io_bus, &mut mmio_bus)?;
+    let ioevents: Arc<dyn IoEventRegistry> = Arc::new(KvmIoEvents::new(&vm));
+    let pci = pci::wire(
+        msi.clone(),
+        ioevents.clone(),
+        &mem,
+        vsock,
+        &mut io_bus,
+        &mut mmio_bus,
+    )?;
     hub.attach(LiveBus {
         vm: vm.clone(),
         root: pci.root.clone(),
@@ -115,6 +125,8 @@ pub fn prepare(
         pm: pm.clone(),
         mem: GuestMemoryHandle::new((*mem).clone()),
         msi,
+        ioevents,
+        on_panic: None,
     })
     .map_err(|e| VmmError::Device(e.to_string()))?;
     let rsdp = acpi::write(&mem, vcpu_count)?;

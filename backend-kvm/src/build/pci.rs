@@ -12,20 +12,23 @@
 //!
 //! Interrupts: MSI-X through [`crate::irq::KvmMsi`]. INTx is not routed
 //! (the DSDT has no `_PRT`; Linux's virtio-pci driver uses the MSI-X the
-//! transport offers). Queue notifications arrive as MMIO exits on the
-//! notification region of BAR 0.
+//! transport offers). Queue notifications reach each function's device
+//! worker through `KVM_IOEVENTFD`s on the notification region of BAR 0
+//! ([`crate::ioevents`]); an MMIO exit there still reaches the worker.
 
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 use uvm_devices::bus::Bus;
 use uvm_devices::interrupt::{MsiSink, NoIrq};
+use uvm_devices::ioevent::IoEventRegistry;
 use uvm_devices::pci::{PciBarWindow, PciCam, PciRoot, SharedFunction};
 use uvm_devices::virtio::pci_transport::VirtioPciDevice;
 use uvm_devices::virtio::{GuestMemoryHandle, VirtioDevice};
 
 use crate::error::VmmError;
 use crate::memory::GuestMem;
+use crate::pci::hub::worker_name;
 use crate::pci::slots;
 
 /// Port of the configuration address register (mechanism #1).
@@ -51,6 +54,7 @@ pub struct PciDevices {
 /// its configuration and BAR windows on the buses.
 pub fn wire(
     msi: Arc<dyn MsiSink>,
+    ioevents: Arc<dyn IoEventRegistry>,
     mem: &GuestMem,
     vsock: Box<dyn VirtioDevice>,
     io_bus: &mut Bus,
@@ -66,7 +70,8 @@ pub fn wire(
     let mem = GuestMemoryHandle::new(mem.clone());
     let function = Arc::new(Mutex::new(
         VirtioPciDevice::new(vsock, mem, msi, Arc::new(NoIrq))
-            .map_err(|e| VmmError::Device(format!("virtio-vsock transport: {e}")))?,
+            .map_err(|e| VmmError::Device(format!("virtio-vsock transport: {e}")))?
+            .with_worker(&worker_name(slots::VSOCK), ioevents, None),
     ));
     let shared: SharedFunction = function.clone();
     root.lock()

@@ -37,9 +37,11 @@ use parking_lot::{Mutex, MutexGuard};
 use uvm_devices::acpi::pci_hotplug::{PCIHP_GPE, PciHotplug};
 use uvm_devices::acpi::pm::PmDevice;
 use uvm_devices::interrupt::{MsiSink, NoIrq};
+use uvm_devices::ioevent::IoEventRegistry;
 use uvm_devices::pci::{PciRoot, SharedFunction};
 use uvm_devices::release::ReleaseSignal;
 use uvm_devices::virtio::pci_transport::VirtioPciDevice;
+use uvm_devices::virtio::worker::PanicHook;
 use uvm_devices::virtio::{GuestMemoryHandle, VirtioDevice};
 
 use super::memslots::{ExtraMemory, MemSlots};
@@ -81,6 +83,11 @@ pub struct LiveBus {
     pub mem: GuestMemoryHandle,
     /// Where MSI-X messages go.
     pub msi: Arc<dyn MsiSink>,
+    /// Where the device workers' queue kicks are tied to notification
+    /// addresses.
+    pub ioevents: Arc<dyn IoEventRegistry>,
+    /// Told when a device worker panicked (the VM ends).
+    pub on_panic: Option<PanicHook>,
 }
 
 struct Plugged {
@@ -363,9 +370,15 @@ fn put_on_bus(state: &mut HubState, slot: u8, plugged: &mut Plugged) -> Result<(
     };
     let live = state.live.as_ref().ok_or(HubError::Stopped)?;
     let function =
-        VirtioPciDevice::new(device, live.mem.clone(), live.msi.clone(), Arc::new(NoIrq)).map_err(
-            |e| HubError::Device(format!("virtio-pci transport for {}: {e}", plugged.what)),
-        )?;
+        VirtioPciDevice::new(device, live.mem.clone(), live.msi.clone(), Arc::new(NoIrq))
+            .map_err(|e| {
+                HubError::Device(format!("virtio-pci transport for {}: {e}", plugged.what))
+            })?
+            .with_worker(
+                &worker_name(slot),
+                live.ioevents.clone(),
+                live.on_panic.clone(),
+            );
     let root = live.root.clone();
     let vm = live.vm.clone();
     if let Some(memory) = plugged.memory.as_ref() {
@@ -382,6 +395,12 @@ fn put_on_bus(state: &mut HubState, slot: u8, plugged: &mut Plugged) -> Result<(
         )));
     }
     Ok(())
+}
+
+/// The name of the device worker thread of the function in `slot` (the
+/// kernel keeps 15 bytes of a thread name).
+pub fn worker_name(slot: u8) -> String {
+    format!("virtio-slot{slot}")
 }
 
 fn raise_hotplug_gpe(vm_id: &str, pm: &Mutex<PmDevice>) {

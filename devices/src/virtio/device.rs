@@ -88,9 +88,24 @@ pub trait VirtioDevice: Send + Pausable + Snapshottable {
     fn activate(&mut self, ctx: ActivateContext) -> Result<(), DeviceError>;
     /// Stops the device and drops the queues (driver wrote status 0).
     fn reset(&mut self);
-    /// The driver notified `queue` (through the notify region of the BAR or
-    /// an ioeventfd).
-    fn queue_notify(&mut self, queue: u16) -> Result<(), DeviceError>;
+    /// The device's queue half: what serves a queue notification without
+    /// the transport's lock, on the device worker thread (see
+    /// [`super::worker`]). It shares the device's run state.
+    fn queue_handler(&self) -> Arc<dyn QueueHandler>;
+    /// The driver notified `queue`: served on the caller's thread (a
+    /// transport without a worker, and tests).
+    fn queue_notify(&mut self, queue: u16) -> Result<(), DeviceError> {
+        self.queue_handler().handle_queue(queue)
+    }
+}
+
+/// Serves queue notifications of one device. Implementations lock only the
+/// device's own run state (never the transport's or the bus's), so that a
+/// slow backend (a disk, a daemon) delays this device's queues and nothing
+/// else.
+pub trait QueueHandler: Send + Sync {
+    /// The driver notified `queue`: process what it made available.
+    fn handle_queue(&self, queue: u16) -> Result<(), DeviceError>;
 }
 
 /// Copies the window `[offset, offset + data.len())` of a device's

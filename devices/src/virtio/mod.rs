@@ -16,8 +16,11 @@ pub mod queue;
 pub mod running;
 pub mod scsi;
 pub mod vsock;
+pub mod worker;
 
-pub use device::{ActivateContext, DeviceError, VirtioDevice, VirtioInterrupt, read_config_window};
+pub use device::{
+    ActivateContext, DeviceError, QueueHandler, VirtioDevice, VirtioInterrupt, read_config_window,
+};
 pub use running::{Activation, ProcessError, Running, drain};
 
 /// Guest memory as the virtio devices see it.

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use uvm_devices::bus::Bus;
 use uvm_devices::interrupt::{CountingIrq, MsiSink};
+use uvm_devices::ioevent::RecordingIoEvents;
 use uvm_devices::pci::{PciBarWindow, PciCam, PciRoot, SharedFunction};
 use uvm_devices::virtio::pci_transport::VirtioPciDevice;
 use uvm_devices::virtio::{GuestMemory, GuestMemoryHandle, VirtioDevice};
@@ -67,6 +68,16 @@ pub fn memory() -> GuestMemoryHandle {
 
 impl Machine {
     pub fn new(device: Box<dyn VirtioDevice>) -> Self {
+        Self::build(device, None)
+    }
+
+    /// A machine whose transport serves the queues on a device worker,
+    /// with kicks registered in `ioevents`.
+    pub fn with_worker(device: Box<dyn VirtioDevice>, ioevents: Arc<RecordingIoEvents>) -> Self {
+        Self::build(device, Some(ioevents))
+    }
+
+    fn build(device: Box<dyn VirtioDevice>, ioevents: Option<Arc<RecordingIoEvents>>) -> Self {
         let mem = memory();
         let root = Arc::new(Mutex::new(PciRoot::new(
             0x8086,
@@ -76,9 +87,12 @@ impl Machine {
         )));
         let msi = Arc::new(RecordingMsi::default());
         let intx = Arc::new(CountingIrq::default());
-        let function = Arc::new(Mutex::new(
-            VirtioPciDevice::new(device, mem.clone(), msi.clone(), intx.clone()).unwrap(),
-        ));
+        let mut transport =
+            VirtioPciDevice::new(device, mem.clone(), msi.clone(), intx.clone()).unwrap();
+        if let Some(ioevents) = ioevents {
+            transport = transport.with_worker("test-device-worker", ioevents, None);
+        }
+        let function = Arc::new(Mutex::new(transport));
         let shared: SharedFunction = function.clone();
         root.lock().add_function(Some(SLOT), shared).unwrap();
         let mut pio = Bus::new();

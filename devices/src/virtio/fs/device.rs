@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use parking_lot::Mutex;
 use virtio_queue::{Queue, QueueT};
 use vm_memory::GuestAddressSpace;
 use vmm_sys_util::eventfd::EventFd;
@@ -16,7 +17,9 @@ use super::{FsError, VIRTIO_ID_FS};
 use crate::quiesce::{Pausable, PauseError};
 use crate::snapshot::Snapshottable;
 use crate::virtio::device::read_config_window;
-use crate::virtio::{ActivateContext, DeviceError, GuestMemory, VirtioDevice, VirtioInterrupt};
+use crate::virtio::{
+    ActivateContext, DeviceError, GuestMemory, QueueHandler, VirtioDevice, VirtioInterrupt,
+};
 
 /// Largest split-ring size (virtio 1.x).
 const MAX_QUEUE_SIZE: u16 = 32768;
@@ -32,11 +35,22 @@ struct StartedRing {
 /// What exists while the device runs.
 struct Active {
     /// Kick eventfd per queue; `None` for a queue the driver left disabled.
-    kicks: Vec<Option<EventFd>>,
+    kicks: Kicks,
     /// Rings the backend runs (or ran until a pause stopped them).
     started: Vec<StartedRing>,
     /// Forwards the backend's calls as interrupts.
     irq: IrqThread,
+}
+
+/// The kick eventfds of the running rings, by queue index.
+type Kicks = Arc<Vec<Option<EventFd>>>;
+
+/// What the queue handler forwards notifications with; it changes at
+/// activation, reset, pause and resume.
+#[derive(Default)]
+struct Forward {
+    kicks: Option<Kicks>,
+    paused: bool,
 }
 
 /// A virtio-fs device (type 26) whose requests a vhost-user backend
@@ -52,6 +66,7 @@ pub struct VhostUserFs {
     active: Option<Active>,
     /// Paused: the backend's rings are stopped and kicks are not forwarded.
     paused: bool,
+    forward: Arc<Mutex<Forward>>,
 }
 
 impl VhostUserFs {
@@ -83,6 +98,7 @@ impl VhostUserFs {
             queue_size,
             active: None,
             paused: false,
+            forward: Arc::default(),
         })
     }
 
@@ -161,6 +177,8 @@ impl VhostUserFs {
             rings = started.len(),
             "virtio-fs device activated"
         );
+        let kicks: Kicks = Arc::new(kicks);
+        self.forward.lock().kicks = Some(kicks.clone());
         self.active = Some(Active {
             kicks,
             started,
@@ -171,6 +189,7 @@ impl VhostUserFs {
 
     /// Stops the rings and the interrupt thread, if running.
     fn deactivate(&mut self) {
+        self.forward.lock().kicks = None;
         let Some(active) = self.active.take() else {
             return;
         };
@@ -293,14 +312,28 @@ impl VirtioDevice for VhostUserFs {
         self.deactivate();
     }
 
-    fn queue_notify(&mut self, queue: u16) -> Result<(), DeviceError> {
-        let active = self.active.as_ref().ok_or(DeviceError::NotActivated)?;
-        if self.paused {
+    fn queue_handler(&self) -> Arc<dyn QueueHandler> {
+        Arc::new(FsQueues {
+            forward: self.forward.clone(),
+        })
+    }
+}
+
+/// Forwards queue notifications to the backend's kick eventfds (the
+/// worker's handler).
+struct FsQueues {
+    forward: Arc<Mutex<Forward>>,
+}
+
+impl QueueHandler for FsQueues {
+    fn handle_queue(&self, queue: u16) -> Result<(), DeviceError> {
+        let forward = self.forward.lock();
+        let kicks = forward.kicks.as_ref().ok_or(DeviceError::NotActivated)?;
+        if forward.paused {
             tracing::debug!(queue, "paused virtio-fs device does not kick its backend");
             return Ok(());
         }
-        let slot = active
-            .kicks
+        let slot = kicks
             .get(usize::from(queue))
             .ok_or(DeviceError::NoSuchQueue(queue))?;
         match slot {
@@ -347,6 +380,7 @@ impl Pausable for VhostUserFs {
             }
         }
         self.paused = true;
+        self.forward.lock().paused = true;
         Ok(())
     }
 
@@ -357,6 +391,7 @@ impl Pausable for VhostUserFs {
             return Ok(());
         }
         self.paused = false;
+        self.forward.lock().paused = false;
         let Some(active) = self.active.as_ref() else {
             return Ok(());
         };

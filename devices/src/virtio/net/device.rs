@@ -15,8 +15,8 @@ use crate::snapshot::Snapshottable;
 use crate::virtio::device::read_config_window;
 use crate::virtio::queue::{add_used, pop_chain};
 use crate::virtio::{
-    ActivateContext, Activation, DeviceError, GuestMemory, ProcessError, VIRTIO_F_VERSION_1,
-    VirtioDevice, drain,
+    ActivateContext, Activation, DeviceError, GuestMemory, ProcessError, QueueHandler,
+    VIRTIO_F_VERSION_1, VirtioDevice, drain,
 };
 
 /// Virtio device type of virtio-net.
@@ -263,7 +263,21 @@ impl VirtioDevice for NetDevice {
         self.state.lock().activation.stop();
     }
 
-    fn queue_notify(&mut self, queue: u16) -> Result<(), DeviceError> {
+    fn queue_handler(&self) -> Arc<dyn QueueHandler> {
+        Arc::new(NetQueues {
+            state: self.state.clone(),
+        })
+    }
+}
+
+/// Serves the queues of a virtio-net device (its worker's handler): frames
+/// the guest sends go to the backend, new receive buffers take what waits.
+struct NetQueues {
+    state: Arc<Mutex<State>>,
+}
+
+impl QueueHandler for NetQueues {
+    fn handle_queue(&self, queue: u16) -> Result<(), DeviceError> {
         if queue != TX_QUEUE && queue != RX_QUEUE {
             return Err(DeviceError::NoSuchQueue(queue));
         }

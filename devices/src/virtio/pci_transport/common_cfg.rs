@@ -168,10 +168,17 @@ impl CommonCfg {
             if v < vectors { v } else { NO_VECTOR }
         };
         let live = self.status & super::super::status::DRIVER_OK != 0;
+        let negotiated = self.status & super::super::status::FEATURES_OK != 0;
         let qs = usize::from(self.queue_select);
         match offset {
             0x00 => self.device_feature_select = value as u32,
             0x08 => self.driver_feature_select = value as u32,
+            // The device acted on the features at FEATURES_OK; they stay
+            // until a reset (virtio 1.x 3.1.1: the driver MUST NOT change
+            // them after setting FEATURES_OK).
+            0x0c if negotiated => {
+                tracing::debug!("driver feature write after FEATURES_OK ignored");
+            }
             0x0c => match self.driver_feature_select {
                 0 => {
                     self.driver_features =

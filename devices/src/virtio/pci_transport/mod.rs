@@ -8,9 +8,14 @@
 //! VMM wiring: wrap the device in `Arc<Mutex<VirtioPciDevice>>`, add it to
 //! the [`crate::pci::PciRoot`] (coerced to a [`crate::pci::SharedFunction`]);
 //! guest BAR accesses then reach it through [`crate::pci::PciBarWindow`].
-//! For ioeventfds, register [`VirtioPciDevice::notify_address`] of each queue
-//! once the guest enabled memory decoding and call
-//! [`VirtioPciDevice::notify_queue`] when one fires.
+//!
+//! Queue work runs on a device worker ([`crate::virtio::worker`]) once the
+//! VMM gives the transport an [`IoEventRegistry`]
+//! ([`VirtioPciDevice::with_worker`]): at DRIVER_OK the transport starts the
+//! worker and ties each enabled queue's kick to its notification address
+//! (KVM_IOEVENTFD), follows the BAR if the guest moves it, and unties and
+//! joins everything at reset and drop. Without a registry (tests, tools)
+//! notifications are served on the thread that writes the notify region.
 
 pub mod caps;
 pub mod common_cfg;
@@ -25,6 +30,7 @@ use interrupts::Interrupts;
 use vm_memory::GuestAddressSpace;
 
 use crate::interrupt::{IrqLine, MsiSink};
+use crate::ioevent::IoEventRegistry;
 use crate::pci::{
     BarInfo, BarKind, BarRegion, COMMAND_MEMORY, ConfigSpace, ConfigSpaceError, PciFunction,
     PciHeader,
@@ -32,6 +38,7 @@ use crate::pci::{
 use crate::quiesce::{Pausable, PauseError};
 use crate::snapshot::Snapshottable;
 use crate::virtio::queue::build_queue;
+use crate::virtio::worker::{PanicHook, QueueWorker};
 use crate::virtio::{
     ActivateContext, GuestMemoryHandle, VIRTIO_F_VERSION_1, VirtioDevice, VirtioInterrupt, status,
 };
@@ -67,8 +74,21 @@ pub struct VirtioPciDevice {
     activated: bool,
     /// Paused by the VMM: queue notifications wait in `deferred`.
     paused: bool,
-    /// Queues notified while paused, handled at resume.
+    /// Queues notified while paused, handled at resume (no worker).
     deferred: BTreeSet<u16>,
+    /// How to run a worker, if the VMM asked for one.
+    worker_setup: Option<WorkerSetup>,
+    /// The worker of the activated device.
+    worker: Option<QueueWorker>,
+    /// Kicks tied to notification addresses: (address, queue).
+    registered: Vec<(u64, u16)>,
+}
+
+/// What [`VirtioPciDevice::with_worker`] configured.
+struct WorkerSetup {
+    name: String,
+    ioevents: Arc<dyn IoEventRegistry>,
+    on_panic: Option<PanicHook>,
 }
 
 impl VirtioPciDevice {
@@ -118,7 +138,39 @@ impl VirtioPciDevice {
             activated: false,
             paused: false,
             deferred: BTreeSet::new(),
+            worker_setup: None,
+            worker: None,
+            registered: Vec::new(),
         })
+    }
+
+    /// Serves the queues on a device worker thread named `name`, whose
+    /// kicks are tied to the notification addresses through `ioevents`;
+    /// `on_panic` hears of a worker that panicked.
+    pub fn with_worker(
+        mut self,
+        name: &str,
+        ioevents: Arc<dyn IoEventRegistry>,
+        on_panic: Option<PanicHook>,
+    ) -> Self {
+        self.worker_setup = Some(WorkerSetup {
+            name: name.to_owned(),
+            ioevents,
+            on_panic,
+        });
+        self
+    }
+
+    /// Whether a device worker serves the queues now.
+    pub fn has_worker(&self) -> bool {
+        self.worker.as_ref().is_some_and(|w| !w.has_ended())
+    }
+
+    /// The notification addresses tied to kicks now, ascending.
+    pub fn registered_notify_addresses(&self) -> Vec<u64> {
+        let mut addresses: Vec<u64> = self.registered.iter().map(|(a, _)| *a).collect();
+        addresses.sort_unstable();
+        addresses
     }
 
     /// The device status as the guest reads it.
@@ -165,6 +217,11 @@ impl VirtioPciDevice {
             tracing::debug!(queue, "notification for an inactive device ignored");
             return;
         }
+        if let Some(worker) = &self.worker {
+            // The worker keeps it while paused.
+            worker.notify(queue);
+            return;
+        }
         if self.paused {
             if usize::from(queue) < self.common.queues.len() && self.deferred.insert(queue) {
                 tracing::debug!(queue, "notification kept for resume");
@@ -176,7 +233,89 @@ impl VirtioPciDevice {
         }
     }
 
+    /// Unties the kicks and joins the worker (a running handler finishes).
+    fn stop_worker(&mut self) {
+        self.untie_kicks();
+        if let Some(mut worker) = self.worker.take() {
+            worker.stop();
+        }
+    }
+
+    fn untie_kicks(&mut self) {
+        let (Some(setup), Some(worker)) = (&self.worker_setup, &self.worker) else {
+            self.registered.clear();
+            return;
+        };
+        for (address, queue) in self.registered.drain(..) {
+            if let Some(kick) = worker.kick(queue)
+                && let Err(error) = setup.ioevents.unregister(address, kick)
+            {
+                tracing::debug!(address, queue, %error, "queue kick not untied");
+            }
+        }
+    }
+
+    /// Ties each kick to its queue's notification address as the BAR is
+    /// mapped now (none while memory decoding is off); re-ties them if the
+    /// guest moved the BAR.
+    fn tie_kicks(&mut self) {
+        let Some(worker) = &self.worker else {
+            return;
+        };
+        let wanted: Vec<(u64, u16)> = worker
+            .kicked_queues()
+            .filter_map(|q| self.notify_address(q).map(|a| (a, q)))
+            .collect();
+        if wanted == self.registered {
+            return;
+        }
+        self.untie_kicks();
+        let (Some(setup), Some(worker)) = (&self.worker_setup, &self.worker) else {
+            return;
+        };
+        for (address, queue) in wanted {
+            let Some(kick) = worker.kick(queue) else {
+                continue;
+            };
+            match setup.ioevents.register(address, kick) {
+                Ok(()) => self.registered.push((address, queue)),
+                // The MMIO path still reaches the worker.
+                Err(error) => tracing::warn!(
+                    address,
+                    queue,
+                    %error,
+                    "queue kick not tied to its notification address"
+                ),
+            }
+        }
+    }
+
+    fn start_worker(&mut self) {
+        let Some(setup) = &self.worker_setup else {
+            return;
+        };
+        let enabled: Vec<bool> = self.common.queues.iter().map(|q| q.enabled).collect();
+        match QueueWorker::spawn(
+            &setup.name,
+            &enabled,
+            self.device.queue_handler(),
+            self.interrupts.clone(),
+            self.paused,
+            setup.on_panic.clone(),
+        ) {
+            Ok(worker) => {
+                self.worker = Some(worker);
+                self.tie_kicks();
+            }
+            // Notifications are then served on the notifying thread.
+            Err(error) => {
+                tracing::error!(worker = %setup.name, %error, "device worker not started")
+            }
+        }
+    }
+
     fn reset(&mut self) {
+        self.stop_worker();
         self.deferred.clear();
         if self.activated {
             tracing::info!(
@@ -267,6 +406,7 @@ impl VirtioPciDevice {
         match self.device.activate(ctx) {
             Ok(()) => {
                 self.activated = true;
+                self.start_worker();
                 tracing::info!(
                     device_type = self.device.device_type(),
                     "virtio device activated"
@@ -363,6 +503,9 @@ impl PciFunction for VirtioPciDevice {
 
     fn config_write(&mut self, offset: u16, data: &[u8]) {
         self.config.write(usize::from(offset), data);
+        if self.worker.is_some() {
+            self.tie_kicks();
+        }
         let ctrl_at = self.msix_cap + 2;
         let start = usize::from(offset);
         if start < ctrl_at + 2 && start + data.len() > ctrl_at {
@@ -377,6 +520,9 @@ impl PciFunction for VirtioPciDevice {
 
     fn set_bar_address(&mut self, index: u8, address: u64) {
         self.config.set_bar_address(usize::from(index), address);
+        if self.worker.is_some() {
+            self.tie_kicks();
+        }
     }
 
     fn mapped_bars(&self) -> Vec<BarRegion> {
@@ -400,22 +546,42 @@ impl PciFunction for VirtioPciDevice {
 }
 
 impl Pausable for VirtioPciDevice {
-    /// Pauses the device model, then holds queue notifications.
+    /// Quiesces the worker (no handler runs from the return on), then the
+    /// device model, and holds queue notifications.
     fn pause(&mut self) -> Result<(), PauseError> {
-        self.device.pause()?;
+        if let Some(worker) = &self.worker {
+            worker.pause();
+        }
+        if let Err(e) = self.device.pause() {
+            if let Some(worker) = &self.worker {
+                worker.resume();
+            }
+            return Err(e);
+        }
         self.paused = true;
         Ok(())
     }
 
     /// Resumes the device model, then hands it the notifications that
-    /// arrived while paused, in queue order.
+    /// arrived while paused, in queue order (the worker its kept kicks).
     fn resume(&mut self) -> Result<(), PauseError> {
         self.paused = false;
         let result = self.device.resume();
+        if let Some(worker) = &self.worker {
+            worker.resume();
+        }
         for queue in std::mem::take(&mut self.deferred) {
             self.notify_queue(queue);
         }
         result
+    }
+}
+
+impl Drop for VirtioPciDevice {
+    /// Unplug and stop: the kicks are untied and the worker joined before
+    /// the device model goes.
+    fn drop(&mut self) {
+        self.stop_worker();
     }
 }
 

@@ -2,6 +2,9 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use virtio_queue::{DescriptorChain, Queue};
 
@@ -9,8 +12,8 @@ use crate::quiesce::{Pausable, PauseError};
 use crate::snapshot::Snapshottable;
 use crate::virtio::device::read_config_window;
 use crate::virtio::{
-    ActivateContext, Activation, DeviceError, GuestMemory, ProcessError, VIRTIO_F_VERSION_1,
-    VirtioDevice, drain,
+    ActivateContext, Activation, DeviceError, GuestMemory, ProcessError, QueueHandler,
+    VIRTIO_F_VERSION_1, VirtioDevice, drain,
 };
 
 /// Virtio device type of virtio-pmem.
@@ -29,10 +32,15 @@ const DEVICE: &str = "virtio-pmem";
 /// The virtio-pmem device over a backing file mapped by the VMM at guest
 /// physical `start`, `size` bytes long.
 pub struct PmemDevice {
-    file: File,
-    read_only: bool,
     start: u64,
     size: u64,
+    queue: Arc<Mutex<PmemQueue>>,
+}
+
+/// The request queue's side of the device: what its worker flushes.
+struct PmemQueue {
+    file: File,
+    read_only: bool,
     activation: Activation<Queue>,
 }
 
@@ -41,11 +49,13 @@ impl PmemDevice {
     /// `size` bytes (`read_only`: mapped read-only, flushes are no-ops).
     pub fn new(file: File, read_only: bool, start: u64, size: u64) -> Self {
         PmemDevice {
-            file,
-            read_only,
             start,
             size,
-            activation: Activation::default(),
+            queue: Arc::new(Mutex::new(PmemQueue {
+                file,
+                read_only,
+                activation: Activation::default(),
+            })),
         }
     }
 }
@@ -123,24 +133,38 @@ impl VirtioDevice for PmemDevice {
 
     fn activate(&mut self, mut ctx: ActivateContext) -> Result<(), DeviceError> {
         let queue = ctx.take_queue(0)?;
-        self.activation.start(ctx, queue);
+        self.queue.lock().activation.start(ctx, queue);
         Ok(())
     }
 
     fn reset(&mut self) {
-        self.activation.stop();
+        self.queue.lock().activation.stop();
     }
 
-    fn queue_notify(&mut self, queue: u16) -> Result<(), DeviceError> {
+    fn queue_handler(&self) -> Arc<dyn QueueHandler> {
+        Arc::new(PmemQueueHandler {
+            queue: self.queue.clone(),
+        })
+    }
+}
+
+/// Serves the request queue (the worker's handler): each flush request
+/// runs `fdatasync` on the image, off the vCPU threads.
+struct PmemQueueHandler {
+    queue: Arc<Mutex<PmemQueue>>,
+}
+
+impl QueueHandler for PmemQueueHandler {
+    fn handle_queue(&self, queue: u16) -> Result<(), DeviceError> {
         if queue != 0 {
             return Err(DeviceError::NoSuchQueue(queue));
         }
-        let PmemDevice {
+        let mut state = self.queue.lock();
+        let PmemQueue {
             file,
             read_only,
             activation,
-            ..
-        } = self;
+        } = &mut *state;
         if let Some(running) = activation.notified(DEVICE, queue)? {
             running.process(DEVICE, 0, "request queue", |q, mem, used| {
                 drain(q, mem, used, |chain| handle(file, *read_only, chain, mem))
@@ -153,12 +177,12 @@ impl VirtioDevice for PmemDevice {
 impl Pausable for PmemDevice {
     /// Flushes run only when the guest asks on the queue; paused, none does.
     fn pause(&mut self) -> Result<(), PauseError> {
-        self.activation.pause();
+        self.queue.lock().activation.pause();
         Ok(())
     }
 
     fn resume(&mut self) -> Result<(), PauseError> {
-        self.activation.resume();
+        self.queue.lock().activation.resume();
         Ok(())
     }
 }

@@ -18,7 +18,8 @@ use crate::scsi::{LunTable, ScsiError, ScsiLun};
 use crate::snapshot::Snapshottable;
 use crate::virtio::device::read_config_window;
 use crate::virtio::{
-    ActivateContext, Activation, DeviceError, Running, VIRTIO_F_VERSION_1, VirtioDevice, drain,
+    ActivateContext, Activation, DeviceError, QueueHandler, Running, VIRTIO_F_VERSION_1,
+    VirtioDevice, drain,
 };
 
 /// The device's name in logs.
@@ -106,6 +107,10 @@ impl State {
 /// and remove LUNs while the guest runs.
 pub struct VirtioScsiDevice {
     state: Arc<Mutex<State>>,
+    /// The configuration as the driver reads and writes it, apart from the
+    /// run state so that a vCPU reading it never waits for a request the
+    /// worker serves; each pass over a queue takes a copy.
+    config: Arc<Mutex<ScsiConfig>>,
     request_queues: u16,
     acked_features: u64,
 }
@@ -123,6 +128,7 @@ impl VirtioScsiDevice {
                 },
                 activation: Activation::default(),
             })),
+            config: Arc::new(Mutex::new(ScsiConfig::new(u32::from(request_queues)))),
             request_queues,
             acked_features: 0,
         }
@@ -218,12 +224,12 @@ impl VirtioDevice for VirtioScsiDevice {
     }
 
     fn read_config(&self, offset: u64, data: &mut [u8]) {
-        let cfg = self.state.lock().target.config.bytes();
+        let cfg = self.config.lock().bytes();
         read_config_window(&cfg, offset, data);
     }
 
     fn write_config(&mut self, offset: u64, data: &[u8]) {
-        self.state.lock().target.config.write(offset, data);
+        self.config.lock().write(offset, data);
     }
 
     fn activate(&mut self, mut ctx: ActivateContext) -> Result<(), DeviceError> {
@@ -257,10 +263,30 @@ impl VirtioDevice for VirtioScsiDevice {
         st.activation.stop();
         st.target.events.reset();
         st.target.config = ScsiConfig::new(u32::from(self.request_queues));
+        drop(st);
+        *self.config.lock() = ScsiConfig::new(u32::from(self.request_queues));
     }
 
-    fn queue_notify(&mut self, queue: u16) -> Result<(), DeviceError> {
+    fn queue_handler(&self) -> Arc<dyn QueueHandler> {
+        Arc::new(ScsiQueues {
+            state: self.state.clone(),
+            config: self.config.clone(),
+        })
+    }
+}
+
+/// Serves the queues of a virtio-scsi device (its worker's handler): one
+/// pass over the notified queue under the device's own lock.
+struct ScsiQueues {
+    state: Arc<Mutex<State>>,
+    config: Arc<Mutex<ScsiConfig>>,
+}
+
+impl QueueHandler for ScsiQueues {
+    fn handle_queue(&self, queue: u16) -> Result<(), DeviceError> {
+        let config = *self.config.lock();
         let mut st = self.state.lock();
+        st.target.config = config;
         let State { target, activation } = &mut *st;
         match activation.notified(DEVICE, queue)? {
             Some(running) => target.process(running, queue),

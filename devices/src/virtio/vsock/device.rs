@@ -17,8 +17,8 @@ use crate::snapshot::Snapshottable;
 use crate::virtio::device::read_config_window;
 use crate::virtio::queue::{add_used, pop_chain};
 use crate::virtio::{
-    ActivateContext, Activation, DeviceError, GuestMemory, ProcessError, VIRTIO_F_VERSION_1,
-    VirtioDevice, drain,
+    ActivateContext, Activation, DeviceError, GuestMemory, ProcessError, QueueHandler,
+    VIRTIO_F_VERSION_1, VirtioDevice, drain,
 };
 
 /// Virtio device type of vsock.
@@ -270,7 +270,24 @@ impl VirtioDevice for VsockDevice {
         self.backend.lock().reset();
     }
 
-    fn queue_notify(&mut self, queue: u16) -> Result<(), DeviceError> {
+    fn queue_handler(&self) -> Arc<dyn QueueHandler> {
+        Arc::new(VsockQueues {
+            activation: self.activation.clone(),
+            backend: self.backend.clone(),
+        })
+    }
+}
+
+/// Serves the queues of the vsock device (its worker's handler): packets
+/// the guest sends go to the multiplexer, whose answers and pending host
+/// data fill the receive buffers.
+struct VsockQueues {
+    activation: Arc<Mutex<Activation<Queues>>>,
+    backend: SharedBackend,
+}
+
+impl QueueHandler for VsockQueues {
+    fn handle_queue(&self, queue: u16) -> Result<(), DeviceError> {
         if queue > EVENT_QUEUE {
             return Err(DeviceError::NoSuchQueue(queue));
         }
