@@ -34,7 +34,7 @@ use crate::console::ConsoleTap;
 use crate::control::protocol::VmmEvent;
 use crate::error::VmmError;
 use crate::ioevents::KvmIoEvents;
-use crate::irq::KvmMsi;
+use crate::irq::KvmMsiRoutes;
 use crate::memory::GuestMem;
 use crate::pci::hub::{DeviceHub, LiveBus};
 use pci::PciDevices;
@@ -108,7 +108,7 @@ pub fn prepare(
         hotplug,
     } = platform::build(&vm, config, tap, &events)?;
     let mut mmio_bus = Bus::new();
-    let msi: Arc<dyn MsiSink> = Arc::new(KvmMsi::new(&vm));
+    let msi: Arc<dyn MsiSink> = Arc::new(KvmMsiRoutes::new(&vm));
     let ioevents: Arc<dyn IoEventRegistry> = Arc::new(KvmIoEvents::new(&vm));
     let pci = pci::wire(
         msi.clone(),
