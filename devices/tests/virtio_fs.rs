@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use uvm_devices::quiesce::Pausable;
 use uvm_devices::virtio::fs::{FsError, VIRTIO_ID_FS, VhostUserFs};
-use uvm_devices::virtio::{DeviceError, VIRTIO_F_VERSION_1, VirtioDevice, status};
+use uvm_devices::virtio::{VIRTIO_F_VERSION_1, VirtioDevice, status};
 use virtio_fs_support::*;
 
 /// Sends one FUSE_INIT on a device activated over `rings` and checks the
@@ -81,6 +81,7 @@ fn fuse_init_round_trip_through_virtiofsd() {
     fs.ack_features(VIRTIO_F_VERSION_1);
     fs.activate(context(&mem, rings.queues(&mem), &irq))
         .unwrap();
+    fs.settle();
     assert!(fs.is_active());
 
     let bufs = InitBuffers::at(0x10_0000);
@@ -90,11 +91,13 @@ fn fuse_init_round_trip_through_virtiofsd() {
     // Reset (GET_VRING_BASE) and a fresh activation on new rings: the data
     // plane works again, as after a guest reboot.
     fs.reset();
+    fs.settle();
     assert!(!fs.is_active());
     let rings2 = Rings::new(&mem, 0x4_0000);
     let irq2 = Arc::new(RecordingInterrupt::default());
     fs.activate(context(&mem, rings2.queues(&mem), &irq2))
         .unwrap();
+    fs.settle();
     let error = fuse_init_round_trip(
         &mut fs,
         &mem,
@@ -127,15 +130,15 @@ fn anonymous_memory_is_a_typed_activation_error() {
     assert!(err.to_string().contains("memfd"), "{err}");
     assert!(!fs.is_active());
 
-    // Through the VirtioDevice seam the reason reaches set_needs_reset.
-    let err = fs
-        .activate(context(&anon, rings.queues(&anon), &irq))
-        .unwrap_err();
-    assert!(matches!(err, DeviceError::NotActivated));
+    // Through the VirtioDevice seam (the setup thread) the reason reaches
+    // set_needs_reset.
+    fs.activate(context(&anon, rings.queues(&anon), &irq))
+        .unwrap();
+    fs.settle();
     let reasons = irq.needs_reset();
     assert_eq!(reasons.len(), 1);
     assert!(reasons[0].contains("anonymous"), "{}", reasons[0]);
-    assert!(matches!(fs.queue_notify(1), Err(DeviceError::NotActivated)));
+    assert!(!fs.is_active());
 
     // Nothing reached the backend: the same device still activates over
     // shared memory.
@@ -144,6 +147,7 @@ fn anonymous_memory_is_a_typed_activation_error() {
     let irq = Arc::new(RecordingInterrupt::default());
     fs.activate(context(&mem, rings.queues(&mem), &irq))
         .unwrap();
+    fs.settle();
     let error = fuse_init_round_trip(&mut fs, &mem, &rings, &irq, &InitBuffers::at(0x10_0000), 5);
     assert_eq!(error, 0);
 }
@@ -164,7 +168,13 @@ fn anonymous_memory_through_the_pci_transport_sets_needs_reset() {
     m.setup_queue(&caps, 0, 16, 0xffff);
     m.setup_queue(&caps, 1, 16, 0xffff);
     m.driver_ok(&caps);
-    assert_ne!(m.status(&caps) & status::DEVICE_NEEDS_RESET, 0);
+    // The set-up runs on the device's setup thread; its failure arrives
+    // as DEVICE_NEEDS_RESET.
+    let start = std::time::Instant::now();
+    while m.status(&caps) & status::DEVICE_NEEDS_RESET == 0 {
+        assert!(start.elapsed() < TIMEOUT, "no DEVICE_NEEDS_RESET");
+        std::thread::sleep(Duration::from_millis(5));
+    }
     assert!(!m.function.lock().is_active());
     // A reset clears it; the device can be dropped cleanly afterwards.
     m.set_status(&caps, 0);
@@ -213,6 +223,7 @@ fn virtiofsd_killed_under_an_active_device_never_panics() {
     let rings = Rings::new(&mem, 0x1_0000);
     fs.activate(context(&mem, rings.queues(&mem), &irq))
         .unwrap();
+    fs.settle();
     let status = share.daemon.kill().unwrap();
     assert!(!status.success());
 
@@ -231,6 +242,7 @@ fn virtiofsd_killed_under_an_active_device_never_panics() {
     queue_fuse_init(&mem, &rings, &InitBuffers::at(0x10_0000), 9);
     fs.queue_notify(1).unwrap();
     fs.reset();
+    fs.settle();
     let irq2 = Arc::new(RecordingInterrupt::default());
     let err = fs
         .try_activate(context(
@@ -292,6 +304,8 @@ fn negotiated_event_idx_keeps_requests_and_interrupts_flowing() {
     ctx.features = features;
     fs.ack_features(features);
     fs.activate(ctx).unwrap();
+    fs.settle();
+    fs.settle();
     for (n, unique) in [11u64, 12, 13].into_iter().enumerate() {
         // Each request reuses descriptors 0..4 once the previous one is used.
         let bufs = InitBuffers::at(0x10_0000 + 0x1000 * n as u64);
@@ -312,6 +326,7 @@ fn pause_stops_the_rings_and_resume_restarts_them() {
     fs.ack_features(VIRTIO_F_VERSION_1);
     fs.activate(context(&mem, rings.queues(&mem), &irq))
         .unwrap();
+    fs.settle();
     let error = fuse_init_round_trip(&mut fs, &mem, &rings, &irq, &InitBuffers::at(0x10_0000), 1);
     assert_eq!(error, 0);
 
@@ -339,4 +354,66 @@ fn pause_stops_the_rings_and_resume_restarts_them() {
     assert!(irq.needs_reset().is_empty(), "{:?}", irq.needs_reset());
     drop(fs);
     drop(share);
+}
+
+/// Stops (SIGSTOP) or continues (SIGCONT) the daemon of `share`.
+fn signal_daemon(share: &Share, signal: libc::c_int) {
+    let pid = libc::pid_t::try_from(share.daemon.id()).unwrap();
+    // SAFETY: kill(2) on the pid of the test's own child process.
+    assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+}
+
+#[test]
+fn a_hung_daemon_never_holds_the_vcpu_that_sets_driver_ok() {
+    let Some(share) = Share::start() else { return };
+    let limit = Duration::from_millis(500);
+    let mut fs = VhostUserFs::connect_with_timeout(&share.socket(), "myfs", 1, 256, limit).unwrap();
+    let mem = memfd_memory(MEM_SIZE);
+    let irq = Arc::new(RecordingInterrupt::default());
+    let rings = Rings::new(&mem, 0x1_0000);
+    fs.ack_features(VIRTIO_F_VERSION_1);
+    // The daemon stops answering; DRIVER_OK (the transport calls activate
+    // on the vCPU thread that wrote it) must come back at once.
+    signal_daemon(&share, libc::SIGSTOP);
+    let start = std::time::Instant::now();
+    fs.activate(context(&mem, rings.queues(&mem), &irq))
+        .unwrap();
+    let vcpu_time = start.elapsed();
+    // So must a queue notification and a configuration read.
+    fs.queue_notify(1).unwrap();
+    let mut cfg = [0u8; 4];
+    fs.read_config(0, &mut cfg);
+    assert!(
+        start.elapsed() < limit / 2,
+        "the vCPU side waited {vcpu_time:?} for the daemon"
+    );
+    // The set-up gives up after the time limit and breaks the device.
+    assert!(
+        irq.wait_for(TIMEOUT, |r| !r.needs_reset.is_empty()),
+        "a silent daemon did not break the device"
+    );
+    assert!(start.elapsed() >= limit, "broken before the time limit");
+    let reasons = irq.needs_reset();
+    assert!(reasons[0].contains("activation failed"), "{reasons:?}");
+    signal_daemon(&share, libc::SIGCONT);
+    fs.reset();
+    fs.settle();
+    assert!(!fs.is_active());
+}
+
+#[test]
+fn a_hung_daemon_is_a_connect_error_after_the_time_limit() {
+    let Some(share) = Share::start() else { return };
+    signal_daemon(&share, libc::SIGSTOP);
+    let start = std::time::Instant::now();
+    let limit = Duration::from_millis(300);
+    let result = VhostUserFs::connect_with_timeout(&share.socket(), "myfs", 1, 256, limit);
+    signal_daemon(&share, libc::SIGCONT);
+    let err = result.err().expect("connect to a stopped daemon succeeded");
+    assert!(
+        start.elapsed() < TIMEOUT,
+        "connect took {:?}",
+        start.elapsed()
+    );
+    println!("connect to a stopped daemon: {err}");
 }

@@ -23,6 +23,7 @@ fn cycle() -> bool {
     let rings = Rings::new(&mem, 0x1_0000);
     fs.activate(context(&mem, rings.queues(&mem), &irq))
         .unwrap();
+    fs.settle();
     let bufs = InitBuffers::at(0x10_0000);
     queue_fuse_init(&mem, &rings, &bufs, 42);
     fs.queue_notify(1).unwrap();
@@ -38,10 +39,12 @@ fn cycle() -> bool {
         "the interrupt thread is named"
     );
     fs.reset();
+    fs.settle();
     // Activate again and drop while active: drop must clean up too.
     let rings2 = Rings::new(&mem, 0x4_0000);
     fs.activate(context(&mem, rings2.queues(&mem), &irq))
         .unwrap();
+    fs.settle();
     drop(fs);
     drop(mem);
     let socket = share.socket();

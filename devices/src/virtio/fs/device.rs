@@ -1,57 +1,31 @@
 //! The virtio-fs device model: configuration and queues are the device's,
 //! the data plane is the vhost-user backend's.
+//!
+//! Which thread waits for the backend: nobody on a vCPU thread. Register
+//! and configuration reads are answered from values taken at connect;
+//! DRIVER_OK and reset queue their vhost-user round trips on the device's
+//! setup thread ([`super::setup`]); queue notifications become writes to
+//! the rings' kick eventfds on the device worker; pause and resume (the
+//! VMM's control thread) make theirs directly. Every round trip is bounded
+//! by the session's time limit ([`DEFAULT_TIMEOUT`] unless given).
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::Mutex;
-use virtio_queue::{Queue, QueueT};
-use vm_memory::GuestAddressSpace;
-use vmm_sys_util::eventfd::EventFd;
 
-use super::config::FsConfig;
-use super::irq::{IrqThread, new_eventfd};
-use super::memory::{host_address, memory_table};
-use super::session::{RingConfig, Session};
+use super::config::CONFIG_LEN;
+use super::frontend::{Forward, FsFrontend};
+use super::setup::SetupThread;
 use super::{FsError, VIRTIO_ID_FS};
 use crate::quiesce::{Pausable, PauseError};
 use crate::snapshot::Snapshottable;
 use crate::virtio::device::read_config_window;
-use crate::virtio::{
-    ActivateContext, DeviceError, GuestMemory, QueueHandler, VirtioDevice, VirtioInterrupt,
-};
+use crate::virtio::{ActivateContext, DeviceError, QueueHandler, VirtioDevice};
 
-/// Largest split-ring size (virtio 1.x).
-const MAX_QUEUE_SIZE: u16 = 32768;
-
-/// A ring the backend runs, with what restarting it after a pause takes.
-struct StartedRing {
-    index: usize,
-    config: RingConfig,
-    /// The ring's call eventfd (the interrupt thread waits on a copy).
-    call: EventFd,
-}
-
-/// What exists while the device runs.
-struct Active {
-    /// Kick eventfd per queue; `None` for a queue the driver left disabled.
-    kicks: Kicks,
-    /// Rings the backend runs (or ran until a pause stopped them).
-    started: Vec<StartedRing>,
-    /// Forwards the backend's calls as interrupts.
-    irq: IrqThread,
-}
-
-/// The kick eventfds of the running rings, by queue index.
-type Kicks = Arc<Vec<Option<EventFd>>>;
-
-/// What the queue handler forwards notifications with; it changes at
-/// activation, reset, pause and resume.
-#[derive(Default)]
-struct Forward {
-    kicks: Option<Kicks>,
-    paused: bool,
-}
+/// How long a vhost-user request may stay unanswered before it fails.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A virtio-fs device (type 26) whose requests a vhost-user backend
 /// (virtiofsd) serves. Queue 0 is the hiprio queue, queues 1..=N the
@@ -60,209 +34,93 @@ struct Forward {
 /// Guest memory must be file-backed and mapped shared (one memfd), or
 /// activation fails with [`FsError::AnonymousMemory`].
 pub struct VhostUserFs {
-    session: Session,
-    config: FsConfig,
-    queue_size: u16,
-    active: Option<Active>,
-    /// Paused: the backend's rings are stopped and kicks are not forwarded.
-    paused: bool,
+    /// Declared first: dropped (its queued commands finished, joined)
+    /// before the frontend stops the rings.
+    setup: SetupThread,
+    frontend: Arc<Mutex<FsFrontend>>,
     forward: Arc<Mutex<Forward>>,
+    tag: String,
+    features: u64,
+    queue_sizes: Vec<u16>,
+    config: [u8; CONFIG_LEN],
 }
 
 impl VhostUserFs {
     /// Connects to the backend listening on `socket_path` and negotiates a
     /// share named `tag` (1 to 36 bytes) with one hiprio queue and
     /// `num_request_queues` request queues of at most `queue_size`
-    /// entries (a power of two).
+    /// entries (a power of two); requests time out after
+    /// [`DEFAULT_TIMEOUT`].
     pub fn connect(
         socket_path: &Path,
         tag: &str,
         num_request_queues: u16,
         queue_size: u16,
     ) -> Result<Self, FsError> {
-        let config = FsConfig::new(tag, num_request_queues)?;
-        if queue_size == 0 || queue_size > MAX_QUEUE_SIZE || !queue_size.is_power_of_two() {
-            return Err(FsError::InvalidQueueSize(queue_size));
-        }
-        let num_queues = 1 + usize::from(num_request_queues);
-        let session = Session::connect(socket_path, num_queues)?;
-        tracing::info!(
+        Self::connect_with_timeout(
+            socket_path,
             tag,
-            socket = %socket_path.display(),
             num_request_queues,
-            "virtio-fs device connected to its vhost-user backend"
-        );
-        Ok(VhostUserFs {
-            session,
-            config,
             queue_size,
-            active: None,
-            paused: false,
-            forward: Arc::default(),
+            DEFAULT_TIMEOUT,
+        )
+    }
+
+    /// [`VhostUserFs::connect`] with a time limit of `timeout` per
+    /// vhost-user request.
+    pub fn connect_with_timeout(
+        socket_path: &Path,
+        tag: &str,
+        num_request_queues: u16,
+        queue_size: u16,
+        timeout: Duration,
+    ) -> Result<Self, FsError> {
+        let frontend =
+            FsFrontend::connect(socket_path, tag, num_request_queues, queue_size, timeout)?;
+        let forward = frontend.forward();
+        let features = frontend.guest_features();
+        let queue_sizes = frontend.queue_max_sizes();
+        let config = frontend.config().to_bytes();
+        let tag = frontend.tag().to_owned();
+        let frontend = Arc::new(Mutex::new(frontend));
+        let setup = SetupThread::spawn(frontend.clone())?;
+        Ok(VhostUserFs {
+            setup,
+            frontend,
+            forward,
+            tag,
+            features,
+            queue_sizes,
+            config,
         })
     }
 
     /// The tag the guest mounts the share by.
     pub fn tag(&self) -> &str {
-        self.config.tag()
+        &self.tag
     }
 
-    /// Whether the device is activated.
+    /// Waits until the set-up steps queued so far (activation, reset) are
+    /// done: for tests and tools that drive the device by hand.
+    pub fn settle(&self) {
+        self.setup.settle();
+    }
+
+    /// Whether the device is activated (waits for a setup step under way).
     pub fn is_active(&self) -> bool {
-        self.active.is_some()
+        self.frontend.lock().is_active()
     }
 
     /// Whether the backend hung up while the device was active.
     pub fn backend_disconnected(&self) -> bool {
-        self.active.as_ref().is_some_and(|a| a.irq.disconnected())
+        self.frontend.lock().backend_disconnected()
     }
 
-    /// Activates the device with a typed error ([`VirtioDevice::activate`]
-    /// reports the same failure through `set_needs_reset`).
+    /// Activates the device on the caller's thread, with a typed error
+    /// (the transport's [`VirtioDevice::activate`] queues the same on the
+    /// setup thread and reports a failure through `set_needs_reset`).
     pub fn try_activate(&mut self, ctx: ActivateContext) -> Result<(), FsError> {
-        self.deactivate();
-        let want = self.session.num_queues();
-        if ctx.queues.len() != want {
-            return Err(FsError::QueueCount {
-                want,
-                got: ctx.queues.len(),
-            });
-        }
-        let mem = ctx.mem.memory();
-        // Check everything the guest or the VMM got wrong before the
-        // backend hears of it.
-        let table = memory_table(&mem)?;
-        let rings = ring_configs(&mem, &ctx.queues)?;
-        self.session.set_features(ctx.features)?;
-        self.session.set_mem_table(&table)?;
-
-        let mut kicks: Vec<Option<EventFd>> = (0..want).map(|_| None).collect();
-        let mut calls = Vec::with_capacity(rings.len());
-        let mut started = Vec::with_capacity(rings.len());
-        for (index, ring) in rings {
-            let result = start_ring(&mut self.session, index, &ring).and_then(|(kick, call)| {
-                let copy = call.try_clone().map_err(|source| FsError::Fd {
-                    what: "a copy of a call eventfd",
-                    source,
-                })?;
-                Ok((kick, call, copy))
-            });
-            match result {
-                Ok((kick, call, copy)) => {
-                    if let Some(slot) = kicks.get_mut(index) {
-                        *slot = Some(kick);
-                    }
-                    calls.push((index as u16, copy));
-                    started.push(StartedRing {
-                        index,
-                        config: ring,
-                        call,
-                    });
-                }
-                Err(e) => {
-                    self.stop_rings(&started);
-                    return Err(e);
-                }
-            }
-        }
-        let irq = match IrqThread::spawn(calls, self.session.socket_fd(), ctx.interrupt) {
-            Ok(irq) => irq,
-            Err(e) => {
-                self.stop_rings(&started);
-                return Err(e);
-            }
-        };
-        tracing::info!(
-            tag = self.tag(),
-            rings = started.len(),
-            "virtio-fs device activated"
-        );
-        let kicks: Kicks = Arc::new(kicks);
-        self.forward.lock().kicks = Some(kicks.clone());
-        self.active = Some(Active {
-            kicks,
-            started,
-            irq,
-        });
-        Ok(())
-    }
-
-    /// Stops the rings and the interrupt thread, if running.
-    fn deactivate(&mut self) {
-        self.forward.lock().kicks = None;
-        let Some(active) = self.active.take() else {
-            return;
-        };
-        let Active {
-            kicks,
-            started,
-            irq,
-        } = active;
-        if irq.disconnected() {
-            tracing::debug!("vhost-user backend gone; rings not stopped");
-        } else if !self.paused {
-            self.stop_rings(&started);
-        }
-        drop(irq);
-        drop(kicks);
-        tracing::debug!(tag = self.tag(), "virtio-fs device deactivated");
-    }
-
-    /// GET_VRING_BASE on each of `rings` (best effort).
-    fn stop_rings(&mut self, rings: &[StartedRing]) {
-        for ring in rings {
-            match self.session.stop_ring(ring.index) {
-                Ok(base) => tracing::debug!(index = ring.index, base, "virtio-fs ring stopped"),
-                Err(error) => {
-                    tracing::warn!(index = ring.index, %error, "cannot stop a virtio-fs ring");
-                }
-            }
-        }
-    }
-}
-
-/// The ring addresses of every enabled queue, translated for the backend.
-fn ring_configs(
-    mem: &GuestMemory,
-    queues: &[Option<Queue>],
-) -> Result<Vec<(usize, RingConfig)>, FsError> {
-    let mut out = Vec::with_capacity(queues.len());
-    for (index, queue) in queues.iter().enumerate() {
-        let Some(q) = queue else {
-            tracing::debug!(index, "virtio-fs queue not enabled by the driver");
-            continue;
-        };
-        let qi = index as u16;
-        out.push((
-            index,
-            RingConfig {
-                size: q.size(),
-                max_size: q.max_size(),
-                desc: host_address(mem, qi, q.desc_table())?,
-                avail: host_address(mem, qi, q.avail_ring())?,
-                used: host_address(mem, qi, q.used_ring())?,
-                base: q.next_avail(),
-            },
-        ));
-    }
-    Ok(out)
-}
-
-/// Creates the eventfds of ring `index` and starts it; returns (kick, call).
-fn start_ring(
-    session: &mut Session,
-    index: usize,
-    ring: &RingConfig,
-) -> Result<(EventFd, EventFd), FsError> {
-    let kick = new_eventfd("a kick eventfd")?;
-    let call = new_eventfd("a call eventfd")?;
-    session.start_ring(index, ring, &call, &kick)?;
-    Ok((kick, call))
-}
-
-impl Drop for VhostUserFs {
-    fn drop(&mut self) {
-        self.deactivate();
+        self.frontend.lock().try_activate(ctx)
     }
 }
 
@@ -272,11 +130,11 @@ impl VirtioDevice for VhostUserFs {
     }
 
     fn queue_max_sizes(&self) -> Vec<u16> {
-        vec![self.queue_size; self.session.num_queues()]
+        self.queue_sizes.clone()
     }
 
     fn device_features(&self) -> u64 {
-        self.session.guest_features()
+        self.features
     }
 
     fn ack_features(&mut self, features: u64) {
@@ -289,27 +147,24 @@ impl VirtioDevice for VhostUserFs {
     }
 
     fn read_config(&self, offset: u64, data: &mut [u8]) {
-        read_config_window(&self.config.to_bytes(), offset, data);
+        read_config_window(&self.config, offset, data);
     }
 
     fn write_config(&mut self, offset: u64, _data: &[u8]) {
         tracing::warn!(offset, "virtio-fs configuration is read-only");
     }
 
+    /// Queues the vhost-user set-up on the setup thread and returns: the
+    /// device counts as activated for the transport, and a failure (or a
+    /// backend that does not answer in time) marks it as needing a reset.
     fn activate(&mut self, ctx: ActivateContext) -> Result<(), DeviceError> {
-        let interrupt: Arc<dyn VirtioInterrupt> = ctx.interrupt.clone();
-        self.try_activate(ctx).map_err(|error| {
-            tracing::error!(%error, tag = self.tag(), "virtio-fs activation failed");
-            // DeviceError has no variant for a backend failure; reporting
-            // here first keeps the precise reason (the transport's own
-            // report is then a no-op).
-            interrupt.set_needs_reset(&format!("virtio-fs activation failed: {error}"));
-            DeviceError::NotActivated
-        })
+        self.setup.activate(ctx);
+        Ok(())
     }
 
     fn reset(&mut self) {
-        self.deactivate();
+        self.forward.lock().kicks = None;
+        self.setup.reset();
     }
 
     fn queue_handler(&self) -> Arc<dyn QueueHandler> {
@@ -328,25 +183,31 @@ struct FsQueues {
 impl QueueHandler for FsQueues {
     fn handle_queue(&self, queue: u16) -> Result<(), DeviceError> {
         let forward = self.forward.lock();
-        let kicks = forward.kicks.as_ref().ok_or(DeviceError::NotActivated)?;
+        let Some(kicks) = forward.kicks.as_ref() else {
+            // Activation under way on the setup thread: its catch-up kick
+            // covers this notification.
+            tracing::debug!(queue, "virtio-fs rings not started yet");
+            return Ok(());
+        };
         if forward.paused {
             tracing::debug!(queue, "paused virtio-fs device does not kick its backend");
             return Ok(());
         }
-        let slot = kicks
-            .get(usize::from(queue))
-            .ok_or(DeviceError::NoSuchQueue(queue))?;
-        match slot {
-            Some(kick) => {
+        match kicks.get(usize::from(queue)) {
+            None => Err(DeviceError::NoSuchQueue(queue)),
+            Some(Some(kick)) => {
                 if let Err(error) = kick.write(1) {
                     // Only a saturated counter fails, and then the backend
                     // has a kick pending anyway.
                     tracing::debug!(queue, %error, "virtio-fs kick not written");
                 }
+                Ok(())
             }
-            None => tracing::debug!(queue, "notification for a disabled virtio-fs queue"),
+            Some(None) => {
+                tracing::debug!(queue, "notification for a disabled virtio-fs queue");
+                Ok(())
+            }
         }
-        Ok(())
     }
 }
 
@@ -354,64 +215,16 @@ impl Pausable for VhostUserFs {
     /// Stops every ring the backend runs (GET_VRING_BASE, which the backend
     /// answers once its ring worker is idle): from then on the daemon
     /// neither reads nor writes guest memory. This is what QEMU does to a
-    /// vhost-user device when the VM stops.
+    /// vhost-user device when the VM stops. Waits for a set-up step under
+    /// way (each bounded by the time limit).
     fn pause(&mut self) -> Result<(), PauseError> {
-        if self.paused {
-            return Ok(());
-        }
-        if let Some(active) = self.active.as_mut()
-            && !active.irq.disconnected()
-        {
-            for ring in &mut active.started {
-                let base = self
-                    .session
-                    .stop_ring(ring.index)
-                    .map_err(|e| PauseError::Backend {
-                        device: format!("virtio-fs {}", self.config.tag()),
-                        action: "stop its rings",
-                        detail: e.to_string(),
-                    })?;
-                ring.config.base = u16::try_from(base).unwrap_or(u16::MAX);
-                tracing::debug!(
-                    index = ring.index,
-                    base,
-                    "virtio-fs ring stopped for a pause"
-                );
-            }
-        }
-        self.paused = true;
-        self.forward.lock().paused = true;
-        Ok(())
+        self.frontend.lock().pause()
     }
 
     /// Restarts the stopped rings where the backend left them, with the
     /// same eventfds.
     fn resume(&mut self) -> Result<(), PauseError> {
-        if !self.paused {
-            return Ok(());
-        }
-        self.paused = false;
-        self.forward.lock().paused = false;
-        let Some(active) = self.active.as_ref() else {
-            return Ok(());
-        };
-        if active.irq.disconnected() {
-            return Ok(());
-        }
-        // The transport replays the notifications it held meanwhile.
-        for ring in &active.started {
-            let Some(Some(kick)) = active.kicks.get(ring.index) else {
-                continue;
-            };
-            self.session
-                .start_ring(ring.index, &ring.config, &ring.call, kick)
-                .map_err(|e| PauseError::Backend {
-                    device: format!("virtio-fs {}", self.config.tag()),
-                    action: "restart its rings",
-                    detail: e.to_string(),
-                })?;
-        }
-        Ok(())
+        self.frontend.lock().resume()
     }
 }
 

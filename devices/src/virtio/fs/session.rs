@@ -15,6 +15,7 @@
 
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::Path;
+use std::time::Duration;
 
 use vhost::vhost_user::message::VhostUserHeaderFlag;
 use vhost::vhost_user::{
@@ -25,6 +26,7 @@ use virtio_bindings::virtio_ring::{VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRE
 use vmm_sys_util::eventfd::EventFd;
 
 use super::FsError;
+use super::watchdog::Watchdog;
 use crate::virtio::VIRTIO_F_VERSION_1;
 
 /// Virtio features passed through from the backend to the driver. Packed
@@ -56,6 +58,8 @@ pub struct RingConfig {
 
 /// A negotiated vhost-user connection.
 pub struct Session {
+    /// Declared first: stopped before the socket closes.
+    watchdog: Watchdog,
     frontend: Frontend,
     backend_features: u64,
     protocol: VhostUserProtocolFeatures,
@@ -64,13 +68,21 @@ pub struct Session {
 
 impl Session {
     /// Connects to the backend at `path` and negotiates for `num_queues`
-    /// queues.
-    pub fn connect(path: &Path, num_queues: usize) -> Result<Self, FsError> {
+    /// queues. Every request from then on (this negotiation, activation,
+    /// pause) fails once the backend leaves it unanswered for `timeout`:
+    /// a hung daemon costs its caller that long, not forever.
+    pub fn connect(path: &Path, num_queues: usize, timeout: Duration) -> Result<Self, FsError> {
         let mut frontend =
             Frontend::connect(path, num_queues as u64).map_err(|source| FsError::Connect {
                 path: path.to_path_buf(),
                 source,
             })?;
+        let watchdog =
+            Watchdog::start(frontend.as_raw_fd(), timeout).map_err(|source| FsError::Fd {
+                what: "the vhost-user watchdog",
+                source,
+            })?;
+        let armed = watchdog.arm("the vhost-user negotiation");
         frontend.set_owner().map_err(protocol("SET_OWNER"))?;
         let backend_features = frontend.get_features().map_err(protocol("GET_FEATURES"))?;
         if backend_features & VIRTIO_F_VERSION_1 == 0 {
@@ -108,7 +120,9 @@ impl Session {
             protocol_features = format_args!("{:#x}", protocol_features.bits()),
             "vhost-user backend connected"
         );
+        drop(armed);
         Ok(Session {
+            watchdog,
             frontend,
             backend_features,
             protocol: protocol_features,
@@ -137,6 +151,12 @@ impl Session {
         self.protocol
     }
 
+    /// Whether the backend overran the time limit and the session was
+    /// closed.
+    pub fn timed_out(&self) -> bool {
+        self.watchdog.fired()
+    }
+
     /// The socket, for hang-up detection.
     pub fn socket_fd(&self) -> RawFd {
         self.frontend.as_raw_fd()
@@ -149,6 +169,7 @@ impl Session {
         if self.protocol_features_on() {
             features |= VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits();
         }
+        let _armed = self.watchdog.arm("SET_FEATURES");
         self.frontend
             .set_features(features)
             .map_err(protocol("SET_FEATURES"))
@@ -157,6 +178,7 @@ impl Session {
     /// SET_MEM_TABLE.
     pub fn set_mem_table(&self, table: &[VhostUserMemoryRegionInfo]) -> Result<(), FsError> {
         // The reply payload exists only in postcopy mode, unused here.
+        let _armed = self.watchdog.arm("SET_MEM_TABLE");
         self.frontend
             .set_mem_table(table)
             .map(drop)
@@ -172,6 +194,7 @@ impl Session {
         call: &EventFd,
         kick: &EventFd,
     ) -> Result<(), FsError> {
+        let _armed = self.watchdog.arm("starting a ring");
         let f = &mut self.frontend;
         f.set_vring_num(index, ring.size)
             .map_err(protocol("SET_VRING_NUM"))?;
@@ -203,6 +226,7 @@ impl Session {
     /// Stops ring `index` (GET_VRING_BASE); returns the backend's next
     /// available index.
     pub fn stop_ring(&mut self, index: usize) -> Result<u32, FsError> {
+        let _armed = self.watchdog.arm("GET_VRING_BASE");
         self.frontend
             .get_vring_base(index)
             .map_err(protocol("GET_VRING_BASE"))
