@@ -25,7 +25,7 @@ use uvm_devices::virtio::pmem::{PmemError, PmemImage};
 use super::context::ManagerContext;
 use super::removal::Unplug;
 use crate::device_window::DeviceWindow;
-use crate::pci::memslots::ExtraMemory;
+use crate::pci::memslots::{ExtraMemory, MappingOwner};
 use crate::pci::slots;
 
 struct Mapped {
@@ -151,7 +151,7 @@ impl KvmVpmem {
                     host_address: image.host_address(),
                     len: image.len(),
                     read_only: image.read_only(),
-                    owner: Box::new(image),
+                    owner: MappingOwner::new(Box::new(image)),
                 };
                 self.ctx
                     .hub
