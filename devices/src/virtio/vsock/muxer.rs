@@ -153,7 +153,7 @@ impl Muxer {
             return;
         };
         let Some(conn) = Connection::accepted(self.guest_cid, h, &self.budget) else {
-            tracing::warn!(port = h.dst_port, "vsock buffer budget spent; refusing");
+            tracing::debug!(port = h.dst_port, "vsock buffer budget spent; refusing");
             self.reply_rst(h);
             return;
         };
@@ -166,7 +166,7 @@ impl Muxer {
         match tx.try_send(stream) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
-                tracing::warn!(port = h.dst_port, "listener backlog full; refusing");
+                tracing::debug!(port = h.dst_port, "listener backlog full; refusing");
                 self.reply_rst(h);
                 return;
             }
