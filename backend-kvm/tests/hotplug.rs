@@ -23,7 +23,7 @@ use uvm_backend_kvm::arch::boot::BootSpec;
 use uvm_backend_kvm::build::{self, Prepared};
 use uvm_backend_kvm::console::ConsoleTap;
 use uvm_backend_kvm::pci::hub::{DeviceHub, HubError};
-use uvm_backend_kvm::pci::memslots::ExtraMemory;
+use uvm_backend_kvm::pci::memslots::{ExtraMemory, MappingOwner};
 use uvm_devices::acpi::pci_hotplug::{PCIHP_BASE, PCIHP_GPE};
 use uvm_devices::acpi::pm::{GPE0_OFFSET, PM_BASE};
 use uvm_devices::virtio::scsi::VirtioScsiDevice;
@@ -154,7 +154,7 @@ async fn device_memory_is_mapped_while_plugged() {
         host_address: backing.as_ptr() as u64,
         len: 2 << 20,
         read_only: true,
-        owner: Box::new(backing),
+        owner: MappingOwner::new(Box::new(backing)),
     };
     hub.plug(6, "pmem", Box::new(VirtioScsiDevice::new(1)), Some(memory))
         .unwrap();
@@ -173,7 +173,7 @@ async fn device_memory_is_mapped_while_plugged() {
         host_address: backing.as_ptr() as u64,
         len: 2 << 20,
         read_only: false,
-        owner: Box::new(backing),
+        owner: MappingOwner::new(Box::new(backing)),
     };
     hub.plug(6, "pmem", Box::new(VirtioScsiDevice::new(1)), Some(memory))
         .unwrap();

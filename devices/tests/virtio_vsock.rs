@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uvm_devices::virtio::VIRTIO_F_VERSION_1;
+use uvm_devices::virtio::vsock::connection::BUF_ALLOC;
 use uvm_devices::virtio::vsock::packet::{HDR_SIZE, Header, SHUTDOWN_RCV, SHUTDOWN_SEND, op};
 use uvm_devices::virtio::vsock::{MuxerError, VsockDevice, VsockHost, VsockKick};
 use virtio_support::*;
@@ -306,7 +307,7 @@ async fn host_respects_guest_credit_and_answers_credit_requests() {
         .find(|(h, _)| h.op == op::CREDIT_UPDATE)
         .unwrap()
         .0;
-    assert_eq!(cu.buf_alloc, 256 * 1024);
+    assert_eq!(cu.buf_alloc, BUF_ALLOC);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -316,7 +317,7 @@ async fn guest_overrunning_host_credit_is_reset() {
     g.connect_to_host(3333, 10).await;
     let mut s = listener.accept().await.unwrap();
     let chunk = vec![7u8; 64 * 1024];
-    for _ in 0..4 {
+    for _ in 0..BUF_ALLOC as usize / chunk.len() {
         let h = g.hdr(3333, 10, op::RW);
         g.send(h, &chunk);
     }
@@ -326,7 +327,7 @@ async fn guest_overrunning_host_credit_is_reset() {
     g.expect(|h| h.op == op::RST && h.dst_port == 3333).await;
     assert_eq!(g.host.connection_count(), 0);
     // Buffered data is still readable, then the reset shows.
-    let mut buf = vec![0u8; 256 * 1024];
+    let mut buf = vec![0u8; BUF_ALLOC as usize];
     s.read_exact(&mut buf).await.unwrap();
     assert!(s.read(&mut buf).await.is_err());
 }

@@ -25,7 +25,7 @@ use uvm_devices::virtio::pmem::{PmemError, PmemImage};
 use super::context::ManagerContext;
 use super::removal::Unplug;
 use crate::device_window::DeviceWindow;
-use crate::pci::memslots::ExtraMemory;
+use crate::pci::memslots::{ExtraMemory, MappingOwner};
 use crate::pci::slots;
 
 struct Mapped {
@@ -57,6 +57,27 @@ fn image_error(e: PmemError) -> Error {
             Error::io(format!("{what} {}", path.display()), source)
         }
     }
+}
+
+/// Opens `device`'s image once and checks that opened file (type, the kvm
+/// backend's length rules, the controller's `max_size_bytes`): the fd
+/// checked is the fd mapped, so swapping the path after
+/// [`VpmemDevice::check_against`] (which reads the path's metadata for
+/// the contract's error order) gains nothing.
+fn open_image(device: &VpmemDevice, controller: &VpmemController) -> Result<PmemImage> {
+    let image = PmemImage::open(&device.path, device.read_only).map_err(image_error)?;
+    if image.len() > controller.max_size_bytes {
+        return Err(Error::invalid_argument(
+            "path",
+            format!(
+                "{} is {} bytes, more than the controller's max_size_bytes {}",
+                device.path.display(),
+                image.len(),
+                controller.max_size_bytes
+            ),
+        ));
+    }
+    Ok(image)
 }
 
 impl KvmVpmem {
@@ -101,14 +122,13 @@ impl KvmVpmem {
             return Err(Error::not_found(Resource::VPMem, "controller"));
         };
         device.check_against(&controller)?;
-        PmemImage::checked_len(&device.path).map_err(image_error)?;
+        let image = open_image(&device, &controller)?;
         if self.state.lock().devices.contains(&device.id) {
             return Err(Error::already_exists(
                 Resource::VPMem,
                 device.id.to_string(),
             ));
         }
-        let image = PmemImage::open(&device.path, device.read_only).map_err(image_error)?;
         let slot = self
             .ctx
             .hub
@@ -131,7 +151,7 @@ impl KvmVpmem {
                     host_address: image.host_address(),
                     len: image.len(),
                     read_only: image.read_only(),
-                    owner: Box::new(image),
+                    owner: MappingOwner::new(Box::new(image)),
                 };
                 self.ctx
                     .hub
@@ -224,5 +244,70 @@ impl VpmemManager for KvmVpmem {
     async fn remove_device(&self, id: u32) -> Result<Removal> {
         let span = op_span(&self.ctx.vm_id, "vpmem remove_device");
         async { self.do_remove_device(id) }.instrument(span).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use uvm_devices::virtio::pmem::PMEM_ALIGN;
+
+    use super::*;
+
+    fn device(path: &Path) -> VpmemDevice {
+        VpmemDevice {
+            id: 0,
+            path: path.to_path_buf(),
+            read_only: true,
+            format: ImageFormat::Raw,
+        }
+    }
+
+    const CONTROLLER: VpmemController = VpmemController {
+        max_devices: 1,
+        max_size_bytes: PMEM_ALIGN,
+    };
+
+    #[test]
+    fn the_opened_image_is_checked_against_the_controller() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("img");
+        std::fs::File::create(&path)
+            .unwrap()
+            .set_len(PMEM_ALIGN)
+            .unwrap();
+        let image = open_image(&device(&path), &CONTROLLER).unwrap();
+        assert_eq!(image.len(), PMEM_ALIGN);
+        std::fs::File::create(&path)
+            .unwrap()
+            .set_len(2 * PMEM_ALIGN)
+            .unwrap();
+        let err = open_image(&device(&path), &CONTROLLER).unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidArgument { ref argument, .. } if argument == "path"),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn a_fifo_image_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fifo");
+        let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+        // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(open_image(&device(&path), &CONTROLLER).map(|i| i.len()));
+        });
+        let r = rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("opening a FIFO image blocked");
+        assert!(
+            matches!(r, Err(Error::InvalidArgument { ref argument, .. }) if argument == "path"),
+            "{r:?}"
+        );
     }
 }

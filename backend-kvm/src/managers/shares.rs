@@ -8,7 +8,11 @@
 //! bytes). With `allowed_files`, the daemon serves a private staging
 //! directory holding hard links to exactly those files (so the guest sees
 //! only them, and writes to them reach the host files); files that do not
-//! exist are left out. When the guest has ejected the device the daemon is
+//! exist are left out. Symbolic links inside the share are never followed
+//! while staging: an allowed file whose path inside the share goes through
+//! a link (a directory or the file itself) is refused with
+//! `InvalidArgument` (argument `allowed_files`) naming the link, so a link
+//! cannot expose host files outside the share ([`nofollow`]). When the guest has ejected the device the daemon is
 //! stopped and the staging directory removed.
 //!
 //! Only virtio-fs: Plan9 and VSMB answer `NotSupported`. Without a
@@ -27,6 +31,9 @@ use uvm_api::{
 };
 use uvm_devices::virtio::fs::{FsError, TAG_LEN, VhostUserFs, VirtiofsdProcess};
 
+mod nofollow;
+
+use self::nofollow::{Linked, NoFollowError, link_file};
 use super::context::ManagerContext;
 use super::removal::Unplug;
 use crate::pci::slots;
@@ -67,25 +74,26 @@ fn staging(root: &Path, allowed: &[String], parent: &Path) -> Result<tempfile::T
         .tempdir_in(parent)
         .map_err(|e| Error::io("creating a share staging directory", e))?;
     for name in allowed {
-        let source = root.join(name);
-        if !source.is_file() {
-            tracing::debug!(file = %source.display(), "allowed file absent; not shown");
-            continue;
-        }
         let target = dir.path().join(name);
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
+        match link_file(root, name, &target) {
+            Ok(Linked::Linked) => {}
+            Ok(Linked::Skipped) => {
+                tracing::debug!(file = %root.join(name).display(), "allowed file absent or not a regular file; not shown");
+            }
+            Err(e @ (NoFollowError::Symlink(_) | NoFollowError::BadName(_))) => {
+                tracing::warn!("allowed file {name:?} refused: {e}");
+                return Err(Error::invalid_argument("allowed_files", e.to_string()));
+            }
+            Err(NoFollowError::Io { path, source }) => {
+                return Err(Error::io(
+                    format!(
+                        "linking allowed file {} into the share's view (it must be on the same file system as the VM's runtime directory)",
+                        path.display()
+                    ),
+                    source,
+                ));
+            }
         }
-        std::fs::hard_link(&source, &target).map_err(|e| {
-            Error::io(
-                format!(
-                    "linking allowed file {} into the share's view (it must be on the same file system as the VM's runtime directory)",
-                    source.display()
-                ),
-                e,
-            )
-        })?;
     }
     Ok(dir)
 }
@@ -261,6 +269,47 @@ mod tests {
         // Writes through the link reach the host file.
         std::fs::write(dir.path().join("a.txt"), b"new").unwrap();
         assert_eq!(std::fs::read(root.path().join("a.txt")).unwrap(), b"new");
+    }
+
+    /// A share whose `link` is a symlink to a directory outside it, and
+    /// whose `alias` is a symlink to a file outside it.
+    fn share_with_links() -> (tempfile::TempDir, tempfile::TempDir) {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), b"s").unwrap();
+        let root = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.path().join("link")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret"), root.path().join("alias"))
+            .unwrap();
+        (root, outside)
+    }
+
+    #[test]
+    fn staging_refuses_a_symlinked_directory_in_the_share() {
+        let (root, _outside) = share_with_links();
+        let parent = tempfile::tempdir().unwrap();
+        let r = staging(root.path(), &["link/secret".into()], parent.path());
+        let Err(err) = r else {
+            panic!("a file behind a symlink was staged")
+        };
+        assert!(
+            matches!(&err, Error::InvalidArgument { argument, reason }
+                if argument == "allowed_files" && reason.contains(&*root.path().join("link").to_string_lossy())),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn staging_refuses_a_symlinked_file_in_the_share() {
+        let (root, _outside) = share_with_links();
+        let parent = tempfile::tempdir().unwrap();
+        let r = staging(root.path(), &["alias".into()], parent.path());
+        let Err(err) = r else {
+            panic!("a file behind a symlink was staged")
+        };
+        assert!(
+            matches!(&err, Error::InvalidArgument { argument, .. } if argument == "allowed_files"),
+            "{err:?}"
+        );
     }
 
     #[test]

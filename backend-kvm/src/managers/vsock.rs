@@ -109,7 +109,9 @@ impl VmSocketManager for KvmVsock {
         validate_port(port)?;
         let inner = self.host.listen(port).map_err(|e| match e {
             MuxerError::PortInUse(p) => Error::already_exists(Resource::VmSocket, p.to_string()),
-            other @ MuxerError::TooManyConnections => Error::backend(other),
+            other @ (MuxerError::TooManyConnections | MuxerError::BufferBudgetSpent) => {
+                Error::backend(other)
+            }
         })?;
         tracing::debug!(vm = %self.vm_id, port, "vsock listening");
         Ok(Box::new(KvmListener {

@@ -1,7 +1,7 @@
 //! A disk LUN: the SBC/SPC command set over a raw file or a whole block
 //! device, with 512-byte logical blocks.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, FileTypeExt};
 use std::path::Path;
@@ -10,6 +10,7 @@ use super::cdb::{BLOCK_SIZE, Command};
 use super::error::ScsiError;
 use super::inquiry::{self, TYPE_DISK, VpdInfo};
 use super::mode::{self, ModeRequest};
+use super::open::{make_blocking, open_nonblocking};
 use super::outcome::Outcome;
 use super::sense::Sense;
 
@@ -36,19 +37,17 @@ pub struct DiskImage {
 }
 
 impl DiskImage {
-    /// Opens `path` as `kind`, read-only or read-write. The file type must
-    /// match the kind; a trailing partial block is not exposed.
+    /// Opens `path` as `kind`, read-only or read-write. The type of the
+    /// opened file must match the kind; a trailing partial block is not
+    /// exposed. A FIFO, socket or character device is refused without
+    /// blocking (see [`super::open`]).
     pub fn open(path: &Path, kind: ImageKind, read_only: bool) -> Result<Self, ScsiError> {
         let open_err = |source| ScsiError::Open {
             path: path.to_path_buf(),
             source,
         };
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(!read_only)
-            .open(path)
-            .map_err(open_err)?;
-        let ft = file.metadata().map_err(open_err)?.file_type();
+        let (mut file, meta) = open_nonblocking(path, read_only).map_err(open_err)?;
+        let ft = meta.file_type();
         match kind {
             ImageKind::Raw if !ft.is_file() => {
                 return Err(ScsiError::NotRegularFile(path.to_path_buf()));
@@ -58,6 +57,7 @@ impl DiskImage {
             }
             _ => {}
         }
+        make_blocking(&file).map_err(open_err)?;
         let bytes = file.seek(SeekFrom::End(0)).map_err(open_err)?;
         let blocks = bytes / BLOCK_SIZE;
         if blocks == 0 {
@@ -243,5 +243,83 @@ impl ScsiLun {
         // n <= MAX_TRANSFER_BLOCKS, so the length fits; lba < blocks, so
         // the offset cannot overflow for any real file size.
         Ok((lba * BLOCK_SIZE, n as usize * BLOCK_SIZE as usize))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::CString;
+    use std::fs::OpenOptions;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::*;
+
+    fn mkfifo(path: &Path) {
+        let c = CString::new(path.as_os_str().as_bytes()).unwrap();
+        // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
+        let rc = unsafe { libc::mkfifo(c.as_ptr(), 0o600) };
+        assert_eq!(rc, 0, "mkfifo: {}", std::io::Error::last_os_error());
+    }
+
+    /// Opens `path` on a thread; fails the test if the open hangs.
+    fn open_promptly(
+        path: &Path,
+        kind: ImageKind,
+        read_only: bool,
+    ) -> Result<DiskImage, ScsiError> {
+        let (tx, rx) = mpsc::channel();
+        let p = path.to_path_buf();
+        std::thread::spawn(move || {
+            let _ = tx.send(DiskImage::open(&p, kind, read_only));
+        });
+        match rx.recv_timeout(Duration::from_secs(5)) {
+            Ok(r) => r,
+            Err(_) => {
+                // Unblock the stuck open so the thread can end, then fail.
+                let _ = OpenOptions::new().write(true).open(path);
+                panic!("opening the FIFO {} blocked for 5 s", path.display());
+            }
+        }
+    }
+
+    #[test]
+    fn a_fifo_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        mkfifo(&fifo);
+        for (kind, ro) in [
+            (ImageKind::Raw, true),
+            (ImageKind::Raw, false),
+            (ImageKind::BlockDevice, true),
+        ] {
+            let r = open_promptly(&fifo, kind, ro);
+            match (kind, r) {
+                (ImageKind::Raw, Err(ScsiError::NotRegularFile(p)))
+                | (ImageKind::BlockDevice, Err(ScsiError::NotBlockDevice(p))) => {
+                    assert_eq!(p, fifo)
+                }
+                (_, r) => panic!("{kind:?} ro={ro}: {r:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_char_device_is_refused() {
+        let r = open_promptly(Path::new("/dev/null"), ImageKind::Raw, true);
+        assert!(matches!(r, Err(ScsiError::NotRegularFile(_))), "{r:?}");
+    }
+
+    #[test]
+    fn a_regular_file_opens_and_blocks_normally() {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        f.as_file().set_len(4096).unwrap();
+        let image = open_promptly(f.path(), ImageKind::Raw, false).unwrap();
+        assert_eq!(image.blocks(), 8);
+        // SAFETY: F_GETFL on an fd this test owns only reads its flags.
+        let flags = unsafe { libc::fcntl(image.file.as_raw_fd(), libc::F_GETFL) };
+        assert_eq!(flags & libc::O_NONBLOCK, 0, "O_NONBLOCK left set");
     }
 }

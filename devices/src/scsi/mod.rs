@@ -15,6 +15,7 @@ pub mod error;
 pub mod inquiry;
 pub mod lun_table;
 pub mod mode;
+pub mod open;
 pub mod outcome;
 pub mod sense;
 

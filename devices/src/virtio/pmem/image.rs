@@ -7,14 +7,19 @@
 //! must be regular files, non-empty and a multiple of [`PMEM_ALIGN`] long:
 //! Linux maps device memory in 2 MiB sections. The format is never probed:
 //! the file is raw bytes whatever it contains.
+//!
+//! The file is opened once, without blocking on its type, and every check
+//! runs on the opened fd (`fstat`), which is the fd mapped: replacing the
+//! path after the open changes nothing (no check-then-open race).
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use vm_memory::FileOffset;
 use vm_memory::mmap::MmapRegion;
 
 use super::device::PmemDevice;
+use crate::scsi::open::{make_blocking, open_nonblocking};
 
 /// Alignment and size granularity of device memory (2 MiB).
 pub const PMEM_ALIGN: u64 = 2 << 20;
@@ -77,10 +82,12 @@ impl std::fmt::Debug for PmemImage {
 }
 
 impl PmemImage {
-    /// The length `path` would have as an image, checked: a regular file,
-    /// non-empty, a multiple of [`PMEM_ALIGN`]. Nothing is opened.
-    pub fn checked_len(path: &Path) -> Result<u64, PmemError> {
-        let meta = std::fs::metadata(path).map_err(|source| PmemError::Metadata {
+    /// The image length of the opened `file`, checked on the fd itself
+    /// (`fstat`, so a path swapped after the open changes nothing): a
+    /// regular file, non-empty, a multiple of [`PMEM_ALIGN`]. `path` only
+    /// names the file in errors.
+    pub fn checked_len(file: &File, path: &Path) -> Result<u64, PmemError> {
+        let meta = file.metadata().map_err(|source| PmemError::Metadata {
             path: path.to_path_buf(),
             source,
         })?;
@@ -97,18 +104,37 @@ impl PmemImage {
         Ok(len)
     }
 
-    /// Opens and maps the image at `path` (read-only if `read_only`).
+    /// Opens the image at `path` once (read-only if `read_only`), checks
+    /// the opened fd and maps that same fd. The open does not block on a
+    /// FIFO or device: such files are refused as not regular.
     pub fn open(path: &Path, read_only: bool) -> Result<Self, PmemError> {
-        let len = Self::checked_len(path)?;
         let io = |what| {
             let path = path.to_path_buf();
             move |source| PmemError::Io { what, path, source }
         };
-        let file = OpenOptions::new()
-            .read(true)
-            .write(!read_only)
-            .open(path)
-            .map_err(io("opening"))?;
+        let (file, _) =
+            open_nonblocking(path, read_only).map_err(|source| match source.kind() {
+                std::io::ErrorKind::NotFound => PmemError::Metadata {
+                    path: path.to_path_buf(),
+                    source,
+                },
+                std::io::ErrorKind::IsADirectory => PmemError::NotRegularFile(path.to_path_buf()),
+                _ => io("opening")(source),
+            })?;
+        Self::checked_len(&file, path)?;
+        make_blocking(&file).map_err(io("opening"))?;
+        Self::from_file(file, path, read_only)
+    }
+
+    /// Checks the opened `file` ([`PmemImage::checked_len`]) and maps it
+    /// (read-only if `read_only`; the fd must allow writes otherwise).
+    /// `path` only names the file in errors and logs.
+    pub fn from_file(file: File, path: &Path, read_only: bool) -> Result<Self, PmemError> {
+        let len = Self::checked_len(&file, path)?;
+        let io = |what| {
+            let path = path.to_path_buf();
+            move |source| PmemError::Io { what, path, source }
+        };
         let size = usize::try_from(len).map_err(|_| PmemError::BadLength {
             path: path.to_path_buf(),
             len,
@@ -205,5 +231,55 @@ mod tests {
         // `image`; reading its first byte is in bounds.
         let first = unsafe { *(image.host_address() as *const u8) };
         assert_eq!(first, 0);
+    }
+
+    #[test]
+    fn validation_runs_on_the_opened_fd_not_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("good");
+        std::fs::File::create(&good)
+            .unwrap()
+            .set_len(PMEM_ALIGN)
+            .unwrap();
+        // An fd of a 4 KiB file, while the path now names a good image.
+        let small = dir.path().join("small");
+        std::fs::write(&small, [0u8; 4096]).unwrap();
+        let small_fd = File::open(&small).unwrap();
+        std::fs::rename(&good, &small).unwrap();
+        assert!(matches!(
+            PmemImage::from_file(small_fd, &small, true),
+            Err(PmemError::BadLength { len: 4096, .. })
+        ));
+        // A directory's fd is refused whatever the path names.
+        let dir_fd = File::open(dir.path()).unwrap();
+        assert!(matches!(
+            PmemImage::from_file(dir_fd, &small, true),
+            Err(PmemError::NotRegularFile(_))
+        ));
+        // The good image's fd maps, though its path is replaced meanwhile.
+        let good_fd = File::open(&small).unwrap();
+        let other = dir.path().join("other");
+        std::fs::write(&other, [0u8; 4096]).unwrap();
+        std::fs::rename(&other, &small).unwrap();
+        let image = PmemImage::from_file(good_fd, &small, true).unwrap();
+        assert_eq!(image.len(), PMEM_ALIGN);
+    }
+
+    #[test]
+    fn a_fifo_image_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let p = fifo.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(PmemImage::open(&p, true).map(|i| i.len()));
+        });
+        let r = rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("opening a FIFO image blocked");
+        assert!(matches!(r, Err(PmemError::NotRegularFile(_))), "{r:?}");
     }
 }

@@ -8,10 +8,23 @@
 //! event that is after `scsi_remove_device` returned. So the release of a
 //! removed LUN is signalled when the buffer that carried its event comes
 //! back on the event queue.
+//!
+//! # A guest that posts too much
+//!
+//! The device holds at most one buffer per descriptor head, so never more
+//! than the queue size. A driver must not make a buffer available again
+//! while the device still owns it (virtio 1.2, 2.7.13 "Supplying Buffers to
+//! The Device": a chain on the available ring belongs to the device until
+//! it appears on the used ring, and the driver must not alter it before).
+//! A head posted while the device holds it is such a violation, and so is
+//! anything past the queue size: the device refuses the buffer, does not
+//! hold it, and breaks with DEVICE_NEEDS_RESET through the usual error path
+//! ([`EventQueueError`] inside [`ProcessError::Buffer`]). A driver reset
+//! clears everything held.
 
 use std::collections::VecDeque;
 
-use virtio_queue::Queue;
+use virtio_queue::{Queue, QueueT};
 use vm_memory::{Bytes, GuestAddress};
 
 use super::config::{EVENT_SIZE, event, event_lun};
@@ -23,6 +36,29 @@ use crate::virtio::queue::{add_used, pop_chain};
 /// Events kept while the guest posts no buffer; more are dropped and the
 /// next delivered event carries EVENTS_MISSED.
 pub const MAX_PENDING_EVENTS: usize = 64;
+
+/// Why the event queue refused a guest buffer (the device then breaks).
+#[derive(Debug, thiserror::Error)]
+pub enum EventQueueError {
+    /// The guest made a head available that the device already holds.
+    #[error("event buffer head {head} made available twice")]
+    DuplicateHead {
+        /// The descriptor head posted again.
+        head: u16,
+    },
+    /// The guest posted more buffers than the queue has entries.
+    #[error("more event buffers than the queue size {size}")]
+    TooManyBuffers {
+        /// The queue size.
+        size: u16,
+    },
+}
+
+impl From<EventQueueError> for ProcessError {
+    fn from(e: EventQueueError) -> Self {
+        ProcessError::Buffer(std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    }
+}
 
 #[derive(Debug)]
 struct PendingEvent {
@@ -80,6 +116,11 @@ impl EventState {
         self.pending.len()
     }
 
+    /// Guest event buffers the device holds (for tests and stats).
+    pub fn held(&self) -> usize {
+        self.held.len()
+    }
+
     /// Forgets everything (device reset or re-activation): the driver
     /// rescans when it comes back, so every removal counts as released.
     pub fn reset(&mut self) {
@@ -114,6 +155,7 @@ impl EventState {
                 used = true;
                 continue;
             }
+            self.check_room_for(head, queue.size())?;
             let segments = chain
                 .writable()
                 .map(|d| (d.addr(), d.len() as usize))
@@ -159,6 +201,22 @@ impl EventState {
         Ok(used)
     }
 
+    /// Refuses a head the device holds already, or one past the queue size.
+    fn check_room_for(&self, head: u16, size: u16) -> Result<(), EventQueueError> {
+        if self.held.iter().any(|b| b.head == head) {
+            tracing::warn!(head, "virtio-scsi event buffer posted twice; device broken");
+            return Err(EventQueueError::DuplicateHead { head });
+        }
+        if self.held.len() >= usize::from(size) {
+            tracing::warn!(
+                size,
+                "virtio-scsi event buffers past the queue size; device broken"
+            );
+            return Err(EventQueueError::TooManyBuffers { size });
+        }
+        Ok(())
+    }
+
     fn repost_seen(&mut self, key: u64) {
         let (done, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.awaiting)
             .into_iter()
@@ -186,4 +244,84 @@ fn write_segments(
         bytes = &bytes[n..];
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use virtio_queue::desc::{RawDescriptor, split::Descriptor as SplitDescriptor};
+    use virtio_queue::mock::MockSplitQueue;
+    use vm_memory::GuestAddress;
+
+    use super::*;
+
+    const SIZE: u16 = 4;
+    const WRITE: u16 = virtio_bindings::virtio_ring::VRING_DESC_F_WRITE as u16;
+
+    fn memory() -> GuestMemory {
+        GuestMemory::from_ranges(&[(GuestAddress(0), 0x10_0000)]).unwrap()
+    }
+
+    /// Puts descriptor `head` (a 16-byte writable buffer) on the avail ring.
+    fn post(mock: &MockSplitQueue<'_, GuestMemory>, head: u16) {
+        let desc = SplitDescriptor::new(0x8000 + u64::from(head) * 0x100, 16, WRITE, 0);
+        mock.desc_table()
+            .store(head, RawDescriptor::from(desc))
+            .unwrap();
+        let idx = mock.avail().idx().load();
+        mock.avail()
+            .ring()
+            .ref_at(usize::from(idx % SIZE))
+            .unwrap()
+            .store(head);
+        mock.avail().idx().store(idx.wrapping_add(1));
+    }
+
+    #[test]
+    fn a_head_posted_twice_breaks_the_device_and_is_not_held_twice() {
+        let mem = memory();
+        let mock = MockSplitQueue::create(&mem, GuestAddress(0), SIZE);
+        let mut q: Queue = mock.create_queue().unwrap();
+        let mut ev = EventState::default();
+        post(&mock, 0);
+        assert!(!ev.process(&mut q, &mem).unwrap());
+        assert_eq!(ev.held(), 1);
+        post(&mock, 0);
+        let r = ev.process(&mut q, &mem);
+        assert!(r.is_err(), "a duplicate head was accepted: {r:?}");
+        assert_eq!(ev.held(), 1, "the duplicate head was held twice");
+    }
+
+    #[test]
+    fn endless_reposts_never_hold_more_than_the_queue_size() {
+        let mem = memory();
+        let mock = MockSplitQueue::create(&mem, GuestAddress(0), SIZE);
+        let mut q: Queue = mock.create_queue().unwrap();
+        let mut ev = EventState::default();
+        for i in 0..(SIZE * 50) {
+            post(&mock, i % 2);
+            let _ = ev.process(&mut q, &mem);
+            assert!(ev.held() <= usize::from(SIZE), "held {}", ev.held());
+        }
+        assert!(ev.held() <= 2);
+    }
+
+    #[test]
+    fn distinct_heads_up_to_the_queue_size_are_held_and_used() {
+        let mem = memory();
+        let mock = MockSplitQueue::create(&mem, GuestAddress(0), SIZE);
+        let mut q: Queue = mock.create_queue().unwrap();
+        let mut ev = EventState::default();
+        for h in 0..SIZE {
+            post(&mock, h);
+        }
+        assert!(!ev.process(&mut q, &mem).unwrap());
+        assert_eq!(ev.held(), usize::from(SIZE));
+        ev.push_reset(1, 0, None);
+        assert!(ev.process(&mut q, &mem).unwrap());
+        assert_eq!(ev.held(), usize::from(SIZE) - 1);
+        // The used buffer may come back.
+        post(&mock, 0);
+        assert!(!ev.process(&mut q, &mem).unwrap());
+        assert_eq!(ev.held(), usize::from(SIZE));
+    }
 }

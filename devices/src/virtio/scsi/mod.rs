@@ -29,7 +29,10 @@
 //! buffer; past 64 waiting events new ones are dropped and the next one
 //! delivered carries VIRTIO_SCSI_T_EVENTS_MISSED (Linux then re-checks
 //! every device and rescans the bus). Before the driver runs, changes need
-//! no event: its probe scans the bus.
+//! no event: its probe scans the bus. The device holds at most one event
+//! buffer per descriptor head (never more than the queue size); a head made
+//! available again while held breaks the device (DEVICE_NEEDS_RESET), see
+//! [`events`].
 //!
 //! # The release signal (two-phase removal)
 //!

@@ -6,22 +6,35 @@
 //! | `Connecting` | host `connect` (REQUEST to send)     | guest RESPONSE → `Established`; RST → gone |
 //! | `Established`| guest REQUEST accepted / RESPONSE    | host stream dropped → `Closing`; RST → gone |
 //! | `Closing`    | SHUTDOWN(RCV+SEND) sent by the host  | guest RST or SHUTDOWN → gone               |
-
+//!
+//! # Credit and the VM's budget
+//!
+//! Every packet to the guest carries our `buf_alloc` and `fwd_cnt`; together
+//! they say the guest may send until its byte count reaches
+//! `fwd_cnt + buf_alloc` (our `rx_limit`). That limit only grows, and it
+//! grows only by bytes reserved from the VM's [`Budget`] (at most
+//! [`BUF_ALLOC`] beyond what the host has read). The reservation
+//! (`rx_limit - fwd_cnt`) shrinks as the host reads; the part the guest had
+//! not used yet is given back when the connection goes, the rest when the
+//! stream is dropped. A guest that sends past `rx_limit` is reset.
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::task::Waker;
 
 use parking_lot::{Mutex, MutexGuard};
 
+use super::budget::Budget;
 use super::packet::{HOST_CID, Header, SHUTDOWN_RCV, SHUTDOWN_SEND, TYPE_STREAM, op};
 
-/// Receive buffer the host offers each connection (our `buf_alloc`).
-pub const BUF_ALLOC: u32 = 256 * 1024;
+/// Most receive buffer the host offers one connection (our `buf_alloc`).
+pub const BUF_ALLOC: u32 = 128 * 1024;
+/// Least credit a new connection must get from the VM's budget; with less
+/// left, new connections are refused.
+pub const MIN_WINDOW: u32 = 4096;
 /// Most bytes a host stream buffers towards the guest before writes wait.
 pub const TO_GUEST_CAP: usize = 256 * 1024;
 
 /// Stream-side state, shared between the host stream and the muxer.
-#[derive(Default)]
 pub struct ConnIo {
     /// Bytes from the guest not yet read by the host.
     pub from_guest: VecDeque<u8>,
@@ -49,9 +62,45 @@ pub struct ConnIo {
     pub write_waker: Option<Waker>,
     /// Task waiting for a connect to complete.
     pub connect_waker: Option<Waker>,
+    /// Bytes of the VM's budget this connection holds.
+    reserved: usize,
+    budget: Arc<Budget>,
 }
 
 impl ConnIo {
+    fn new(budget: Arc<Budget>) -> Self {
+        ConnIo {
+            from_guest: VecDeque::new(),
+            to_guest: VecDeque::new(),
+            fwd_cnt: 0,
+            peer_eof: false,
+            peer_no_recv: false,
+            host_shut_write: false,
+            host_closed: false,
+            abort: false,
+            reset: false,
+            established: false,
+            read_waker: None,
+            write_waker: None,
+            connect_waker: None,
+            reserved: 0,
+            budget,
+        }
+    }
+
+    /// The host consumed `n` bytes from the guest: `fwd_cnt` grows and
+    /// their share of the budget is given back.
+    pub fn consume(&mut self, n: usize) {
+        self.fwd_cnt = self.fwd_cnt.wrapping_add(n as u32);
+        self.give_back(n);
+    }
+
+    fn give_back(&mut self, n: usize) {
+        let n = n.min(self.reserved);
+        self.reserved -= n;
+        self.budget.release(n);
+    }
+
     /// Wakes every waiting task.
     pub fn wake_all(&mut self) {
         for w in [
@@ -67,11 +116,21 @@ impl ConnIo {
     }
 }
 
+impl Drop for ConnIo {
+    fn drop(&mut self) {
+        self.budget.release(self.reserved);
+    }
+}
+
 /// A lock around [`ConnIo`].
-#[derive(Default)]
 pub struct ConnShared(Mutex<ConnIo>);
 
 impl ConnShared {
+    /// Stream state of a new connection drawing on `budget`.
+    pub fn new(budget: Arc<Budget>) -> Self {
+        ConnShared(Mutex::new(ConnIo::new(budget)))
+    }
+
     /// Locks the stream state.
     pub fn lock(&self) -> MutexGuard<'_, ConnIo> {
         self.0.lock()
@@ -117,7 +176,8 @@ pub struct Connection {
     tx_cnt: u32,
     /// Payload bytes received from the guest.
     rx_cnt: u32,
-    last_fwd_cnt_sent: u32,
+    /// What `rx_cnt` may reach: the credit given so far (never shrinks).
+    rx_limit: u32,
     send_request: bool,
     send_response: bool,
     send_credit_update: bool,
@@ -126,43 +186,101 @@ pub struct Connection {
 }
 
 impl Connection {
-    fn new(guest_cid: u64, local_port: u32, peer_port: u32, state: ConnState) -> Self {
-        Connection {
+    /// A connection with its first credit reserved from `budget`, or
+    /// `None` if the budget has less than [`MIN_WINDOW`] left.
+    fn new(
+        guest_cid: u64,
+        local_port: u32,
+        peer_port: u32,
+        state: ConnState,
+        budget: &Arc<Budget>,
+    ) -> Option<Self> {
+        let window = budget.take(BUF_ALLOC as usize);
+        if window < MIN_WINDOW as usize {
+            budget.release(window);
+            return None;
+        }
+        let shared = ConnShared::new(budget.clone());
+        shared.lock().reserved = window;
+        Some(Connection {
             local_port,
             peer_port,
             state,
-            shared: Arc::new(ConnShared::default()),
+            shared: Arc::new(shared),
             guest_cid,
             peer_buf_alloc: 0,
             peer_fwd_cnt: 0,
             tx_cnt: 0,
             rx_cnt: 0,
-            last_fwd_cnt_sent: 0,
+            // window <= BUF_ALLOC, so it fits.
+            rx_limit: window as u32,
             send_request: state == ConnState::Connecting,
             send_response: false,
             send_credit_update: false,
             credit_requested: false,
             shutdown_sent: 0,
-        }
+        })
     }
 
-    /// A host-initiated connection to guest port `peer_port`.
-    pub fn connecting(guest_cid: u64, local_port: u32, peer_port: u32) -> Self {
-        Connection::new(guest_cid, local_port, peer_port, ConnState::Connecting)
+    /// A host-initiated connection to guest port `peer_port`; `None` if
+    /// the VM's `budget` is spent.
+    pub fn connecting(
+        guest_cid: u64,
+        local_port: u32,
+        peer_port: u32,
+        budget: &Arc<Budget>,
+    ) -> Option<Self> {
+        Connection::new(
+            guest_cid,
+            local_port,
+            peer_port,
+            ConnState::Connecting,
+            budget,
+        )
     }
 
-    /// A guest-initiated connection accepted by a host listener.
-    pub fn accepted(guest_cid: u64, request: &Header) -> Self {
+    /// A guest-initiated connection accepted by a host listener; `None` if
+    /// the VM's `budget` is spent.
+    pub fn accepted(guest_cid: u64, request: &Header, budget: &Arc<Budget>) -> Option<Self> {
         let mut c = Connection::new(
             guest_cid,
             request.dst_port,
             request.src_port,
             ConnState::Established,
-        );
+            budget,
+        )?;
         c.update_peer_credit(request);
         c.send_response = true;
         c.shared.lock().established = true;
-        c
+        Some(c)
+    }
+
+    /// Credit the guest has left (bytes it may still send).
+    fn guest_credit(&self) -> u32 {
+        self.rx_limit.wrapping_sub(self.rx_cnt)
+    }
+
+    /// How far the credit could grow now: up to [`BUF_ALLOC`] beyond what
+    /// the host has read, as far as the budget allows.
+    fn growth(&self, io: &ConnIo) -> usize {
+        if io.peer_eof || self.state == ConnState::Closing {
+            return 0;
+        }
+        let held = self.rx_limit.wrapping_sub(io.fwd_cnt);
+        (BUF_ALLOC.saturating_sub(held) as usize).min(io.budget.available())
+    }
+
+    /// Grows the credit as far as [`Self::growth`] allows, reserving it;
+    /// returns the `buf_alloc` to advertise with `io.fwd_cnt`.
+    fn grant(&mut self, io: &mut ConnIo) -> u32 {
+        let want = self.growth(io);
+        if want > 0 {
+            let got = io.budget.take(want);
+            io.reserved += got;
+            // got <= BUF_ALLOC, so it fits.
+            self.rx_limit = self.rx_limit.wrapping_add(got as u32);
+        }
+        self.rx_limit.wrapping_sub(io.fwd_cnt)
     }
 
     fn update_peer_credit(&mut self, h: &Header) {
@@ -200,8 +318,7 @@ impl Connection {
             }
             (op::RW, ConnState::Established) => {
                 let len = payload.len() as u32;
-                let used = self.rx_cnt.wrapping_sub(io.fwd_cnt);
-                if io.peer_eof || used.saturating_add(len) > BUF_ALLOC {
+                if io.peer_eof || len > self.guest_credit() {
                     tracing::warn!(
                         local = self.local_port,
                         peer = self.peer_port,
@@ -213,7 +330,7 @@ impl Connection {
                     self.rx_cnt = self.rx_cnt.wrapping_add(len);
                     if io.host_closed {
                         // Nobody reads: consume at once so credit keeps flowing.
-                        io.fwd_cnt = io.fwd_cnt.wrapping_add(len);
+                        io.consume(payload.len());
                     } else {
                         io.from_guest.extend(payload);
                     }
@@ -261,7 +378,7 @@ impl Connection {
         io.abort || (io.host_closed && self.state == ConnState::Connecting)
     }
 
-    fn header(&self, op: u16, len: u32, flags: u32, fwd_cnt: u32) -> Header {
+    fn header(&self, op: u16, len: u32, flags: u32, buf_alloc: u32, fwd_cnt: u32) -> Header {
         Header {
             src_cid: HOST_CID,
             dst_cid: self.guest_cid,
@@ -271,14 +388,14 @@ impl Connection {
             type_: TYPE_STREAM,
             op,
             flags,
-            buf_alloc: BUF_ALLOC,
+            buf_alloc,
             fwd_cnt,
         }
     }
 
     /// The RST packet of this connection.
     pub fn rst(&self) -> Header {
-        self.header(op::RST, 0, 0, 0)
+        self.header(op::RST, 0, 0, 0, 0)
     }
 
     /// The next packet to send to the guest with at most `max_payload`
@@ -287,20 +404,21 @@ impl Connection {
         let shared = self.shared.clone();
         let mut io = shared.lock();
         let fwd = io.fwd_cnt;
-        let pkt = |c: &mut Self, op: u16, flags: u32, data: Vec<u8>| {
-            c.last_fwd_cnt_sent = fwd;
-            Some((c.header(op, data.len() as u32, flags, fwd), data))
+        // Every packet advertises credit, grown out of the budget first.
+        let pkt = |c: &mut Self, io: &mut ConnIo, op: u16, flags: u32, data: Vec<u8>| {
+            let buf_alloc = c.grant(io);
+            Some((c.header(op, data.len() as u32, flags, buf_alloc, fwd), data))
         };
         if self.state == ConnState::Connecting {
             if self.send_request {
                 self.send_request = false;
-                return pkt(self, op::REQUEST, 0, Vec::new());
+                return pkt(self, &mut io, op::REQUEST, 0, Vec::new());
             }
             return None;
         }
         if self.send_response {
             self.send_response = false;
-            return pkt(self, op::RESPONSE, 0, Vec::new());
+            return pkt(self, &mut io, op::RESPONSE, 0, Vec::new());
         }
         if self.state == ConnState::Closing {
             return None;
@@ -317,30 +435,44 @@ impl Connection {
                 if let Some(w) = io.write_waker.take() {
                     w.wake();
                 }
-                return pkt(self, op::RW, 0, data);
+                return pkt(self, &mut io, op::RW, 0, data);
             }
             if credit == 0 && !self.credit_requested {
                 self.credit_requested = true;
-                return pkt(self, op::CREDIT_REQUEST, 0, Vec::new());
+                return pkt(self, &mut io, op::CREDIT_REQUEST, 0, Vec::new());
             }
         }
         let drained = io.to_guest.is_empty() || io.peer_no_recv;
         if io.host_closed && drained {
             self.state = ConnState::Closing;
             self.shutdown_sent = SHUTDOWN_RCV | SHUTDOWN_SEND;
-            return pkt(self, op::SHUTDOWN, SHUTDOWN_RCV | SHUTDOWN_SEND, Vec::new());
+            return pkt(
+                self,
+                &mut io,
+                op::SHUTDOWN,
+                SHUTDOWN_RCV | SHUTDOWN_SEND,
+                Vec::new(),
+            );
         }
         if io.host_shut_write && drained && self.shutdown_sent & SHUTDOWN_SEND == 0 {
             self.shutdown_sent |= SHUTDOWN_SEND;
-            return pkt(self, op::SHUTDOWN, SHUTDOWN_SEND, Vec::new());
+            return pkt(self, &mut io, op::SHUTDOWN, SHUTDOWN_SEND, Vec::new());
         }
-        let unannounced = fwd.wrapping_sub(self.last_fwd_cnt_sent);
-        if !io.peer_eof && (self.send_credit_update || unannounced >= BUF_ALLOC / 2) {
+        // Announce credit when it can grow by half a buffer, or at all
+        // while the guest is (nearly) out of it, or when asked.
+        let growth = self.growth(&io);
+        let starved = self.guest_credit() < MIN_WINDOW;
+        let worth = growth >= BUF_ALLOC as usize / 2 || (growth > 0 && starved);
+        if !io.peer_eof && (self.send_credit_update || worth) {
             self.send_credit_update = false;
-            drop(io);
-            return pkt(self, op::CREDIT_UPDATE, 0, Vec::new());
+            return pkt(self, &mut io, op::CREDIT_UPDATE, 0, Vec::new());
         }
         None
+    }
+
+    /// Bytes of the VM's budget this connection holds (for tests and stats).
+    pub fn reserved(&self) -> usize {
+        self.shared.lock().reserved
     }
 
     /// Marks the stream reset (device reset or muxer-initiated RST).
@@ -348,6 +480,15 @@ impl Connection {
         let mut io = self.shared.lock();
         io.reset = true;
         io.wake_all();
+    }
+}
+
+impl Drop for Connection {
+    /// The guest can send nothing more: the credit it had not used goes
+    /// back to the budget (what it sent stays reserved until read).
+    fn drop(&mut self) {
+        let unused = self.guest_credit() as usize;
+        self.shared.lock().give_back(unused);
     }
 }
 

@@ -23,8 +23,21 @@
 //! Flow control follows the virtio-vsock credit scheme: the host never sends
 //! more than the guest's `buf_alloc - (tx_cnt - fwd_cnt)`, announces its own
 //! consumption with CREDIT_UPDATE, and resets a guest that overruns it.
+//!
+//! # Bounds on what the guest can make the host hold
+//!
+//! Guest data waiting for the host's reader is bounded per connection by
+//! the credit the host offers ([`connection::BUF_ALLOC`], 128 KiB) and per
+//! VM by [`muxer::VM_BUFFER_BUDGET`] (16 MiB, see [`budget`]): credit is
+//! only offered out of the budget, so the `buf_alloc` the guest sees is
+//! space the host really has. When the budget is spent, new guest
+//! connections get RST and open ones get no more credit; a guest that sends
+//! past its credit is reset. Each listener holds at most
+//! [`muxer::MAX_BACKLOG`] connections the host has not accepted yet; more
+//! are refused with RST.
 
 pub mod backend;
+pub mod budget;
 pub mod connection;
 pub mod device;
 pub mod host;

@@ -7,12 +7,18 @@ use std::sync::Arc;
 use tokio::sync::{Notify, mpsc};
 
 use super::backend::VsockBackend;
+use super::budget::Budget;
 use super::connection::{Connection, Verdict};
 use super::packet::{HOST_CID, Header, TYPE_STREAM, op};
 use super::stream::HostStream;
 
 /// Most connections the muxer keeps; further guest requests are refused.
 pub const MAX_CONNECTIONS: usize = 4096;
+/// Most guest connections a listener holds that the host has not accepted
+/// yet; further ones are refused with RST.
+pub const MAX_BACKLOG: usize = 64;
+/// Guest data the host buffers for one VM, over all its connections.
+pub const VM_BUFFER_BUDGET: usize = 16 << 20;
 /// Most RST replies to unknown connections queued at once (extra ones are dropped).
 const MAX_STRAY: usize = 1024;
 /// First port of the host's ephemeral range for host-initiated connects.
@@ -27,6 +33,9 @@ pub enum MuxerError {
     /// No local port or connection slot is left.
     #[error("too many connections")]
     TooManyConnections,
+    /// The VM's budget of buffered guest data is spent.
+    #[error("the VM's vsock buffer budget is spent")]
+    BufferBudgetSpent,
 }
 
 type Key = (u32, u32);
@@ -35,7 +44,8 @@ type Key = (u32, u32);
 pub struct Muxer {
     guest_cid: u64,
     conns: BTreeMap<Key, Connection>,
-    listeners: HashMap<u32, mpsc::UnboundedSender<HostStream>>,
+    listeners: HashMap<u32, mpsc::Sender<HostStream>>,
+    budget: Arc<Budget>,
     stray: VecDeque<Header>,
     next_port: u32,
     last_served: Option<Key>,
@@ -49,6 +59,7 @@ impl Muxer {
             guest_cid,
             conns: BTreeMap::new(),
             listeners: HashMap::new(),
+            budget: Arc::new(Budget::new(VM_BUFFER_BUDGET)),
             stray: VecDeque::new(),
             next_port: EPHEMERAL_START,
             last_served: None,
@@ -61,12 +72,18 @@ impl Muxer {
         self.conns.len()
     }
 
-    /// Registers a listener on `port`.
-    pub fn listen(&mut self, port: u32) -> Result<mpsc::UnboundedReceiver<HostStream>, MuxerError> {
+    /// Bytes of the VM's buffer budget not reserved by any connection.
+    pub fn buffer_available(&self) -> usize {
+        self.budget.available()
+    }
+
+    /// Registers a listener on `port`; it holds at most [`MAX_BACKLOG`]
+    /// connections not accepted yet.
+    pub fn listen(&mut self, port: u32) -> Result<mpsc::Receiver<HostStream>, MuxerError> {
         if self.listeners.contains_key(&port) {
             return Err(MuxerError::PortInUse(port));
         }
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(MAX_BACKLOG);
         self.listeners.insert(port, tx);
         Ok(rx)
     }
@@ -91,7 +108,8 @@ impl Muxer {
         } else {
             local + 1
         };
-        let conn = Connection::connecting(self.guest_cid, local, port);
+        let conn = Connection::connecting(self.guest_cid, local, port, &self.budget)
+            .ok_or(MuxerError::BufferBudgetSpent)?;
         let stream = HostStream::new(conn.shared.clone(), self.notify.clone(), local, port);
         self.conns.insert((local, port), conn);
         Ok(stream)
@@ -134,18 +152,30 @@ impl Muxer {
             self.reply_rst(h);
             return;
         };
-        let conn = Connection::accepted(self.guest_cid, h);
+        let Some(conn) = Connection::accepted(self.guest_cid, h, &self.budget) else {
+            tracing::debug!(port = h.dst_port, "vsock buffer budget spent; refusing");
+            self.reply_rst(h);
+            return;
+        };
         let stream = HostStream::new(
             conn.shared.clone(),
             self.notify.clone(),
             h.dst_port,
             h.src_port,
         );
-        if tx.send(stream).is_err() {
-            // The listener is going away; its drop frees the port.
-            // (The dropped stream marks itself closed; the conn was never stored.)
-            self.reply_rst(h);
-            return;
+        match tx.try_send(stream) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::debug!(port = h.dst_port, "listener backlog full; refusing");
+                self.reply_rst(h);
+                return;
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                // The listener is going away; its drop frees the port.
+                // (The dropped stream marks itself closed; the conn was never stored.)
+                self.reply_rst(h);
+                return;
+            }
         }
         self.conns.insert((h.dst_port, h.src_port), conn);
     }
@@ -252,5 +282,141 @@ impl VsockBackend for Muxer {
         }
         self.stray.clear();
         self.last_served = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use tokio::io::AsyncReadExt;
+
+    use super::*;
+    use crate::virtio::vsock::connection::BUF_ALLOC;
+    use crate::virtio::vsock::packet::MAX_PAYLOAD;
+
+    const CID: u64 = 3;
+
+    fn muxer() -> Muxer {
+        Muxer::new(CID, Arc::new(Notify::new()))
+    }
+
+    fn guest(src_port: u32, dst_port: u32, op: u16) -> Header {
+        Header {
+            src_cid: CID,
+            dst_cid: HOST_CID,
+            src_port,
+            dst_port,
+            type_: TYPE_STREAM,
+            op,
+            buf_alloc: 1 << 20,
+            ..Header::default()
+        }
+    }
+
+    /// Every packet the muxer has for the guest, by guest port.
+    fn drain(m: &mut Muxer) -> HashMap<u32, Vec<Header>> {
+        let mut out: HashMap<u32, Vec<Header>> = HashMap::new();
+        while let Some((h, _)) = m.next_packet(MAX_PAYLOAD as usize) {
+            out.entry(h.dst_port).or_default().push(h);
+        }
+        out
+    }
+
+    /// Sends `n` bytes of data on a connection, in packets.
+    fn send(m: &mut Muxer, src_port: u32, dst_port: u32, mut n: usize) {
+        while n > 0 {
+            let len = n.min(MAX_PAYLOAD as usize);
+            let mut h = guest(src_port, dst_port, op::RW);
+            h.len = len as u32;
+            m.handle_packet(&h, vec![0x5a; len]);
+            n -= len;
+        }
+    }
+
+    #[test]
+    fn the_listener_backlog_is_bounded() {
+        let mut m = muxer();
+        let _rx = m.listen(80).unwrap();
+        let extra = 5;
+        for i in 0..(MAX_BACKLOG + extra) as u32 {
+            m.handle_packet(&guest(1000 + i, 80, op::REQUEST), Vec::new());
+        }
+        let replies = drain(&mut m);
+        let count = |o| replies.values().flatten().filter(|h| h.op == o).count();
+        assert_eq!(
+            count(op::RESPONSE),
+            MAX_BACKLOG,
+            "accepted past the backlog"
+        );
+        assert_eq!(count(op::RST), extra);
+        assert_eq!(m.connection_count(), MAX_BACKLOG);
+    }
+
+    #[test]
+    fn guest_data_is_bounded_per_vm_and_credit_tells_the_guest() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let mut m = muxer();
+        let mut rx = m.listen(80).unwrap();
+        let mut streams = Vec::new();
+        let mut buffered = 0usize;
+        let mut refused = None;
+        for i in 0..5000u32 {
+            let port = 1000 + i;
+            m.handle_packet(&guest(port, 80, op::REQUEST), Vec::new());
+            let replies = drain(&mut m);
+            let reply = replies[&port][0];
+            if reply.op == op::RST {
+                refused = Some(port);
+                break;
+            }
+            assert_eq!(reply.op, op::RESPONSE);
+            streams.push((port, rx.try_recv().unwrap()));
+            // A well-behaved guest sends what its credit allows.
+            let window = reply.buf_alloc.wrapping_sub(reply.fwd_cnt) as usize;
+            send(&mut m, port, 80, window);
+            buffered += window;
+            assert!(
+                buffered <= VM_BUFFER_BUDGET,
+                "{buffered} bytes of guest data buffered after {} connections",
+                i + 1
+            );
+            assert_eq!(
+                m.connection_count(),
+                streams.len(),
+                "a sender within credit was reset"
+            );
+        }
+        let refused = refused.expect("new connections were never refused");
+        assert!(
+            buffered + 64 * 1024 > VM_BUFFER_BUDGET,
+            "refused early: {buffered}"
+        );
+        // Sending beyond the credit given resets the connection.
+        let (port, _) = streams[streams.len() - 1];
+        send(&mut m, port, 80, 1);
+        assert_eq!(drain(&mut m)[&port][0].op, op::RST);
+        assert_eq!(m.connection_count(), streams.len() - 1);
+        // The host reads a connection: its credit comes back, and new
+        // connections are accepted again.
+        let (port, mut s) = streams.swap_remove(0);
+        let mut buf = vec![0u8; 64 * 1024];
+        rt.block_on(async { s.read_exact(&mut buf).await.unwrap() });
+        let update = drain(&mut m);
+        assert!(update[&port].iter().any(|h| h.op == op::CREDIT_UPDATE));
+        // Everything closes: the whole budget is free again.
+        drop(s);
+        m.handle_packet(&guest(port, 80, op::RST), Vec::new());
+        for (port, s) in streams {
+            drop(s);
+            m.handle_packet(&guest(port, 80, op::RST), Vec::new());
+        }
+        assert_eq!(m.connection_count(), 0);
+        assert_eq!(m.buffer_available(), VM_BUFFER_BUDGET);
+        m.handle_packet(&guest(refused, 80, op::REQUEST), Vec::new());
+        let reply = drain(&mut m)[&refused][0];
+        assert_eq!((reply.op, reply.buf_alloc), (op::RESPONSE, BUF_ALLOC));
     }
 }

@@ -68,7 +68,7 @@ impl AsyncRead for HostStream {
             buf.put_slice(&a[..from_a]);
             buf.put_slice(&b[..n - from_a]);
             io.from_guest.drain(..n);
-            io.fwd_cnt = io.fwd_cnt.wrapping_add(n as u32);
+            io.consume(n);
             drop(io);
             // Credit may need announcing.
             self.notify.notify_one();
@@ -175,7 +175,7 @@ impl Future for Connect {
 /// connections it has not handed out.
 pub struct HostListener {
     port: u32,
-    rx: mpsc::UnboundedReceiver<HostStream>,
+    rx: mpsc::Receiver<HostStream>,
     /// Frees the port in the muxer.
     unlisten: Option<Box<dyn FnOnce() + Send>>,
 }
@@ -183,7 +183,7 @@ pub struct HostListener {
 impl HostListener {
     pub(crate) fn new(
         port: u32,
-        rx: mpsc::UnboundedReceiver<HostStream>,
+        rx: mpsc::Receiver<HostStream>,
         unlisten: Box<dyn FnOnce() + Send>,
     ) -> Self {
         HostListener {
