@@ -24,6 +24,7 @@ pub mod interrupt;
 pub mod legacy;
 pub mod pci;
 pub mod quiesce;
+pub mod ratelimit;
 pub mod release;
 pub mod scsi;
 pub mod snapshot;
