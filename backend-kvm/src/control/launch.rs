@@ -36,6 +36,7 @@ pub fn launch(
         mmio_bus,
         pm,
         events,
+        guest,
         inbox,
     } = prepared;
     *stats.mem.lock() = Some(mem.clone());
@@ -50,6 +51,7 @@ pub fn launch(
         pm,
         control: control.clone(),
         threads: Vec::new(),
+        guest,
         inbox,
         lifecycle,
         stats: stats.clone(),
