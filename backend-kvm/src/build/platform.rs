@@ -122,8 +122,8 @@ mod tests {
         let eject = u64::from(PCIHP_BASE + EJECT_OFFSET);
         for i in 0..10_000u32 {
             bus.write(eject, &(1u32 << (1 + i % 31)).to_le_bytes());
-            bus.write(u64::from(PVPANIC_PORT), &[1]);
-            bus.write(u64::from(I8042_BASE) + 4, &[0xfe]);
+            bus.write(PVPANIC_PORT, &[1]);
+            bus.write(I8042_BASE + 4, &[0xfe]);
             bus.write(u64::from(PM_BASE) + 4, &0x3400u16.to_le_bytes());
         }
         assert!(inbox.len() <= 4, "{} events queued", inbox.len());
