@@ -123,7 +123,7 @@ impl LogBudget {
 /// [`LogBudget`] of this call site ([`DEFAULT_BURST`] per
 /// [`DEFAULT_INTERVAL`]); the first event let through after suppressed ones
 /// is preceded by "N similar messages suppressed". The arguments are those
-/// of the `tracing` macro.
+/// of the `tracing` macro; the calling crate must depend on `tracing`.
 #[macro_export]
 macro_rules! log_limited {
     ($level:ident, $($arg:tt)+) => {{
