@@ -13,6 +13,8 @@
 //! | [`quiesce`] | the pause hook: a paused device processes no queue and writes no guest memory |
 //! | [`snapshot`] | the state hook: a device's state as a versioned, serde-described value |
 //! | [`release`] | the device side of two-phase removal: the guest let go of a device |
+//! | [`ratelimit`] | log budgets for the log sites a guest can trigger (no host log flood) |
+//! | [`thread_guard`] | a panic on a VMM thread (vCPU, device worker) is caught and reported so the VM ends |
 //! | [`legacy`] | 8250 serial, i8042 reset line, CMOS, pvpanic |
 //! | [`acpi`] | ACPI tables, the fixed-hardware PM block, the PCI hotplug register block and its AML |
 //! | [`pci`] | the root bus: configuration access (port 0xcf8, ECAM), BARs, the BAR window |
@@ -26,7 +28,9 @@ pub mod ioevent;
 pub mod legacy;
 pub mod pci;
 pub mod quiesce;
+pub mod ratelimit;
 pub mod release;
 pub mod scsi;
 pub mod snapshot;
+pub mod thread_guard;
 pub mod virtio;

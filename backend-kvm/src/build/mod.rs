@@ -31,6 +31,7 @@ use uvm_devices::virtio::{GuestMemoryHandle, VirtioDevice};
 
 use crate::arch::boot::BootSpec;
 use crate::console::ConsoleTap;
+use crate::control::guest_events::GuestEvents;
 use crate::control::protocol::VmmEvent;
 use crate::error::VmmError;
 use crate::ioevents::KvmIoEvents;
@@ -59,6 +60,8 @@ pub struct Prepared {
     pub pm: Arc<Mutex<PmDevice>>,
     /// Where devices and vCPUs report.
     pub events: UnboundedSender<VmmEvent>,
+    /// What the guest reports, bounded (ejects pending).
+    pub guest: Arc<GuestEvents>,
     /// What the control thread reads.
     pub inbox: UnboundedReceiver<VmmEvent>,
 }
@@ -102,11 +105,12 @@ pub fn prepare(
     let mem_bytes = config.memory_mib << 20;
     let vm::KvmVm { kvm, vm, mem } = vm::create(mem_bytes)?;
     let (events, inbox) = unbounded_channel();
+    let guest = GuestEvents::new(events.clone());
     let platform::Platform {
         mut io_bus,
         pm,
         hotplug,
-    } = platform::build(&vm, config, tap, &events)?;
+    } = platform::build(&vm, config, tap, &guest)?;
     let mut mmio_bus = Bus::new();
     let msi: Arc<dyn MsiSink> = Arc::new(KvmMsiRoutes::new(&vm));
     let ioevents: Arc<dyn IoEventRegistry> = Arc::new(KvmIoEvents::new(&vm));
@@ -145,6 +149,7 @@ pub fn prepare(
         mmio_bus: Arc::new(mmio_bus),
         pm,
         events,
+        guest,
         inbox,
     })
 }

@@ -2,16 +2,15 @@
 //! console behind it, the i8042 reset line `0x60`-`0x64`, CMOS `0x70`,
 //! pvpanic `0x505`, the ACPI PM block `0x600` (SCI on IRQ 9) and the PCI
 //! hotplug register block `0xae00`. Guest requests (power-off, reset,
-//! panic) and ejects leave them as [`VmmEvent`]s. KVM's in-kernel
-//! PIC/IOAPIC/LAPIC and PIT handle the rest of the platform.
+//! panic) and ejects leave them through [`GuestEvents`] (bounded). KVM's
+//! in-kernel PIC/IOAPIC/LAPIC and PIT handle the rest of the platform.
 
 use std::sync::Arc;
 
 use kvm_ioctls::VmFd;
 use parking_lot::Mutex;
-use tokio::sync::mpsc::UnboundedSender;
 use uvm_api::UvmConfig;
-use uvm_devices::acpi::pci_hotplug::{EjectSink, PCIHP_BASE, PCIHP_LEN, PciHotplug};
+use uvm_devices::acpi::pci_hotplug::{PCIHP_BASE, PCIHP_LEN, PciHotplug};
 use uvm_devices::acpi::pm::{PM_BASE, PM_LEN, PmDevice, SCI_IRQ};
 use uvm_devices::bus::{Bus, SharedDevice};
 use uvm_devices::legacy::RequestSink;
@@ -21,7 +20,7 @@ use uvm_devices::legacy::pvpanic::{PVPANIC_PORT, PvPanic};
 use uvm_devices::legacy::serial::{COM1_BASE, COM1_IRQ, Serial, UART_PORTS};
 
 use crate::console::{ConsoleTap, ConsoleWriter};
-use crate::control::protocol::VmmEvent;
+use crate::control::guest_events::GuestEvents;
 use crate::error::VmmError;
 use crate::irq::irq_line;
 
@@ -36,19 +35,15 @@ pub struct Platform {
 }
 
 /// Puts the platform devices of `config`'s VM on a new port bus; console
-/// output goes to `tap` and the configured sink, guest requests to `events`.
+/// output goes to `tap` and the configured sink, guest requests and ejects
+/// to `events` (bounded: see [`crate::control::guest_events`]).
 pub fn build(
     vm: &VmFd,
     config: &UvmConfig,
     tap: Arc<ConsoleTap>,
-    events: &UnboundedSender<VmmEvent>,
+    events: &Arc<GuestEvents>,
 ) -> Result<Platform, VmmError> {
-    let requests: RequestSink = {
-        let tx = events.clone();
-        Arc::new(move |r| {
-            let _ = tx.send(VmmEvent::Guest(r));
-        })
-    };
+    let requests: RequestSink = events.request_sink();
     let writer = ConsoleWriter::new(&config.id, &config.console, tap, requests.clone())?;
     let serial: SharedDevice = Arc::new(Mutex::new(Serial::new(
         irq_line(vm, COM1_IRQ)?,
@@ -58,13 +53,7 @@ pub fn build(
         irq_line(vm, u32::from(SCI_IRQ))?,
         requests.clone(),
     )));
-    let hotplug = {
-        let tx = events.clone();
-        let ejected: EjectSink = Arc::new(move |slot| {
-            let _ = tx.send(VmmEvent::Ejected(slot));
-        });
-        Arc::new(Mutex::new(PciHotplug::new(ejected)))
-    };
+    let hotplug = Arc::new(Mutex::new(PciHotplug::new(events.eject_sink())));
     let mut io_bus = Bus::new();
     io_bus.insert(serial, COM1_BASE, UART_PORTS)?;
     io_bus.insert(
@@ -85,4 +74,58 @@ pub fn build(
         pm,
         hotplug,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::sync::mpsc::unbounded_channel;
+    use uvm_devices::acpi::pci_hotplug::EJECT_OFFSET;
+
+    use super::*;
+    use crate::build::vm;
+    use crate::control::protocol::VmmEvent;
+
+    /// The port bus of a small VM, with the receiving end of its events.
+    fn platform() -> Option<(Bus, tokio::sync::mpsc::UnboundedReceiver<VmmEvent>)> {
+        if !std::path::Path::new("/dev/kvm").exists() {
+            eprintln!("SKIPPED: /dev/kvm not available");
+            return None;
+        }
+        let kvm_vm = vm::create(16 << 20).unwrap();
+        let config = UvmConfig::builder("events").build().unwrap();
+        let (events, inbox) = unbounded_channel();
+        let platform = build(
+            &kvm_vm.vm,
+            &config,
+            Arc::default(),
+            &GuestEvents::new(events),
+        )
+        .unwrap();
+        Some((platform.io_bus, inbox))
+    }
+
+    #[test]
+    fn one_eject_write_of_every_slot_queues_at_most_one_event() {
+        let Some((bus, inbox)) = platform() else {
+            return;
+        };
+        let eject = u64::from(PCIHP_BASE + EJECT_OFFSET);
+        assert!(bus.write(eject, &0xffff_fffeu32.to_le_bytes()));
+        assert!(inbox.len() <= 1, "{} events queued", inbox.len());
+    }
+
+    #[test]
+    fn a_flood_of_guest_writes_keeps_the_queue_bounded() {
+        let Some((bus, inbox)) = platform() else {
+            return;
+        };
+        let eject = u64::from(PCIHP_BASE + EJECT_OFFSET);
+        for i in 0..10_000u32 {
+            bus.write(eject, &(1u32 << (1 + i % 31)).to_le_bytes());
+            bus.write(PVPANIC_PORT, &[1]);
+            bus.write(I8042_BASE + 4, &[0xfe]);
+            bus.write(u64::from(PM_BASE) + 4, &0x3400u16.to_le_bytes());
+        }
+        assert!(inbox.len() <= 4, "{} events queued", inbox.len());
+    }
 }

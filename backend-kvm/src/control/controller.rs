@@ -20,6 +20,7 @@ use uvm_devices::legacy::GuestRequest;
 use uvm_devices::quiesce::Pausable;
 use vmm_sys_util::signal::Killable;
 
+use super::guest_events::GuestEvents;
 use super::protocol::{Command, VmmEvent};
 use crate::build::pci::PciDevices;
 use crate::memory::GuestMem;
@@ -49,6 +50,8 @@ pub struct Controller {
     pub(super) control: Arc<RunControl>,
     /// The vCPU threads.
     pub(super) threads: Vec<JoinHandle<()>>,
+    /// What the guest reported (ejects pending).
+    pub(super) guest: Arc<GuestEvents>,
     /// Events and commands.
     pub(super) inbox: UnboundedReceiver<VmmEvent>,
     /// State and exit status.
@@ -89,8 +92,11 @@ impl Controller {
                     tracing::debug!(vm = %self.id, vcpu = index, "vCPU thread ended");
                     continue;
                 }
-                VmmEvent::Ejected(slot) => {
-                    self.hub.on_eject(slot);
+                VmmEvent::GuestEjects => {
+                    let slots = self.guest.take_ejects();
+                    for slot in (0..u32::BITS as u8).filter(|s| slots & (1 << s) != 0) {
+                        self.hub.on_eject(slot);
+                    }
                     continue;
                 }
                 VmmEvent::Command(Command::Pause(reply)) => {

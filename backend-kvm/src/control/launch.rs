@@ -36,6 +36,7 @@ pub fn launch(
         mmio_bus,
         pm,
         events,
+        guest,
         inbox,
     } = prepared;
     *stats.mem.lock() = Some(mem.clone());
@@ -50,6 +51,7 @@ pub fn launch(
         pm,
         control: control.clone(),
         threads: Vec::new(),
+        guest,
         inbox,
         lifecycle,
         stats: stats.clone(),
@@ -89,4 +91,92 @@ pub fn launch(
         .spawn(move || controller.run())
         .map_err(VmmError::io("spawn the VMM control thread"))?;
     Ok(VmmHandle::new(events))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use parking_lot::Mutex;
+    use uvm_api::{State, UvmConfig};
+    use uvm_devices::bus::BusDevice;
+    use uvm_devices::virtio::vsock::{VsockDevice, VsockHost};
+
+    use super::*;
+    use crate::arch::boot::BootSpec;
+    use crate::arch::boot::payload::RealModePayload;
+    use crate::build;
+    use crate::console::ConsoleTap;
+
+    /// A device with a bug: any write panics.
+    struct Buggy;
+
+    impl BusDevice for Buggy {
+        fn read(&mut self, _offset: u64, _data: &mut [u8]) {}
+        fn write(&mut self, _offset: u64, _data: &[u8]) {
+            panic!("buggy device");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_vcpu_thread_ends_the_vm_with_a_vmm_error() {
+        if !std::path::Path::new("/dev/kvm").exists() {
+            eprintln!("SKIPPED: /dev/kvm not available");
+            return;
+        }
+        let config = UvmConfig::builder("panic")
+            .vcpus(1)
+            .memory_mib(16)
+            .build()
+            .unwrap();
+        let host = VsockHost::new(3);
+        let vsock = VsockDevice::new(3, host.backend(), &tokio::runtime::Handle::current());
+        let hub = Arc::new(DeviceHub::new("panic"));
+        // out 0x80, al ; jmp $
+        let payload = RealModePayload {
+            code: vec![0xe6, 0x80, 0xeb, 0xfe],
+            load_addr: 0x1000,
+        };
+        let mut prepared = build::prepare(
+            &config,
+            &BootSpec::Payload(payload),
+            Arc::new(ConsoleTap::default()),
+            Box::new(vsock),
+            &hub,
+        )
+        .unwrap();
+        Arc::get_mut(&mut prepared.io_bus)
+            .unwrap()
+            .insert(Arc::new(Mutex::new(Buggy)), 0x80, 1)
+            .unwrap();
+        let cell = Arc::new(ExitCell::new());
+        assert!(cell.set_unless_stopped(State::Running));
+        let _vmm = launch(
+            prepared,
+            hub,
+            cell.clone(),
+            Arc::new(VmStats::default()),
+            Box::new(|| {}),
+        )
+        .unwrap();
+        let waiters: Vec<_> = (0..3)
+            .map(|_| {
+                let cell = cell.clone();
+                tokio::spawn(async move { cell.wait().await })
+            })
+            .collect();
+        for waiter in waiters {
+            let status = tokio::time::timeout(Duration::from_secs(10), waiter)
+                .await
+                .expect("a waiter was not woken: the VM still runs")
+                .unwrap();
+            assert_eq!(status.reason, StopReason::VmmError);
+            let detail = status.to_string();
+            assert!(
+                detail.contains("vCPU 0 thread died") && detail.contains("buggy device"),
+                "{detail}"
+            );
+        }
+        assert_eq!(cell.state(), State::Stopped);
+    }
 }

@@ -6,9 +6,11 @@
 //! one order and the first event that ends the run decides the exit
 //! reason. [`launch()`] starts the vCPU threads and the control thread;
 //! [`controller`] is the control thread (pause, resume, power button,
-//! injected crash, ejects); [`teardown`] is the one way a VM's run ends.
+//! injected crash, ejects); [`guest_events`] keeps what the guest reports
+//! bounded; [`teardown`] is the one way a VM's run ends.
 
 pub mod controller;
+pub mod guest_events;
 pub mod launch;
 pub mod protocol;
 pub mod teardown;

@@ -40,8 +40,10 @@ pub enum VmmEvent {
     },
     /// A request of the async API.
     Command(Command),
-    /// The guest ejected the device in this PCI slot.
-    Ejected(u8),
+    /// The guest ejected PCI slots: take them with
+    /// [`super::guest_events::GuestEvents::take_ejects`] (one event however
+    /// many ejects; see [`super::guest_events`]).
+    GuestEjects,
 }
 
 /// The handle the async API keeps: the command channel.

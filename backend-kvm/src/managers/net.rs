@@ -3,9 +3,12 @@
 //! Each NIC is its own virtio-net PCI function in the first free slot of
 //! [`slots::DYNAMIC`], backed by the tap named by `Nic::endpoint` (opened,
 //! or created if absent, with `IFF_VNET_HDR`). Frames from the guest go out
-//! on its queue notifications; frames for the guest are moved by the
-//! device's own receive pump. The pump and the tap go with the device,
-//! when the guest has ejected the NIC (or the VM stopped).
+//! on its queue notifications; frames for the guest are moved by a receive
+//! pump ([`RxPump`]) that parks while the guest has no receive buffers and
+//! is woken through the tap's [`WakeOnRecv`] wrapper when the device
+//! receives on a guest notification. The pump is kept with the NIC's entry
+//! and the tap with the device: both go when the guest has ejected the NIC
+//! (or the VM stopped).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +17,7 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 use tracing::Instrument;
 use uvm_api::{DeviceTable, Error, NetworkManager, Nic, Removal, Resource, Result, op_span};
-use uvm_devices::virtio::net::{NetDevice, Tap, TapError};
+use uvm_devices::virtio::net::{NetDevice, RxPump, RxWaker, Tap, TapError, WakeOnRecv};
 
 use super::context::ManagerContext;
 use super::removal::Unplug;
@@ -23,6 +26,8 @@ use crate::pci::slots;
 struct Attached {
     slot: u8,
     mac: [u8; 6],
+    /// Stopped and joined when the entry goes.
+    _rx: RxPump,
 }
 
 /// The network manager of one VM.
@@ -129,9 +134,17 @@ impl KvmNetwork {
         // Opened under the lock: a racing add of the same id gets
         // AlreadyExists, not the tap's EBUSY.
         let tap = Tap::open(&nic.endpoint).map_err(|e| tap_error(nic, e))?;
-        let device = NetDevice::with_rx_pump(Box::new(tap), mac, &nic.id)
-            .map_err(|e| Error::io(format!("starting the receive thread of NIC {}", nic.id), e))?;
-        if nics.insert(nic.id.clone(), Attached { slot, mac }).is_err() {
+        let rx_error = |e| Error::io(format!("starting the receive thread of NIC {}", nic.id), e);
+        let waker = RxWaker::new().map_err(rx_error)?;
+        let device = NetDevice::new(Box::new(WakeOnRecv::new(Box::new(tap), waker.clone())), mac);
+        let host = device.host();
+        let fd = host
+            .fd()
+            .ok_or_else(|| rx_error(std::io::Error::other("the tap has no file descriptor")))?;
+        let rx = RxPump::start_with_waker(&nic.id, fd, waker, move || host.process_rx())
+            .map_err(rx_error)?;
+        let attached = Attached { slot, mac, _rx: rx };
+        if nics.insert(nic.id.clone(), attached).is_err() {
             return Err(Error::already_exists(Resource::Network, nic.id.clone()));
         }
         Ok(device)

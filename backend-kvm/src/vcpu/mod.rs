@@ -16,6 +16,7 @@ use kvm_ioctls::{VcpuExit, VcpuFd};
 use tokio::sync::mpsc::UnboundedSender;
 use uvm_api::{ExitStatus, StopReason};
 use uvm_devices::bus::Bus;
+use uvm_devices::thread_guard::run_guarded;
 
 use crate::control::protocol::VmmEvent;
 use crate::exits::{ExitCounters, ExitKind};
@@ -138,30 +139,51 @@ pub fn inject_triple_fault(vcpu: &VcpuFd) -> Result<(), kvm_ioctls::Error> {
     vcpu.set_vcpu_events(&events)
 }
 
-/// The vCPU thread's body. Returns (and reports) when told to stop or when
-/// the guest ends its run on this vCPU.
+/// The vCPU thread's body. Returns (and reports) when told to stop, when
+/// the guest ends its run on this vCPU, or when the thread panics (a VMM
+/// bug: the run ends with `VmmError` "vCPU n thread died: ...", see
+/// [`uvm_devices::thread_guard`]).
 pub fn run(mut vcpu: VcpuFd, ctx: VcpuContext) {
     let _span = tracing::info_span!("vcpu", vm = %ctx.vm_id, index = ctx.index).entered();
     ctx.clock.attach();
     let run_ptr: *mut kvm_run = vcpu.get_kvm_run();
     kick::set_kvm_run(run_ptr);
-    let status = loop {
+    let thread = format!("vCPU {}", ctx.index);
+    let status = run_guarded(&thread, || run_loop(&mut vcpu, &ctx)).unwrap_or_else(|died| {
+        Some(ExitStatus::with_detail(
+            StopReason::VmmError,
+            died.to_string(),
+        ))
+    });
+    kick::set_kvm_run(std::ptr::null_mut());
+    drop(vcpu);
+    ctx.clock.detach();
+    ctx.control.exited();
+    let _ = ctx.events.send(VmmEvent::VcpuEnded {
+        index: ctx.index,
+        status,
+    });
+}
+
+/// Runs the vCPU until told to stop (`None`) or the guest ends the run.
+fn run_loop(vcpu: &mut VcpuFd, ctx: &VcpuContext) -> Option<ExitStatus> {
+    loop {
         match ctx.control.want() {
             Want::Run => {}
             Want::Pause => {
                 ctx.control.park();
                 continue;
             }
-            Want::Stop => break None,
+            Want::Stop => return None,
         }
         if ctx.index == 0
             && ctx.control.take_crash()
-            && let Err(e) = inject_triple_fault(&vcpu)
+            && let Err(e) = inject_triple_fault(vcpu)
         {
             tracing::error!(vm = %ctx.vm_id, "injecting a triple fault failed: {e}");
         }
         let step = match vcpu.run() {
-            Ok(exit) => handle_exit(&ctx, exit),
+            Ok(exit) => handle_exit(ctx, exit),
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
                 ctx.counters.count(ExitKind::Interrupted);
                 vcpu.set_kvm_immediate_exit(0);
@@ -174,17 +196,9 @@ pub fn run(mut vcpu: VcpuFd, ctx: VcpuContext) {
         };
         if let Step::End(status) = step {
             tracing::info!(vm = %ctx.vm_id, vcpu = ctx.index, "vCPU ends the run: {status}");
-            break Some(status);
+            return Some(status);
         }
-    };
-    kick::set_kvm_run(std::ptr::null_mut());
-    drop(vcpu);
-    ctx.clock.detach();
-    ctx.control.exited();
-    let _ = ctx.events.send(VmmEvent::VcpuEnded {
-        index: ctx.index,
-        status,
-    });
+    }
 }
 
 #[cfg(test)]

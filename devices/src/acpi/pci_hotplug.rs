@@ -189,7 +189,10 @@ impl PciHotplug {
     /// Handles the guest's eject of the slots in `slots`.
     fn ejected(&mut self, slots: u32) {
         if slots & !SLOT_MASK != 0 {
-            tracing::warn!("pci hotplug: the guest ejected slot 0 (the host bridge); ignored");
+            crate::log_limited!(
+                warn,
+                "pci hotplug: the guest ejected slot 0 (the host bridge); ignored"
+            );
         }
         for slot in 1..u32::BITS as u8 {
             let bit = 1u32 << slot;
@@ -199,7 +202,8 @@ impl PciHotplug {
             if self.down & bit != 0 {
                 tracing::debug!("pci hotplug: the guest ejected slot {slot}");
             } else {
-                tracing::info!(
+                crate::log_limited!(
+                    info,
                     "pci hotplug: the guest ejected slot {slot} without a removal request"
                 );
             }

@@ -114,7 +114,7 @@ impl PmDevice {
         if self.pending()
             && let Err(e) = self.sci.trigger()
         {
-            tracing::warn!("acpi pm: raising the SCI failed: {e}");
+            crate::log_limited!(warn, "acpi pm: raising the SCI failed: {e}");
         }
     }
 
@@ -224,7 +224,10 @@ impl PmDevice {
                 tracing::debug!("acpi pm: S5 requested");
                 (self.requests)(GuestRequest::PowerOff);
             } else {
-                tracing::warn!("acpi pm: sleep type {slp_typ} is not supported; ignored");
+                crate::log_limited!(
+                    warn,
+                    "acpi pm: sleep type {slp_typ} is not supported; ignored"
+                );
             }
         }
     }

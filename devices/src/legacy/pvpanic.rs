@@ -45,7 +45,7 @@ impl BusDevice for PvPanic {
         if value & PVPANIC_PANICKED != 0 {
             (self.requests)(GuestRequest::Panic);
         } else if value & PVPANIC_CRASH_LOADED != 0 {
-            tracing::info!("pvpanic: the guest reports a crash kernel is loaded");
+            crate::log_limited!(info, "pvpanic: the guest reports a crash kernel is loaded");
         }
     }
 }

@@ -63,7 +63,7 @@ impl BusDevice for Serial {
             && u64::from(offset) < UART_PORTS
             && let Err(e) = self.uart.write(offset, *byte)
         {
-            tracing::warn!("serial: write of {byte:#x} at offset {offset}: {e}");
+            crate::log_limited!(warn, "serial: write of {byte:#x} at offset {offset}: {e}");
         }
     }
 }

@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use super::rx_pump::RxWaker;
+
 /// A source and sink of Ethernet frames (no virtio header).
 pub trait NetBackend: Send {
     /// Sends one frame. `WouldBlock` means the host side is full and the
@@ -76,5 +78,81 @@ impl NetBackend for MemoryBackend {
 
     fn fd(&self) -> Option<RawFd> {
         None
+    }
+}
+
+/// A backend that wakes a parked receive pump whenever the device receives
+/// from it on another thread than the pump's: the device only receives
+/// with receive buffers posted, so that is the sign the pump waits for (see
+/// [`super::rx_pump`]).
+pub struct WakeOnRecv {
+    inner: Box<dyn NetBackend>,
+    waker: RxWaker,
+}
+
+impl WakeOnRecv {
+    /// `inner`, waking `waker`'s pump.
+    pub fn new(inner: Box<dyn NetBackend>, waker: RxWaker) -> Self {
+        WakeOnRecv { inner, waker }
+    }
+}
+
+impl NetBackend for WakeOnRecv {
+    fn send(&mut self, frame: &[u8]) -> io::Result<()> {
+        self.inner.send(frame)
+    }
+
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.waker.wake();
+        self.inner.recv(buf)
+    }
+
+    fn fd(&self) -> Option<RawFd> {
+        self.inner.fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsRawFd;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::{Duration, Instant};
+
+    use vmm_sys_util::eventfd::EventFd;
+
+    use super::*;
+    use crate::virtio::net::rx_pump::{RxPump, RxStatus};
+
+    #[test]
+    fn a_receive_outside_the_pump_wakes_it_from_parking() {
+        let readable = EventFd::new(libc::EFD_NONBLOCK).unwrap();
+        readable.write(1).unwrap();
+        let waker = RxWaker::new().unwrap();
+        let mut backend = WakeOnRecv::new(Box::new(MemoryBackend::new()), waker.clone());
+        let passes = Arc::new(AtomicUsize::new(0));
+        let p = passes.clone();
+        let fd = readable.as_raw_fd();
+        let pump = RxPump::start_with_waker("t", fd, waker, move || {
+            let _keep_open = &readable;
+            p.fetch_add(1, Ordering::Relaxed);
+            RxStatus::NoBuffers
+        })
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        let before = passes.load(Ordering::Relaxed);
+        let mut buf = [0u8; 64];
+        assert_eq!(
+            backend.recv(&mut buf).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
+        let deadline = Instant::now() + Duration::from_millis(50);
+        while passes.load(Ordering::Relaxed) == before {
+            assert!(
+                Instant::now() < deadline,
+                "the receive did not wake the pump"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        drop(pump);
     }
 }

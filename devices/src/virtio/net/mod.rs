@@ -11,26 +11,31 @@
 //!
 //! ```ignore
 //! let tap = Tap::open("uvmtap%d")?;           // IFF_TAP | IFF_NO_PI | IFF_VNET_HDR
-//! let dev = NetDevice::new(Box::new(tap), mac);
-//! let host = dev.host();                        // keep: the rx pump's handle
+//! let waker = RxWaker::new()?;
+//! let dev = NetDevice::new(Box::new(WakeOnRecv::new(Box::new(tap), waker.clone())), mac);
+//! let host = dev.host();                        // the rx pump's handle
+//! let fd = host.fd().unwrap();
+//! let pump = RxPump::start_with_waker("nic0", fd, waker, move || host.process_rx())?;
 //! let function = VirtioPciDevice::new(Box::new(dev), mem, msi, intx)?;
-//! // event loop: when host.fd() is readable
-//! match host.process_rx() { RxStatus::NoBuffers => /* wait for the guest */, _ => {} }
 //! ```
 //!
-//! Guest rx buffer notifications pull pending frames themselves, so a VMM
-//! that stops polling the fd on [`RxStatus::NoBuffers`] resumes by itself
-//! once the guest posts buffers (the device drains the backend then).
+//! Guest rx buffer notifications pull pending frames themselves; the pump
+//! parks (stops watching the tap, which stays readable) on
+//! [`RxStatus::NoBuffers`] and [`RxStatus::Inactive`], and the receive the
+//! device makes on the guest's next notification wakes it through
+//! [`WakeOnRecv`] (see [`rx_pump`]). A device made with
+//! [`NetDevice::with_rx_pump`] has no such wake path: its parked pump looks
+//! again every [`rx_pump::PARKED_RECHECK`].
 
 pub mod backend;
 pub mod device;
 pub mod rx_pump;
 pub mod tap;
 
-pub use backend::{MemoryBackend, NetBackend};
+pub use backend::{MemoryBackend, NetBackend, WakeOnRecv};
 pub use device::{
     NetDevice, NetHost, QUEUE_SIZE, RX_QUEUE, TX_QUEUE, VIRTIO_ID_NET, VIRTIO_NET_F_MAC,
     VIRTIO_NET_F_STATUS, VNET_HDR_SIZE,
 };
-pub use rx_pump::{RxPump, RxStatus};
+pub use rx_pump::{RxPump, RxStatus, RxWaker};
 pub use tap::{Tap, TapError};
