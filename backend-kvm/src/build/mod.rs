@@ -27,6 +27,7 @@ use uvm_devices::acpi::pm::PmDevice;
 use uvm_devices::bus::Bus;
 use uvm_devices::interrupt::MsiSink;
 use uvm_devices::ioevent::IoEventRegistry;
+use uvm_devices::virtio::worker::PanicHook;
 use uvm_devices::virtio::{GuestMemoryHandle, VirtioDevice};
 
 use crate::arch::boot::BootSpec;
@@ -88,6 +89,15 @@ impl Prepared {
     }
 }
 
+/// What a device worker that panicked reports: the run ends with
+/// `VmmError` naming the worker (see [`VmmEvent::DeviceFailed`]).
+fn worker_panic_hook(events: UnboundedSender<VmmEvent>) -> PanicHook {
+    Arc::new(move |reason: &str| {
+        // The controller may have ended already; then nothing is left to end.
+        let _ = events.send(VmmEvent::DeviceFailed(reason.to_owned()));
+    })
+}
+
 /// Builds the VM for `config` and loads `boot`; `vsock` becomes the
 /// virtio-vsock function of the PCI root bus and `hub`'s planned devices
 /// go on the bus. Nothing runs yet.
@@ -114,9 +124,11 @@ pub fn prepare(
     let mut mmio_bus = Bus::new();
     let msi: Arc<dyn MsiSink> = Arc::new(KvmMsiRoutes::new(&vm));
     let ioevents: Arc<dyn IoEventRegistry> = Arc::new(KvmIoEvents::new(&vm));
+    let on_panic = worker_panic_hook(events.clone());
     let pci = pci::wire(
         msi.clone(),
         ioevents.clone(),
+        on_panic.clone(),
         &mem,
         vsock,
         &mut io_bus,
@@ -130,7 +142,7 @@ pub fn prepare(
         mem: GuestMemoryHandle::new((*mem).clone()),
         msi,
         ioevents,
-        on_panic: None,
+        on_panic: Some(on_panic),
     })
     .map_err(|e| VmmError::Device(e.to_string()))?;
     let rsdp = acpi::write(&mem, vcpu_count)?;

@@ -24,6 +24,7 @@ use uvm_devices::interrupt::{MsiSink, NoIrq};
 use uvm_devices::ioevent::IoEventRegistry;
 use uvm_devices::pci::{PciBarWindow, PciCam, PciRoot, SharedFunction};
 use uvm_devices::virtio::pci_transport::VirtioPciDevice;
+use uvm_devices::virtio::worker::PanicHook;
 use uvm_devices::virtio::{GuestMemoryHandle, VirtioDevice};
 
 use crate::error::VmmError;
@@ -55,6 +56,7 @@ pub struct PciDevices {
 pub fn wire(
     msi: Arc<dyn MsiSink>,
     ioevents: Arc<dyn IoEventRegistry>,
+    on_panic: PanicHook,
     mem: &GuestMem,
     vsock: Box<dyn VirtioDevice>,
     io_bus: &mut Bus,
@@ -71,7 +73,7 @@ pub fn wire(
     let function = Arc::new(Mutex::new(
         VirtioPciDevice::new(vsock, mem, msi, Arc::new(NoIrq))
             .map_err(|e| VmmError::Device(format!("virtio-vsock transport: {e}")))?
-            .with_worker(&worker_name(slots::VSOCK), ioevents, None),
+            .with_worker(&worker_name(slots::VSOCK), ioevents, Some(on_panic)),
     ));
     let shared: SharedFunction = function.clone();
     root.lock()

@@ -92,6 +92,9 @@ impl Controller {
                     tracing::debug!(vm = %self.id, vcpu = index, "vCPU thread ended");
                     continue;
                 }
+                VmmEvent::DeviceFailed(reason) => {
+                    ExitStatus::with_detail(StopReason::VmmError, reason)
+                }
                 VmmEvent::GuestEjects => {
                     let slots = self.guest.take_ejects();
                     for slot in (0..u32::BITS as u8).filter(|s| slots & (1 << s) != 0) {

@@ -40,6 +40,9 @@ pub enum VmmEvent {
     },
     /// A request of the async API.
     Command(Command),
+    /// A device worker thread died (a VMM bug): the run ends with
+    /// `VmmError` and this reason. Sent at most once per worker.
+    DeviceFailed(String),
     /// The guest ejected PCI slots: take them with
     /// [`super::guest_events::GuestEvents::take_ejects`] (one event however
     /// many ejects; see [`super::guest_events`]).

@@ -95,7 +95,12 @@ impl<Q> Running<Q> {
     /// The guest broke `what` (a queue's name) with `error`: the device
     /// stops processing and tells the driver (DEVICE_NEEDS_RESET).
     pub fn fail(&mut self, device: &str, what: &str, error: &dyn fmt::Display) {
-        tracing::warn!(device, what, "virtio device broken by the guest: {error}");
+        crate::log_limited!(
+            warn,
+            device,
+            what,
+            "virtio device broken by the guest: {error}"
+        );
         self.broken = true;
         self.interrupt
             .set_needs_reset(&format!("{device} {what}: {error}"));

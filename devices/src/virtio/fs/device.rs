@@ -151,7 +151,7 @@ impl VirtioDevice for VhostUserFs {
     }
 
     fn write_config(&mut self, offset: u64, _data: &[u8]) {
-        tracing::warn!(offset, "virtio-fs configuration is read-only");
+        crate::log_limited!(warn, offset, "virtio-fs configuration is read-only");
     }
 
     /// Queues the vhost-user set-up on the setup thread and returns: the

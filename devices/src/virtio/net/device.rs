@@ -65,7 +65,11 @@ fn transmit(
         let mut reader = chain.reader(mem).map_err(ProcessError::chain)?;
         let len = reader.available_bytes();
         if len < VNET_HDR_SIZE || len - VNET_HDR_SIZE > MAX_FRAME {
-            tracing::warn!(len, "virtio-net tx chain of impossible length dropped");
+            crate::log_limited!(
+                warn,
+                len,
+                "virtio-net tx chain of impossible length dropped"
+            );
             return Ok(0);
         }
         let mut buf = vec![0u8; len];
@@ -81,7 +85,7 @@ fn transmit(
             Err(e) if e.raw_os_error() == Some(libc::EIO) => {
                 tracing::debug!("virtio-net backend link down; frame dropped");
             }
-            Err(e) => tracing::warn!("virtio-net backend send failed: {e}"),
+            Err(e) => crate::log_limited!(warn, "virtio-net backend send failed: {e}"),
         }
         Ok(0)
     })
@@ -106,7 +110,7 @@ fn receive(
             Err(e) => {
                 rx.go_to_previous_position();
                 if e.kind() != io::ErrorKind::WouldBlock {
-                    tracing::warn!("virtio-net backend receive failed: {e}");
+                    crate::log_limited!(warn, "virtio-net backend receive failed: {e}");
                 }
                 return Ok(RxStatus::Drained);
             }
@@ -249,7 +253,7 @@ impl VirtioDevice for NetDevice {
 
     fn write_config(&mut self, offset: u64, _data: &[u8]) {
         // VIRTIO_NET_F_CTRL_MAC_ADDR is not offered: the MAC is the VMM's.
-        tracing::warn!(offset, "virtio-net configuration is read-only");
+        crate::log_limited!(warn, offset, "virtio-net configuration is read-only");
     }
 
     fn activate(&mut self, mut ctx: ActivateContext) -> Result<(), DeviceError> {

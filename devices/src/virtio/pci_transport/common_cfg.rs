@@ -202,7 +202,7 @@ impl CommonCfg {
                 }
             }
             _ if live && (0x18..0x38).contains(&offset) => {
-                tracing::warn!(offset, "queue set-up write after DRIVER_OK ignored");
+                crate::log_limited!(warn, offset, "queue set-up write after DRIVER_OK ignored");
             }
             0x18 => {
                 if let Some(q) = self.queues.get_mut(qs) {
@@ -210,7 +210,12 @@ impl CommonCfg {
                     if size.is_power_of_two() && size <= q.max_size {
                         q.size = size;
                     } else {
-                        tracing::warn!(size, max = q.max_size, "invalid queue size ignored");
+                        crate::log_limited!(
+                            warn,
+                            size,
+                            max = q.max_size,
+                            "invalid queue size ignored"
+                        );
                     }
                 }
             }
@@ -219,7 +224,7 @@ impl CommonCfg {
                     if value == 1 {
                         q.enabled = true;
                     } else {
-                        tracing::warn!(value, "queue_enable only accepts 1");
+                        crate::log_limited!(warn, value, "queue_enable only accepts 1");
                     }
                 }
             }

@@ -70,14 +70,18 @@ impl Interrupts {
         let mut st = self.lock();
         if st.msix.enabled() {
             if vector != NO_VECTOR && !st.msix.signal(vector) {
-                tracing::warn!(vector, "interrupt on a vector outside the MSI-X table");
+                crate::log_limited!(
+                    warn,
+                    vector,
+                    "interrupt on a vector outside the MSI-X table"
+                );
             }
             return;
         }
         st.isr |= isr_bit;
         drop(st);
         if let Err(err) = self.intx.trigger() {
-            tracing::error!(%err, "INTx delivery failed");
+            crate::log_limited!(error, %err, "INTx delivery failed");
         }
     }
 }
@@ -101,7 +105,7 @@ impl VirtioInterrupt for Interrupts {
 
     fn set_needs_reset(&self, reason: &str) {
         if !self.needs_reset.swap(true, Ordering::SeqCst) {
-            tracing::error!(reason, "virtio device needs reset");
+            crate::log_limited!(error, reason, "virtio device needs reset");
             self.signal_config();
         }
     }

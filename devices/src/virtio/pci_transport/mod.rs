@@ -343,7 +343,8 @@ impl VirtioPciDevice {
         }
         let old = self.common.status;
         if value & old != old {
-            tracing::warn!(
+            crate::log_limited!(
+                warn,
                 old,
                 value,
                 "driver cleared status bits without a reset; ignored"
@@ -355,7 +356,8 @@ impl VirtioPciDevice {
         if added & status::FEATURES_OK != 0 {
             let f = self.common.driver_features;
             if f & VIRTIO_F_VERSION_1 == 0 || f & !self.device_features != 0 {
-                tracing::warn!(
+                crate::log_limited!(
+                    warn,
                     features = f,
                     offered = self.device_features,
                     "feature negotiation failed"
@@ -366,12 +368,12 @@ impl VirtioPciDevice {
             }
         }
         if added & status::FAILED != 0 {
-            tracing::warn!("driver set FAILED");
+            crate::log_limited!(warn, "driver set FAILED");
         }
         self.common.status = new;
         if added & status::DRIVER_OK != 0 {
             if new & status::FEATURES_OK == 0 {
-                tracing::warn!("DRIVER_OK without FEATURES_OK");
+                crate::log_limited!(warn, "DRIVER_OK without FEATURES_OK");
                 self.interrupts
                     .set_needs_reset("DRIVER_OK without FEATURES_OK");
                 return;

@@ -77,7 +77,7 @@ impl Msix {
         let e = self.entries[v];
         let addr = (u64::from(e.addr_hi) << 32) | u64::from(e.addr_lo);
         if let Err(err) = self.sink.signal(addr, e.data) {
-            tracing::error!(%err, vector = v, "MSI delivery failed");
+            crate::log_limited!(error, %err, vector = v, "MSI delivery failed");
         }
     }
 

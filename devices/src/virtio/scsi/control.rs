@@ -67,7 +67,7 @@ pub fn handle_control(
             r
         }
         _ => {
-            tracing::warn!(?kind, len = n, "bad virtio-scsi control request");
+            crate::log_limited!(warn, ?kind, len = n, "bad virtio-scsi control request");
             vec![response::FAILURE]
         }
     };

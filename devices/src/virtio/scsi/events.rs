@@ -98,7 +98,12 @@ impl EventState {
     /// guest has handled it.
     pub fn push_reset(&mut self, lun: u16, reason: u32, release: Option<ReleaseSignal>) {
         if self.pending.len() >= MAX_PENDING_EVENTS {
-            tracing::warn!(lun, reason, "virtio-scsi event dropped: too many pending");
+            crate::log_limited!(
+                warn,
+                lun,
+                reason,
+                "virtio-scsi event dropped: too many pending"
+            );
             self.missed = true;
             self.missed_releases.extend(release);
             return;
@@ -150,7 +155,11 @@ impl EventState {
                 .map_err(ProcessError::chain)?
                 .available_bytes();
             if room < EVENT_SIZE {
-                tracing::warn!(room, "virtio-scsi event buffer too small; returned empty");
+                crate::log_limited!(
+                    warn,
+                    room,
+                    "virtio-scsi event buffer too small; returned empty"
+                );
                 add_used(queue, mem, head, 0)?;
                 used = true;
                 continue;
@@ -204,7 +213,11 @@ impl EventState {
     /// Refuses a head the device holds already, or one past the queue size.
     fn check_room_for(&self, head: u16, size: u16) -> Result<(), EventQueueError> {
         if self.held.iter().any(|b| b.head == head) {
-            tracing::warn!(head, "virtio-scsi event buffer posted twice; device broken");
+            crate::log_limited!(
+                warn,
+                head,
+                "virtio-scsi event buffer posted twice; device broken"
+            );
             return Err(EventQueueError::DuplicateHead { head });
         }
         if self.held.len() >= usize::from(size) {

@@ -319,7 +319,8 @@ impl Connection {
             (op::RW, ConnState::Established) => {
                 let len = payload.len() as u32;
                 if io.peer_eof || len > self.guest_credit() {
-                    tracing::warn!(
+                    crate::log_limited!(
+                        warn,
                         local = self.local_port,
                         peer = self.peer_port,
                         "guest overran its credit or sent after SHUTDOWN; resetting"
@@ -362,7 +363,11 @@ impl Connection {
                 }
             }
             _ => {
-                tracing::warn!(op = h.op, "unexpected vsock op on a connection; resetting");
+                crate::log_limited!(
+                    warn,
+                    op = h.op,
+                    "unexpected vsock op on a connection; resetting"
+                );
                 io.reset = true;
                 Verdict::Reset
             }

@@ -56,14 +56,15 @@ fn transmit(
             Ok(Ok((h, payload))) => backend.handle_packet(&h, payload),
             Ok(Err(h)) => {
                 // A header with an impossible length: answer like an unknown packet.
-                tracing::warn!(
+                crate::log_limited!(
+                    warn,
                     len = h.len,
                     "vsock packet length does not match its buffers"
                 );
                 backend.reject(&h);
             }
             Err(Some(e)) => return Err(ProcessError::Buffer(e)),
-            Err(None) => tracing::warn!("vsock tx chain shorter than a header; dropped"),
+            Err(None) => crate::log_limited!(warn, "vsock tx chain shorter than a header; dropped"),
         }
         Ok(0)
     })
@@ -84,7 +85,8 @@ fn receive(
         let mut writer = chain.writer(mem).map_err(ProcessError::chain)?;
         let room = writer.available_bytes();
         if room < HDR_SIZE {
-            tracing::warn!(
+            crate::log_limited!(
+                warn,
                 room,
                 "vsock rx buffer smaller than a header; returned empty"
             );
@@ -244,7 +246,7 @@ impl VirtioDevice for VsockDevice {
     }
 
     fn write_config(&mut self, offset: u64, _data: &[u8]) {
-        tracing::warn!(offset, "vsock configuration is read-only");
+        crate::log_limited!(warn, offset, "vsock configuration is read-only");
     }
 
     fn activate(&mut self, mut ctx: ActivateContext) -> Result<(), DeviceError> {

@@ -120,7 +120,7 @@ impl Muxer {
             return;
         }
         if self.stray.len() >= MAX_STRAY {
-            tracing::warn!("too many stray vsock packets; dropping an RST reply");
+            crate::log_limited!(warn, "too many stray vsock packets; dropping an RST reply");
             return;
         }
         self.stray.push_back(Header {
@@ -137,13 +137,17 @@ impl Muxer {
         if self.stray.len() < MAX_STRAY {
             self.stray.push_back(rst);
         } else {
-            tracing::warn!("RST queue full; dropping an RST");
+            crate::log_limited!(warn, "RST queue full; dropping an RST");
         }
     }
 
     fn accept(&mut self, h: &Header) {
         if self.conns.len() >= MAX_CONNECTIONS {
-            tracing::warn!(port = h.dst_port, "connection limit reached; refusing");
+            crate::log_limited!(
+                warn,
+                port = h.dst_port,
+                "connection limit reached; refusing"
+            );
             self.reply_rst(h);
             return;
         }
@@ -185,7 +189,8 @@ impl VsockBackend for Muxer {
     /// Handles one packet from the guest's tx queue.
     fn handle_packet(&mut self, h: &Header, payload: Vec<u8>) {
         if h.src_cid != self.guest_cid || h.dst_cid != HOST_CID {
-            tracing::warn!(
+            crate::log_limited!(
+                warn,
                 src = h.src_cid,
                 dst = h.dst_cid,
                 "vsock packet with wrong CIDs dropped"
@@ -223,7 +228,7 @@ impl VsockBackend for Muxer {
     /// replies RST.
     fn reject(&mut self, h: &Header) {
         if h.src_cid != self.guest_cid || h.dst_cid != HOST_CID {
-            tracing::warn!("malformed vsock packet with wrong CIDs dropped");
+            crate::log_limited!(warn, "malformed vsock packet with wrong CIDs dropped");
             return;
         }
         let key = (h.dst_port, h.src_port);
