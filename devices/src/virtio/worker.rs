@@ -21,6 +21,7 @@
 //! |------|----------------------|
 //! | [`QueueWorker::pause`] | returns once no handler runs; kicks that arrive meanwhile are kept, nothing is processed and no guest memory written |
 //! | [`QueueWorker::resume`] | serves the kept kicks, in queue order, then goes on |
+//! | [`QueueWorker::request_stop`] | asks the thread to end after the handler that runs, and returns at once |
 //! | [`QueueWorker::stop`] (and drop) | ends and joins the thread (a handler that runs is finished first) |
 //!
 //! A handler error breaks the device (DEVICE_NEEDS_RESET through
@@ -209,13 +210,19 @@ impl QueueWorker {
         self.thread.as_ref().is_none_or(JoinHandle::is_finished)
     }
 
+    /// Tells the thread to end after the handler that runs, without
+    /// waiting ([`QueueWorker::has_ended`] says when it has).
+    pub fn request_stop(&self) {
+        self.gate.state.lock().stop = true;
+        self.wake_thread();
+    }
+
     /// Ends the thread and waits for it (a running handler finishes first).
     pub fn stop(&mut self) {
         let Some(thread) = self.thread.take() else {
             return;
         };
-        self.gate.state.lock().stop = true;
-        self.wake_thread();
+        self.request_stop();
         if thread.join().is_err() {
             tracing::error!(worker = %self.name, "device worker ended in a panic");
         }

@@ -80,6 +80,9 @@ pub struct VirtioPciDevice {
     worker_setup: Option<WorkerSetup>,
     /// The worker of the activated device.
     worker: Option<QueueWorker>,
+    /// The worker of a device the driver reset, finishing its last
+    /// request; the reset completes (status reads 0) once it has ended.
+    stopping: Option<QueueWorker>,
     /// Kicks tied to notification addresses: (address, queue).
     registered: Vec<(u64, u16)>,
 }
@@ -140,6 +143,7 @@ impl VirtioPciDevice {
             deferred: BTreeSet::new(),
             worker_setup: None,
             worker: None,
+            stopping: None,
             registered: Vec::new(),
         })
     }
@@ -213,6 +217,10 @@ impl VirtioPciDevice {
     /// The driver notified `queue` (BAR write or ioeventfd). While paused
     /// the notification is kept and handled at resume.
     pub fn notify_queue(&mut self, queue: u16) {
+        if self.stopping.is_some() {
+            tracing::debug!(queue, "notification during a reset ignored");
+            return;
+        }
         if !self.is_active() {
             tracing::debug!(queue, "notification for an inactive device ignored");
             return;
@@ -314,8 +322,42 @@ impl VirtioPciDevice {
         }
     }
 
+    /// The driver wrote status 0. With a worker that may be in the middle
+    /// of a request (a disk read), the vCPU does not wait for it: the
+    /// kicks are untied, the worker is told to stop, and the device status
+    /// keeps reading non-zero until it has ended. That is the reset
+    /// handshake of virtio 1.x section 4.1.4.3.2 ("after writing 0 to
+    /// device_status, the driver MUST wait for a read of device_status to
+    /// return 0"), which Linux's `vp_reset` follows (it polls every 1 ms).
     fn reset(&mut self) {
-        self.stop_worker();
+        self.untie_kicks();
+        if let Some(worker) = self.worker.take() {
+            worker.request_stop();
+            self.stopping = Some(worker);
+        }
+        self.finish_reset();
+    }
+
+    /// Whether a reset waits for the old worker to end.
+    fn reset_pending(&mut self) -> bool {
+        self.stopping.is_some() && !self.finish_reset()
+    }
+
+    /// Completes a reset once the old worker (if any) has ended; returns
+    /// whether it did.
+    fn finish_reset(&mut self) -> bool {
+        if let Some(worker) = &self.stopping {
+            if !worker.has_ended() {
+                return false;
+            }
+            // Joins a thread that has already ended.
+            self.stopping = None;
+        }
+        self.reset_now();
+        true
+    }
+
+    fn reset_now(&mut self) {
         self.deferred.clear();
         if self.activated {
             tracing::info!(
@@ -431,6 +473,9 @@ impl VirtioPciDevice {
     fn bar0_read(&mut self, offset: u64, data: &mut [u8]) {
         match offset {
             o if o < caps::COMMON_LEN => {
+                // While a reset waits for the old worker, the status keeps
+                // its old (non-zero) value.
+                self.reset_pending();
                 let st = self.status();
                 let irq = self.interrupts.lock();
                 self.common.read(o, data, self.device_features, st, &irq);
@@ -466,6 +511,9 @@ impl VirtioPciDevice {
 
     fn bar0_write(&mut self, offset: u64, data: &[u8]) {
         match offset {
+            o if o < caps::COMMON_LEN && self.reset_pending() => {
+                tracing::debug!(offset, "common configuration write during a reset ignored");
+            }
             o if o < caps::COMMON_LEN => {
                 let action = {
                     let mut irq = self.interrupts.lock();
