@@ -52,7 +52,25 @@
 //!   `virtiofsd` per share, when a `virtiofsd` binary is found), and vsock
 //!   (a virtio-vsock function with an in-process host multiplexer).
 //! - A guest that misprograms a device (rings or buffers outside its
-//!   memory) gets `DEVICE_NEEDS_RESET`, logged; the VM runs on.
+//!   memory) gets `DEVICE_NEEDS_RESET`, logged (rate-limited); the VM runs on.
+//!
+//! ## Threads, and who waits for what
+//!
+//! | thread | what it does | what it may wait for |
+//! |--------|--------------|----------------------|
+//! | vCPU (one per vCPU) | `KVM_RUN`; port and MMIO exits: register and configuration accesses only | a device's register lock, never held across I/O |
+//! | device worker (`virtio-slotN`, one per activated function) | the function's queues: kicked through `KVM_IOEVENTFD` ([`ioevents`]), served by the device's queue handler | the device's backend: a disk `pread`/`fdatasync`, a tap write |
+//! | virtio-net receive pump (one per NIC) | frames from the tap into the guest's buffers; parked while the guest posts none | the tap |
+//! | virtio-fs setup, watch and interrupt threads (per share) | the vhost-user round trips of DRIVER_OK and reset (each bounded by a time limit), the backend's call eventfds | the daemon, at most the time limit |
+//! | control thread | commands of the async API, guest requests, ejects, pause and stop | device pause hooks (quiesced workers), vCPU parking |
+//!
+//! Interrupts leave through irqfds: legacy lines (8250, SCI) and MSI-X
+//! messages on MSI routes ([`irq::KvmMsiRoutes`]). A driver reset never
+//! waits for a request in flight: the device status reads non-zero until
+//! the old worker has ended (the virtio reset handshake). A vCPU or device
+//! worker that panics ends the run with `VmmError` and wakes every waiter.
+//! Guest-fed events to the control thread are coalesced (at most four
+//! queued), the console tap is a ring and the console file is capped.
 //!
 //! Not yet: PCI passthrough, memory, processor and CPU-group updates
 //! (`supported()` false, accessor `None`), save and restore

@@ -19,7 +19,7 @@
 //! | [`acpi`] | ACPI tables, the fixed-hardware PM block, the PCI hotplug register block and its AML |
 //! | [`pci`] | the root bus: configuration access (port 0xcf8, ECAM), BARs, the BAR window |
 //! | [`scsi`] | SCSI command emulation for disk LUNs over raw files and block devices |
-//! | [`virtio`] | the virtio-pci transport, the run state every device shares, and the devices: net, scsi, vsock, pmem, fs |
+//! | [`virtio`] | the virtio-pci transport, the run state every device shares, the device worker that serves a function's queues off the vCPU threads, and the devices: net, scsi, vsock, pmem, fs |
 
 pub mod acpi;
 pub mod bus;

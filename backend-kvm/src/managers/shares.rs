@@ -12,7 +12,7 @@
 //! while staging: an allowed file whose path inside the share goes through
 //! a link (a directory or the file itself) is refused with
 //! `InvalidArgument` (argument `allowed_files`) naming the link, so a link
-//! cannot expose host files outside the share ([`nofollow`]). When the guest has ejected the device the daemon is
+//! cannot expose host files outside the share (`nofollow`). When the guest has ejected the device the daemon is
 //! stopped and the staging directory removed.
 //!
 //! Only virtio-fs: Plan9 and VSMB answer `NotSupported`. Without a

@@ -4,7 +4,7 @@
 //!
 //! If KVM refuses to delete a slot, the guest may still reach the host
 //! memory behind it, so that memory must not be unmapped: the mapping is
-//! leaked on purpose ([`MappingOwner::leak`], logged at error) and stays
+//! leaked on purpose (`MappingOwner::leak`, logged at error) and stays
 //! for the life of the process, which outlives the VM. The slot number
 //! stays taken too.
 
@@ -34,7 +34,7 @@ pub struct ExtraMemory {
 }
 
 /// Whatever keeps a host mapping alive: it unmaps when dropped, unless
-/// [`MappingOwner::leak`] was called.
+/// `MappingOwner::leak` was called.
 pub struct MappingOwner(parking_lot::Mutex<Option<Box<dyn Send>>>);
 
 impl MappingOwner {

@@ -5,7 +5,9 @@
 //! ([`crate::pci::PciRoot`]) can hold. Interrupts leave through
 //! [`VirtioInterrupt`], which the transport implements with MSI-X (through
 //! an [`crate::interrupt::MsiSink`]) or legacy INTx plus the ISR register
-//! (through an [`crate::interrupt::IrqLine`]).
+//! (through an [`crate::interrupt::IrqLine`]). Queue work goes through the
+//! device's [`QueueHandler`], which the transport runs on a device worker
+//! ([`worker`]) when the VMM gives it an ioeventfd registry.
 
 pub mod device;
 pub mod fs;

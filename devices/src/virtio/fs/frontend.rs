@@ -119,8 +119,9 @@ impl FsFrontend {
         self.active.as_ref().is_some_and(|a| a.irq.disconnected())
     }
 
-    /// Activates the device with a typed error ([`VirtioDevice::activate`]
-    /// reports the same failure through `set_needs_reset`).
+    /// Activates the device with a typed error (the device front's `activate`
+    /// runs this on its setup thread and reports a failure through
+    /// `set_needs_reset`).
     pub fn try_activate(&mut self, ctx: ActivateContext) -> Result<(), FsError> {
         self.deactivate();
         let want = self.session.num_queues();
