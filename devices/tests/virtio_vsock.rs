@@ -454,3 +454,31 @@ async fn a_paused_device_touches_no_ring_until_resume() {
     let data = rw_payload(&g.expect(|h| h.op == op::RW).await);
     assert_eq!(data, b"to guest");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_short_connections_leave_nothing_behind() {
+    // The guest agent's flood: connect, send 4 KiB, close; the host reads
+    // each to the end and drops it. Nothing may stay held afterwards.
+    let mut g = Guest::new();
+    let mut listener = g.host.listen(7100).unwrap();
+    for i in 0..300u32 {
+        let src = 20_000 + i;
+        g.connect_to_host(src, 7100).await;
+        let mut s = listener.accept().await.unwrap();
+        let h = g.hdr(src, 7100, op::RW);
+        g.send(h, &[0xa5; 4096]);
+        g.op(src, 7100, op::SHUTDOWN, SHUTDOWN_RCV | SHUTDOWN_SEND);
+        g.expect(|h| h.op == op::RST && h.dst_port == src).await;
+        let mut all = Vec::new();
+        s.read_to_end(&mut all).await.unwrap();
+        assert_eq!(all.len(), 4096);
+        drop(s);
+    }
+    assert_eq!(g.host.connection_count(), 0);
+    // The agent can still be reached: a host connect is not refused for a
+    // spent budget.
+    assert!(
+        g.host.connect(9000).is_ok(),
+        "the host cannot connect any more"
+    );
+}

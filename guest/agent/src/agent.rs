@@ -157,6 +157,7 @@ impl Agent {
                 *timeout_ms,
             )),
             Op::VsockEcho { port } => to_value(handlers::vsock::vsock_echo(system, *port)),
+            Op::Flood(plan) => to_value(handlers::flood::flood(system, plan)),
             Op::Uptime => to_value(handlers::proc::uptime(root)),
             Op::Meminfo => to_value(handlers::proc::meminfo(root)),
             Op::PowerOff | Op::Reboot | Op::Panic => {

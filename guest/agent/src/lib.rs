@@ -20,6 +20,7 @@
 //! The guest binary is built without it, so it does not pull in tokio.
 
 pub mod agent;
+pub mod flood;
 pub mod handlers;
 pub mod hex;
 pub mod protocol;

@@ -221,7 +221,38 @@ pub enum Op {
         /// Guest vsock port.
         port: u32,
     },
+    /// Loads every named device from the guest side at once for `seconds`
+    /// (a stress mode for the host's containment tests), on threads of its
+    /// own, and answers [`Empty`] at once: 64 KiB writes with an fsync
+    /// every 16 to each block device of `disks` (`/dev/<name>`, past its
+    /// first MiB), broadcast raw Ethernet frames out of each interface of
+    /// `nics`, connections to host vsock `vsock_port` in a loop, and lines
+    /// to the console. See [`FloodPlan`].
+    Flood(FloodPlan),
 }
+
+/// What an [`Op::Flood`] loads.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct FloodPlan {
+    /// How long, in seconds (1 to [`MAX_FLOOD_SECS`]).
+    pub seconds: u32,
+    /// Block devices to write (names under `/dev`).
+    #[serde(default)]
+    pub disks: Vec<String>,
+    /// Network interfaces to send raw frames out of (they must be up).
+    #[serde(default)]
+    pub nics: Vec<String>,
+    /// Host vsock port to connect to in a loop (whether or not the host
+    /// listens: refused connections load the device as well).
+    #[serde(default)]
+    pub vsock_port: Option<u32>,
+    /// Whether to write lines to `/dev/console` in a loop.
+    #[serde(default)]
+    pub console: bool,
+}
+
+/// The longest [`Op::Flood`] (10 minutes).
+pub const MAX_FLOOD_SECS: u32 = 600;
 
 fn default_dial_timeout_ms() -> u64 {
     10_000

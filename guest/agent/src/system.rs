@@ -8,6 +8,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::protocol::FloodPlan;
+
 /// A power action, performed after its response has been sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PowerAction {
@@ -55,6 +57,9 @@ pub trait System: Send + Sync {
     /// Binds vsock `port` and echoes every connection on a background
     /// thread; returns once the port is bound.
     fn vsock_echo(&self, port: u32) -> io::Result<()>;
+    /// Starts the load generators of `plan` on background threads (a
+    /// checked plan: see [`crate::handlers::flood`]); returns once they run.
+    fn flood(&self, plan: &FloodPlan) -> io::Result<()>;
 }
 
 /// The real implementation, for the agent binary inside a guest.
@@ -206,6 +211,10 @@ impl System for RealSystem {
     fn vsock_echo(&self, port: u32) -> io::Result<()> {
         crate::vsock::spawn_echo(port)
     }
+
+    fn flood(&self, plan: &FloodPlan) -> io::Result<()> {
+        crate::flood::start(plan)
+    }
 }
 
 pub mod fake {
@@ -213,6 +222,7 @@ pub mod fake {
     //! are recorded, never performed.
 
     use super::{CommandOutput, PowerAction, System};
+    use crate::protocol::FloodPlan;
     use std::collections::BTreeMap;
     use std::io;
     use std::path::{Path, PathBuf};
@@ -243,6 +253,7 @@ pub mod fake {
         host_replies: BTreeMap<u32, Vec<u8>>,
         dials: Vec<(u32, Vec<u8>)>,
         echo_ports: Vec<u32>,
+        floods: Vec<FloodPlan>,
     }
 
     /// A fake [`System`]; commands succeed (printing nothing) unless
@@ -307,6 +318,12 @@ pub mod fake {
         }
 
         /// The ports of the echo listeners started so far.
+        /// The floods started, in order.
+        pub fn floods(&self) -> Vec<FloodPlan> {
+            self.with(|r| r.floods.clone())
+        }
+
+        /// The echo listeners bound, in order.
         pub fn echo_ports(&self) -> Vec<u32> {
             self.with(|r| r.echo_ports.clone())
         }
@@ -388,6 +405,11 @@ pub mod fake {
                 r.echo_ports.push(port);
                 Ok(())
             })
+        }
+
+        fn flood(&self, plan: &FloodPlan) -> io::Result<()> {
+            self.with(|r| r.floods.push(plan.clone()));
+            Ok(())
         }
     }
 }

@@ -289,6 +289,7 @@ fn repeatable(op: &Op) -> bool {
             | Op::SetAddress { .. }
             | Op::VsockEcho { .. }
             | Op::VsockDial { .. }
+            | Op::Flood(_)
             | Op::PowerOff
             | Op::Reboot
             | Op::Panic

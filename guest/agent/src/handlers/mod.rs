@@ -3,6 +3,7 @@
 //! reply or a [`HandlerError`].
 
 pub mod block;
+pub mod flood;
 pub mod fs;
 pub mod net;
 pub mod proc;
