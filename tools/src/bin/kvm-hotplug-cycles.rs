@@ -234,12 +234,32 @@ async fn run(assets: &GuestAssets, cycles: u32) -> Result<bool, String> {
         .create_vm(config)
         .map_err(|e| e.to_string())?;
     vm.start().await.map_err(|e| e.to_string())?;
+    let result = cycles_in(&vm, dir.path(), cycles).await;
+    if result.is_err() {
+        print_console_tail(&vm);
+    }
+    let _ = vm.stop(StopMode::Force).await;
+    result
+}
+
+/// The guest's last console lines, for a run that failed.
+fn print_console_tail(vm: &KvmUvm) {
+    let console = vm.console_output();
+    let lines: Vec<&str> = console.lines().collect();
+    let tail = &lines[lines.len().saturating_sub(25)..];
+    println!("kvm-hotplug-cycles: the guest console's last lines:");
+    for line in tail {
+        println!("kvm-hotplug-cycles:   {line}");
+    }
+}
+
+async fn cycles_in(vm: &KvmUvm, dir: &Path, cycles: u32) -> Result<bool, String> {
     let probe = vm.guest_probe().ok_or("no guest probe")?;
     eventually("the agent", || async { probe.uptime().await.is_ok() }).await?;
     let cycler = Cycler {
-        vm: &vm,
+        vm,
         probe,
-        dir: dir.path().to_path_buf(),
+        dir: dir.to_path_buf(),
         mac: MacAddress::new([0x02, 0x75, 0x76, 0xcc, 0, 1]).map_err(|e| e.to_string())?,
     };
     let mut kinds = vec![Kind::Lun, Kind::Nic, Kind::Pmem];
@@ -283,7 +303,6 @@ async fn run(assets: &GuestAssets, cycles: u32) -> Result<bool, String> {
         after.threads as i64 - before.threads as i64,
         if ok { "no growth" } else { "GREW" }
     );
-    let _ = vm.stop(StopMode::Force).await;
     Ok(ok)
 }
 
