@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use tokio::io::AsyncReadExt;
 use uvm_api::{
-    ConsoleSink, DiskFormat, GuestProbe, ImageFormat, MacAddress, Nic, ScsiDisk, StopMode, Uvm,
-    UvmConfig, VmSocketManager, VpmemController, VpmemDevice,
+    ConsoleSink, DiskFormat, GuestProbe, ImageFormat, MacAddress, Nic, ScsiDisk, State, StopMode,
+    Uvm, UvmConfig, VmSocketManager, VpmemController, VpmemDevice,
 };
 use uvm_backend_kvm::{KvmBackend, KvmUvm};
 use uvm_guest_agent::client::AgentClient;
@@ -233,6 +233,9 @@ async fn guest_answers(vm: &KvmUvm, probe: &dyn GuestProbe) -> bool {
             vm.vsock().connection_count()
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    if vm.state() == State::Stopped {
+        println!("kvm-flood: the VM has stopped: {}", vm.wait().await);
     }
     let console = vm.console_output();
     let tail: Vec<&str> = console
