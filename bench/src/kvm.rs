@@ -83,6 +83,13 @@ async fn measure(vm: &KvmUvm, run: &KvmRun<'_>, number: usize) -> Result<Sample>
         smaps::read_footprint(None, guest_kib).map_err(BenchError::io("read /proc/self/smaps"))?;
     let smaps_guest = footprint.guest_rss_kib;
     let stats = vm.stats().await.map_err(BenchError::uvm("stats"))?;
+    let exits: Vec<String> = stats
+        .counters
+        .iter()
+        .filter(|(name, count)| name.starts_with("exits.") && **count > 0)
+        .map(|(name, count)| format!("{name}={count}"))
+        .collect();
+    eprintln!("boot-bench: kvm run {number}: {}", exits.join(" "));
     if let Some(bytes) = stats.memory.host_resident_bytes {
         footprint.guest_rss_kib = bytes / 1024;
     }
@@ -97,6 +104,7 @@ async fn measure(vm: &KvmUvm, run: &KvmRun<'_>, number: usize) -> Result<Sample>
         agent_answer: agent,
         footprint: Some(footprint),
         smaps_guest_rss_kib: Some(smaps_guest),
+        exits: stats.counters.get("exits.total").copied(),
         note: Some(note),
     })
 }
@@ -113,7 +121,20 @@ pub(crate) fn console_tail(vm: &KvmUvm, lines: usize) -> String {
 /// measured in a new VMM process, like each QEMU boot; returns its sample.
 pub fn run_in_child(number: usize, extra: &[String]) -> Result<Sample> {
     let exe = std::env::current_exe().map_err(BenchError::io("current_exe"))?;
-    let output = std::process::Command::new(&exe)
+    run_with(&exe, number, extra)
+}
+
+/// Like [`run_in_child`] with another build of boot-bench at `exe` (one
+/// that prints its sample the same way); the sample is labelled
+/// [`Vmm::KvmBaseline`].
+pub fn run_baseline(exe: &std::path::Path, number: usize, extra: &[String]) -> Result<Sample> {
+    let mut sample = run_with(exe, number, extra)?;
+    sample.vmm = Vmm::KvmBaseline;
+    Ok(sample)
+}
+
+fn run_with(exe: &std::path::Path, number: usize, extra: &[String]) -> Result<Sample> {
+    let output = std::process::Command::new(exe)
         .arg("--kvm-child")
         .arg(number.to_string())
         .args(extra)

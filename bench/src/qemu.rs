@@ -132,6 +132,7 @@ fn measure(
         agent_answer: Some(answer),
         footprint: Some(footprint),
         smaps_guest_rss_kib: Some(footprint.guest_rss_kib),
+        exits: None,
         note: Some(format!("cid {cid}, {attempts} vsock attempts")),
     })
 }

@@ -11,6 +11,9 @@ use crate::stats::median;
 pub enum Vmm {
     /// backend-kvm, in this process.
     Kvm,
+    /// backend-kvm as another (older) build of boot-bench boots it
+    /// (`--kvm-baseline`), to compare builds in the same run.
+    KvmBaseline,
     /// `qemu-system-x86_64 -M microvm -accel kvm`, a child process.
     Qemu,
 }
@@ -19,6 +22,7 @@ impl std::fmt::Display for Vmm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Vmm::Kvm => "backend-kvm",
+            Vmm::KvmBaseline => "kvm-baseline",
             Vmm::Qemu => "qemu-microvm",
         })
     }
@@ -43,6 +47,11 @@ pub struct Sample {
     /// `mincore` count instead (exact: smaps may merge the guest mapping
     /// with an anonymous neighbour); this is the cross-check.
     pub smaps_guest_rss_kib: Option<u64>,
+    /// VM exits to user space from `start()` to the agent's first answer
+    /// (`exits.total` of backend-kvm's `Stats` counters); `None` for QEMU,
+    /// which does not count them.
+    #[serde(default)]
+    pub exits: Option<u64>,
     /// Anything worth saying about the run.
     pub note: Option<String>,
 }
@@ -78,8 +87,12 @@ fn cell(value: Option<f64>, decimals: usize) -> String {
     value.map_or_else(|| "-".to_owned(), |v| format!("{v:.decimals$}"))
 }
 
-/// The columns of a row: console ms, agent ms, RSS MiB, guest RSS MiB, overhead MiB.
-fn columns(s: &Sample) -> [Option<f64>; 5] {
+/// The number of columns of a row.
+const COLUMNS: usize = 6;
+
+/// The columns of a row: console ms, agent ms, RSS MiB, guest RSS MiB,
+/// overhead MiB, exits.
+fn columns(s: &Sample) -> [Option<f64>; COLUMNS] {
     let f = s.footprint;
     [
         ms(s.console_ready),
@@ -87,15 +100,16 @@ fn columns(s: &Sample) -> [Option<f64>; 5] {
         mib(f.map(|f| f.rss_kib)),
         mib(f.map(|f| f.guest_rss_kib)),
         mib(f.map(|f| f.overhead_kib())),
+        s.exits.map(|e| e as f64),
     ]
 }
 
-const DECIMALS: [usize; 5] = [0, 0, 1, 1, 2];
+const DECIMALS: [usize; COLUMNS] = [0, 0, 1, 1, 2, 0];
 
 /// The medians of each column over `samples` of `vmm` (`None` where no
 /// sample had a value).
-pub fn medians(samples: &[Sample], vmm: Vmm) -> [Option<f64>; 5] {
-    let mut out = [None; 5];
+pub fn medians(samples: &[Sample], vmm: Vmm) -> [Option<f64>; COLUMNS] {
+    let mut out = [None; COLUMNS];
     for (i, slot) in out.iter_mut().enumerate() {
         let values: Vec<f64> = samples
             .iter()
@@ -112,21 +126,22 @@ pub fn table(samples: &[Sample]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<13} {:>4} {:>13} {:>12} {:>9} {:>13} {:>13}  note",
-        "vmm", "run", "console_ms", "agent_ms", "rss_mib", "guest_rss_mib", "overhead_mib"
+        "{:<13} {:>4} {:>13} {:>12} {:>9} {:>13} {:>13} {:>8}  note",
+        "vmm", "run", "console_ms", "agent_ms", "rss_mib", "guest_rss_mib", "overhead_mib", "exits"
     );
-    let row = |out: &mut String, vmm: String, run: String, cols: [Option<f64>; 5], note: &str| {
-        let c: Vec<String> = cols
-            .iter()
-            .zip(DECIMALS)
-            .map(|(v, d)| cell(*v, d))
-            .collect();
-        let _ = writeln!(
-            out,
-            "{vmm:<13} {run:>4} {:>13} {:>12} {:>9} {:>13} {:>13}  {note}",
-            c[0], c[1], c[2], c[3], c[4]
-        );
-    };
+    let row =
+        |out: &mut String, vmm: String, run: String, cols: [Option<f64>; COLUMNS], note: &str| {
+            let c: Vec<String> = cols
+                .iter()
+                .zip(DECIMALS)
+                .map(|(v, d)| cell(*v, d))
+                .collect();
+            let _ = writeln!(
+                out,
+                "{vmm:<13} {run:>4} {:>13} {:>12} {:>9} {:>13} {:>13} {:>8}  {note}",
+                c[0], c[1], c[2], c[3], c[4], c[5]
+            );
+        };
     for s in samples {
         row(
             &mut out,
@@ -136,7 +151,7 @@ pub fn table(samples: &[Sample]) -> String {
             s.note.as_deref().unwrap_or(""),
         );
     }
-    for vmm in [Vmm::Kvm, Vmm::Qemu] {
+    for vmm in [Vmm::Kvm, Vmm::KvmBaseline, Vmm::Qemu] {
         let n = samples.iter().filter(|s| s.vmm == vmm).count();
         if n > 0 {
             row(
@@ -168,6 +183,7 @@ mod tests {
                 guest_mapping_kib: 262_144,
             }),
             smaps_guest_rss_kib: None,
+            exits: (vmm == Vmm::Kvm).then_some(1000 * run as u64),
             note: None,
         }
     }
@@ -184,6 +200,8 @@ mod tests {
         assert_eq!(kvm[0], Some(200.0));
         assert_eq!(kvm[1], None);
         assert_eq!(kvm[4], Some(2.0));
+        assert_eq!(kvm[5], Some(2000.0));
+        assert_eq!(medians(&samples, Vmm::Qemu)[5], None);
         assert_eq!(medians(&samples, Vmm::Qemu)[0], Some(900.0));
         let text = table(&samples);
         assert!(text.contains("median of 3"), "{text}");

@@ -108,6 +108,9 @@ pub struct LabOptions {
     /// Also bring this host's QEMU (with its libraries and the microvm
     /// firmware) into the L1 ([`crate::qemu_bundle`]).
     pub with_qemu: bool,
+    /// More binaries (static) to copy into the L1, each to
+    /// `/uvm/bin/<file name>` (such as an older build to compare with).
+    pub with_binaries: Vec<PathBuf>,
     /// Stream the L1 boot log too, not only the program's output.
     pub verbose: bool,
     /// How many times to run the program again in a fresh L1 when the L1
@@ -133,6 +136,7 @@ impl Default for LabOptions {
             scratch_gib: 8,
             with_vmlinux: false,
             with_qemu: false,
+            with_binaries: Vec::new(),
             verbose: false,
             lockup_retries: 0,
             silence_timeout_secs: 0,
@@ -164,6 +168,12 @@ pub fn parse(args: &[String]) -> Result<LabOptions> {
             "--with-vmlinux" => options.with_vmlinux = true,
             "--with-qemu" => options.with_qemu = true,
             "--verbose" | "-v" => options.verbose = true,
+            "--with-binary" => {
+                let path =
+                    next.ok_or_else(|| XtaskError::Usage("--with-binary needs a path".into()))?;
+                options.with_binaries.push(PathBuf::from(path));
+                i += 1;
+            }
             "--timeout" => {
                 options.timeout_secs = number(arg, next)?;
                 i += 1;
@@ -362,6 +372,17 @@ fn l1_initramfs(
         .unwrap_or("program")
         .to_owned();
     archive.file(&format!("uvm/bin/{name}"), read(program)?, 0o755);
+    for extra in &options.with_binaries {
+        build::check_static(extra)?;
+        let extra_name = extra.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
+            XtaskError::Usage(format!("--with-binary {}: no file name", extra.display()))
+        })?;
+        archive.file(&format!("uvm/bin/{extra_name}"), read(extra)?, 0o755);
+        eprintln!(
+            "xtask lab: {} in the L1 as /uvm/bin/{extra_name}",
+            extra.display()
+        );
+    }
     let mut script = String::new();
     if options.with_qemu {
         let qemu = ensure_qemu()?;
@@ -690,6 +711,13 @@ mod tests {
         assert_eq!(o.silence_timeout_secs, 0);
         let o = parse(&args("--silence-timeout 300 -- x")).unwrap();
         assert_eq!(o.silence_timeout_secs, 300);
+        let o = parse(&args("--with-binary /tmp/a --with-binary /tmp/b -- x")).unwrap();
+        assert_eq!(
+            o.with_binaries,
+            [PathBuf::from("/tmp/a"), PathBuf::from("/tmp/b")]
+        );
+        assert_eq!(o.program, args("x"));
+        assert!(parse(&args("--with-binary")).is_err());
         assert!(parse(&args("")).is_err());
         assert!(parse(&args("--bogus -- x")).is_err());
         assert!(parse(&args("--timeout x -- y")).is_err());

@@ -33,7 +33,7 @@ pub const USAGE: &str = "usage:
   cargo xtask guest [--json]
       build or reuse the guest kernel + initramfs (cache: $UVM_CACHE_DIR or ~/.cache/uvm)
   cargo xtask lab [--print-mode] [--nested] [--timeout SECS] [--memory MIB] [--cpus N]
-                  [--scratch-gib N] [--with-vmlinux] [--with-qemu] [--verbose]
+                  [--scratch-gib N] [--with-vmlinux] [--with-qemu] [--with-binary PATH]... [--verbose]
                   [--lockup-retries N] [--silence-timeout SECS] -- <program|path> [args]
       run a workspace binary (built static) where /dev/kvm can boot Linux
   cargo xtask circles [CRATE_DIR ...]

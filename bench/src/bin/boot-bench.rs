@@ -1,8 +1,11 @@
 //! `boot-bench [--runs N] [--only kvm|qemu] [--memory-mib M] [--timeout-secs S]
-//! [--kvm-same-process]`: boot-time and memory benchmark of backend-kvm
-//! against QEMU microvm (see the `uvm_bench` crate docs). Meant for
-//! `cargo xtask lab --with-qemu -- boot-bench`; exits non-zero if any run
-//! failed.
+//! [--kvm-same-process] [--kvm-baseline PATH]`: boot-time and memory
+//! benchmark of backend-kvm against QEMU microvm (see the `uvm_bench` crate
+//! docs). Meant for `cargo xtask lab --with-qemu -- boot-bench`; exits
+//! non-zero if any run failed. `--kvm-baseline` adds a third series: the
+//! kvm boots of another build of boot-bench (an older commit, built static
+//! and brought into the L1 with `cargo xtask lab --with-binary`), so that
+//! before and after are measured in the same L1, runs alternated.
 //!
 //! Runs alternate (kvm 1, qemu 1, kvm 2, ...) so that load from elsewhere
 //! on the host hits both VMMs alike. Each kvm boot runs in a fresh process
@@ -25,6 +28,8 @@ struct Args {
     memory_mib: u32,
     timeout: Duration,
     same_process: bool,
+    /// `--kvm-baseline PATH`: another boot-bench build's kvm boots.
+    baseline: Option<std::path::PathBuf>,
     /// `--kvm-child N`: boot once with backend-kvm, print the sample, exit.
     child: Option<usize>,
 }
@@ -42,6 +47,7 @@ fn parse_args() -> Result<Args> {
         memory_mib: 256,
         timeout: Duration::from_secs(240),
         same_process: false,
+        baseline: None,
         child: None,
     };
     let mut it = std::env::args().skip(1);
@@ -51,6 +57,13 @@ fn parse_args() -> Result<Args> {
             "--memory-mib" => args.memory_mib = value(&arg, it.next())?,
             "--timeout-secs" => args.timeout = Duration::from_secs(value(&arg, it.next())?),
             "--kvm-same-process" => args.same_process = true,
+            "--kvm-baseline" => {
+                args.baseline = Some(
+                    it.next()
+                        .ok_or_else(|| BenchError::Usage("--kvm-baseline needs a path".into()))?
+                        .into(),
+                );
+            }
             "--kvm-child" => args.child = Some(value(&arg, it.next())?),
             "--only" => match it.next().as_deref() {
                 Some("kvm") => args.qemu = false,
@@ -59,7 +72,7 @@ fn parse_args() -> Result<Args> {
             },
             other => {
                 return Err(BenchError::Usage(format!(
-                    "unknown argument {other:?}; boot-bench [--runs N] [--only kvm|qemu] [--memory-mib M] [--timeout-secs S] [--kvm-same-process]"
+                    "unknown argument {other:?}; boot-bench [--runs N] [--only kvm|qemu] [--memory-mib M] [--timeout-secs S] [--kvm-same-process] [--kvm-baseline PATH]"
                 )));
             }
         }
@@ -163,6 +176,15 @@ fn run(args: &Args) -> Result<bool> {
             };
             record(&mut samples, &mut failures, &format!("kvm run {n}"), result);
         }
+        if let Some(baseline) = args.baseline.as_deref().filter(|_| args.kvm) {
+            let result = kvm::run_baseline(baseline, n, &child_args);
+            record(
+                &mut samples,
+                &mut failures,
+                &format!("kvm-baseline run {n}"),
+                result,
+            );
+        }
         if let Some(run) = &qemu_run {
             let result = qemu::run_once(run, n);
             record(
@@ -173,7 +195,7 @@ fn run(args: &Args) -> Result<bool> {
             );
         }
     }
-    samples.sort_by_key(|s| (s.vmm == uvm_bench::sample::Vmm::Qemu, s.run));
+    samples.sort_by_key(|s| (s.vmm as u8, s.run));
     println!();
     print!("{}", table(&samples));
     if failures > 0 {
