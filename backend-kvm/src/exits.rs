@@ -49,6 +49,8 @@ const NAMES: [&str; 11] = [
 #[derive(Debug, Default)]
 pub struct ExitCounters {
     counts: [AtomicU64; 11],
+    /// Writes KVM held instead of exiting, handed over later.
+    held_writes: AtomicU64,
 }
 
 impl ExitCounters {
@@ -57,7 +59,14 @@ impl ExitCounters {
         self.counts[kind as usize].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The counters as `exits.<kind>` plus `exits.total`.
+    /// Counts `n` writes KVM held instead of exiting (see
+    /// [`crate::coalesced`]); they are not exits.
+    pub fn count_held_writes(&self, n: u64) {
+        self.held_writes.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The counters as `exits.<kind>` plus `exits.total`, and
+    /// `coalesced.writes` (writes that did not exit).
     pub fn snapshot(&self) -> BTreeMap<String, u64> {
         let mut map: BTreeMap<String, u64> = NAMES
             .iter()
@@ -66,6 +75,10 @@ impl ExitCounters {
             .collect();
         let total = map.values().sum();
         map.insert("exits.total".into(), total);
+        map.insert(
+            "coalesced.writes".into(),
+            self.held_writes.load(Ordering::Relaxed),
+        );
         map
     }
 }

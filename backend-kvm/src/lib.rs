@@ -20,7 +20,8 @@
 //! | [`arch`] | x86-64: memory layout, CPUID, MSRs, registers, PIT, Linux and real-mode boot |
 //! | [`irq`] | every KVM interrupt adapter (irqfd lines, MSI) |
 //! | [`ioevents`] | queue kicks as `KVM_IOEVENTFD`s, for the device workers |
-//! | [`memory`], [`device_window`] | guest RAM; guest-physical ranges for device memory |
+//! | [`coalesced`] | port writes KVM holds instead of exiting (console bytes, PCI address, CMOS index), handed over in order |
+//! | [`memory`], [`huge_pages`], [`device_window`] | guest RAM, its transparent huge pages; guest-physical ranges for device memory |
 //! | [`console`], [`exits`], [`stats`], [`guest_probe`], [`error`] | console sink and tap, exit counters, `Stats`, the guest agent as `GuestProbe`, `VmmError` |
 //!
 //! Contract logic shared with every backend comes from `uvm-api`: the
@@ -41,8 +42,10 @@
 //!   Reboot; triple fault, internal error, failed entry = Crash; pvpanic or
 //!   the kernel's panic line on the console = GuestPanic; failures before
 //!   the guest runs = StartFailed with the cause.
-//! - Stats: per-vCPU thread CPU time, resident guest memory, uptime, exit
-//!   counters (`exits.*`), console bytes, clock restores.
+//! - Stats: per-vCPU thread CPU time, resident guest memory and how much
+//!   of it is on huge pages (`memory.huge_page_bytes`), uptime, exit
+//!   counters (`exits.*`), writes held instead of exiting
+//!   (`coalesced.writes`), console bytes, clock restores.
 //! - Devices, all virtio-pci functions on one root bus, cold-plugged before
 //!   start and hot-plugged while running through ACPI PCI hotplug (GPE 1,
 //!   the guest's acpiphp), removed in two phases on the guest's eject:
@@ -62,6 +65,7 @@
 //! | device worker (`virtio-slotN`, one per activated function) | the function's queues: kicked through `KVM_IOEVENTFD` ([`ioevents`]), served by the device's queue handler | the device's backend: a disk `pread`/`fdatasync`, a tap write |
 //! | virtio-net receive pump (one per NIC) | frames from the tap into the guest's buffers; parked while the guest posts none | the tap |
 //! | virtio-fs setup, watch and interrupt threads (per share) | the vhost-user round trips of DRIVER_OK and reset (each bounded by a time limit), the backend's call eventfds | the daemon, at most the time limit |
+//! | held-writes ticker (`held-io-<vm>`, one per VM where KVM holds port writes) | hands held console and latch writes to the devices when no vCPU exit does: every 10 ms while the guest writes, every 100 ms when quiet | the ring's consumer lock, a device's register lock |
 //! | control thread | commands of the async API, guest requests, ejects, pause and stop | device pause hooks (quiesced workers), vCPU parking |
 //!
 //! Interrupts leave through irqfds: legacy lines (8250, SCI) and MSI-X
@@ -81,12 +85,14 @@ pub mod arch;
 pub mod backend;
 pub mod build;
 pub mod capabilities;
+pub mod coalesced;
 pub mod console;
 pub mod control;
 pub mod device_window;
 pub mod error;
 pub mod exits;
 pub mod guest_probe;
+pub mod huge_pages;
 pub mod ioevents;
 pub mod irq;
 pub mod managers;

@@ -10,6 +10,7 @@ use uvm_api::{MemoryStats, ProcessorStats, Stats};
 
 use crate::console::ConsoleTap;
 use crate::exits::ExitCounters;
+use crate::huge_pages;
 use crate::memory::{self, GuestMem};
 use crate::vcpu::clock::VcpuClock;
 
@@ -37,11 +38,15 @@ pub fn collect(
 ) -> Stats {
     let per_vcpu: Vec<_> = vm.clocks.lock().iter().map(|c| c.cpu_time()).collect();
     let live = vm.mem.lock().clone();
+    let huge = live.as_deref().and_then(huge_pages::huge_bytes);
     let host_resident_bytes = match live {
         Some(mem) => memory::resident_bytes(&mem),
         None => *vm.final_resident.lock(),
     };
     let mut counters = vm.counters.snapshot();
+    if let Some(huge) = huge {
+        counters.insert("memory.huge_page_bytes".into(), huge);
+    }
     counters.insert("console.bytes".into(), console.total_bytes());
     counters.insert(
         "clock.restored_at_resume".into(),

@@ -31,6 +31,7 @@ use uvm_devices::virtio::worker::PanicHook;
 use uvm_devices::virtio::{GuestMemoryHandle, VirtioDevice};
 
 use crate::arch::boot::BootSpec;
+use crate::coalesced::CoalescedWrites;
 use crate::console::ConsoleTap;
 use crate::control::guest_events::GuestEvents;
 use crate::control::protocol::VmmEvent;
@@ -55,6 +56,8 @@ pub struct Prepared {
     pub mem: Arc<GuestMem>,
     /// The port bus.
     pub io_bus: Arc<Bus>,
+    /// Port writes KVM holds (its ring is mapped from the boot vCPU).
+    pub held: Arc<CoalescedWrites>,
     /// The MMIO bus.
     pub mmio_bus: Arc<Bus>,
     /// The ACPI PM block (power button).
@@ -114,13 +117,15 @@ pub fn prepare(
         .ok_or_else(|| VmmError::Config(format!("{} vCPUs", config.vcpus)))?;
     let mem_bytes = config.memory_mib << 20;
     let vm::KvmVm { kvm, vm, mem } = vm::create(mem_bytes)?;
+    crate::huge_pages::advise(&mem, &config.id);
     let (events, inbox) = unbounded_channel();
     let guest = GuestEvents::new(events.clone());
+    let held = Arc::new(CoalescedWrites::new(&kvm, vm.clone(), &config.id));
     let platform::Platform {
         mut io_bus,
         pm,
         hotplug,
-    } = platform::build(&vm, config, tap, &guest)?;
+    } = platform::build(&vm, config, tap, &guest, &held)?;
     let mut mmio_bus = Bus::new();
     let msi: Arc<dyn MsiSink> = Arc::new(KvmMsiRoutes::new(&vm));
     let ioevents: Arc<dyn IoEventRegistry> = Arc::new(KvmIoEvents::new(&vm));
@@ -151,6 +156,7 @@ pub fn prepare(
         .first()
         .ok_or_else(|| VmmError::Config("no vCPU".into()))?;
     boot.load(&mem, mem_bytes, rsdp, boot_vcpu)?;
+    held.map_ring(std::os::fd::AsRawFd::as_raw_fd(boot_vcpu));
     Ok(Prepared {
         id: config.id.clone(),
         vm,
@@ -158,6 +164,7 @@ pub fn prepare(
         vcpus,
         mem,
         io_bus: Arc::new(io_bus),
+        held,
         mmio_bus: Arc::new(mmio_bus),
         pm,
         events,

@@ -19,6 +19,7 @@ use uvm_devices::legacy::i8042::{I8042, I8042_BASE, I8042_PORTS};
 use uvm_devices::legacy::pvpanic::{PVPANIC_PORT, PvPanic};
 use uvm_devices::legacy::serial::{COM1_BASE, COM1_IRQ, Serial, UART_PORTS};
 
+use crate::coalesced::{CoalescedWrites, UartBatching};
 use crate::console::{ConsoleTap, ConsoleWriter};
 use crate::control::guest_events::GuestEvents;
 use crate::error::VmmError;
@@ -36,19 +37,25 @@ pub struct Platform {
 
 /// Puts the platform devices of `config`'s VM on a new port bus; console
 /// output goes to `tap` and the configured sink, guest requests and ejects
-/// to `events` (bounded: see [`crate::control::guest_events`]).
+/// to `events` (bounded: see [`crate::control::guest_events`]). The
+/// console, PCI address and CMOS index writes are held by KVM where
+/// `held` can (see [`crate::coalesced`]).
 pub fn build(
     vm: &VmFd,
     config: &UvmConfig,
     tap: Arc<ConsoleTap>,
     events: &Arc<GuestEvents>,
+    held: &Arc<CoalescedWrites>,
 ) -> Result<Platform, VmmError> {
     let requests: RequestSink = events.request_sink();
     let writer = ConsoleWriter::new(&config.id, &config.console, tap, requests.clone())?;
-    let serial: SharedDevice = Arc::new(Mutex::new(Serial::new(
+    let serial: SharedDevice = Arc::new(Mutex::new(Serial::with_batching(
         irq_line(vm, COM1_IRQ)?,
         Box::new(writer),
+        Arc::new(UartBatching(held.clone())),
     )));
+    held.set_zone(crate::coalesced::PCI_ADDRESS_ZONE, true);
+    held.set_zone(crate::coalesced::CMOS_INDEX_ZONE, true);
     let pm = Arc::new(Mutex::new(PmDevice::new(
         irq_line(vm, u32::from(SCI_IRQ))?,
         requests.clone(),
@@ -94,11 +101,17 @@ mod tests {
         let kvm_vm = vm::create(16 << 20).unwrap();
         let config = UvmConfig::builder("events").build().unwrap();
         let (events, inbox) = unbounded_channel();
+        let held = Arc::new(CoalescedWrites::new(
+            &kvm_vm.kvm,
+            kvm_vm.vm.clone(),
+            "events",
+        ));
         let platform = build(
             &kvm_vm.vm,
             &config,
             Arc::default(),
             &GuestEvents::new(events),
+            &held,
         )
         .unwrap();
         Some((platform.io_bus, inbox))

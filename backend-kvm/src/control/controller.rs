@@ -23,6 +23,7 @@ use vmm_sys_util::signal::Killable;
 use super::guest_events::GuestEvents;
 use super::protocol::{Command, VmmEvent};
 use crate::build::pci::PciDevices;
+use crate::coalesced::Ticker;
 use crate::memory::GuestMem;
 use crate::pci::hub::DeviceHub;
 use crate::stats::VmStats;
@@ -60,6 +61,9 @@ pub struct Controller {
     pub(super) stats: Arc<VmStats>,
     /// The guest clock saved at pause.
     pub(super) saved_clock: Option<kvm_clock_data>,
+    /// Hands held port writes over when no vCPU exit does; stopped (and
+    /// the rest handed over) once the vCPUs have ended.
+    pub(super) ticker: Option<Ticker>,
 }
 
 /// How long the vCPUs have to park (pause) or end (stop).

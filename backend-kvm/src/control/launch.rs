@@ -8,6 +8,7 @@ use uvm_api::{ExitStatus, StopReason};
 use super::controller::Controller;
 use super::protocol::VmmHandle;
 use crate::build::Prepared;
+use crate::coalesced::Ticker;
 use crate::error::VmmError;
 use crate::pci::hub::DeviceHub;
 use crate::stats::VmStats;
@@ -33,12 +34,15 @@ pub fn launch(
         vcpus,
         mem,
         io_bus,
+        held,
         mmio_bus,
         pm,
         events,
         guest,
         inbox,
     } = prepared;
+    let ticker = Ticker::start(held.clone(), io_bus.clone(), stats.counters.clone(), &id)
+        .map_err(VmmError::io("spawn the held-writes ticker"))?;
     *stats.mem.lock() = Some(mem.clone());
     let control = Arc::new(RunControl::default());
     let mut controller = Controller {
@@ -56,6 +60,7 @@ pub fn launch(
         lifecycle,
         stats: stats.clone(),
         saved_clock: None,
+        ticker: Some(ticker),
     };
     let mut clocks = Vec::new();
     for (index, vcpu) in vcpus.into_iter().enumerate() {
@@ -65,6 +70,7 @@ pub fn launch(
             index: index as u8,
             vm_id: id.clone(),
             io_bus: io_bus.clone(),
+            held: Some(held.clone()),
             mmio_bus: mmio_bus.clone(),
             control: control.clone(),
             counters: stats.counters.clone(),

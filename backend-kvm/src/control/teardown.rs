@@ -28,6 +28,9 @@ impl Controller {
     pub(super) fn finish(&mut self, status: ExitStatus) {
         tracing::info!(vm = %self.id, "stopping: {status}");
         self.stop_vcpus();
+        if let Some(ticker) = self.ticker.take() {
+            ticker.stop();
+        }
         if let Some(release) = self.release_devices.take() {
             release();
         }

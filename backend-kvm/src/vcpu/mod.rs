@@ -18,6 +18,7 @@ use uvm_api::{ExitStatus, StopReason};
 use uvm_devices::bus::Bus;
 use uvm_devices::thread_guard::run_guarded;
 
+use crate::coalesced::CoalescedWrites;
 use crate::control::protocol::VmmEvent;
 use crate::exits::{ExitCounters, ExitKind};
 use clock::VcpuClock;
@@ -31,6 +32,9 @@ pub struct VcpuContext {
     pub vm_id: String,
     /// The port I/O bus.
     pub io_bus: Arc<Bus>,
+    /// Port writes KVM holds; handed to `io_bus` before each exit's own
+    /// access (`None`: KVM holds none).
+    pub held: Option<Arc<CoalescedWrites>>,
     /// The MMIO bus.
     pub mmio_bus: Arc<Bus>,
     /// Shared run control.
@@ -165,12 +169,20 @@ pub fn run(mut vcpu: VcpuFd, ctx: VcpuContext) {
     });
 }
 
+/// Hands the port writes KVM holds to the bus, in order.
+fn hand_over_held_writes(ctx: &VcpuContext) {
+    if let Some(held) = &ctx.held {
+        held.drain(&ctx.io_bus, &ctx.counters);
+    }
+}
+
 /// Runs the vCPU until told to stop (`None`) or the guest ends the run.
 fn run_loop(vcpu: &mut VcpuFd, ctx: &VcpuContext) -> Option<ExitStatus> {
     loop {
         match ctx.control.want() {
             Want::Run => {}
             Want::Pause => {
+                hand_over_held_writes(ctx);
                 ctx.control.park();
                 continue;
             }
@@ -183,7 +195,11 @@ fn run_loop(vcpu: &mut VcpuFd, ctx: &VcpuContext) -> Option<ExitStatus> {
             tracing::error!(vm = %ctx.vm_id, "injecting a triple fault failed: {e}");
         }
         let step = match vcpu.run() {
-            Ok(exit) => handle_exit(ctx, exit),
+            Ok(exit) => {
+                // Writes KVM held came before this exit's access.
+                hand_over_held_writes(ctx);
+                handle_exit(ctx, exit)
+            }
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
                 ctx.counters.count(ExitKind::Interrupted);
                 vcpu.set_kvm_immediate_exit(0);
@@ -211,6 +227,7 @@ mod tests {
             index: 0,
             vm_id: "t".into(),
             io_bus: Arc::new(Bus::new()),
+            held: None,
             mmio_bus: Arc::new(Bus::new()),
             control: Arc::new(RunControl::default()),
             counters: Arc::new(ExitCounters::default()),

@@ -3,6 +3,21 @@
 //! Bytes the guest transmits go to an output sink (any `Write`); the
 //! interrupt goes to an [`IrqLine`]. Input is not wired yet (the console is
 //! output-only).
+//!
+//! # Batched transmission
+//!
+//! Linux writes its console with the transmitter-empty interrupt off,
+//! polling: for each byte one read of the line status register, then one
+//! write of the byte (`serial8250_console_putchar()` in
+//! `drivers/tty/serial/8250/8250_port.c`). A hypervisor may hold such byte
+//! writes in a buffer instead of exiting for each and hand them over at the
+//! next exit: the status read that comes before the next byte is one, so
+//! nothing is reordered and no byte waits long. That is only sound while
+//! the guest does not wait for the transmitter-empty interrupt, which a
+//! held write would delay until some unrelated exit: the tty layer's
+//! interrupt-driven transmission (`IER.THRI` set) does wait for it. A
+//! [`TransmitBatching`] given to [`Serial::with_batching`] is therefore told
+//! whenever `IER.THRI` changes.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -34,9 +49,38 @@ impl Trigger for IrqTrigger {
 /// The output of a [`Serial`] device.
 pub type SerialOutput = Box<dyn Write + Send>;
 
+/// The transmit holding register's offset (a write; the divisor latch's
+/// low byte while `LCR.DLAB` is set).
+pub const THR_OFFSET: u64 = 0;
+/// The interrupt enable register's offset (while `LCR.DLAB` is clear).
+const IER_OFFSET: u8 = 1;
+/// The line control register's offset.
+const LCR_OFFSET: u8 = 3;
+/// `IER` bit 1: interrupt when the transmit holding register is empty.
+const IER_THRI: u8 = 0x02;
+/// `LCR` bit 7: offsets 0 and 1 address the divisor latch.
+const LCR_DLAB: u8 = 0x80;
+
+/// Whether writes to the transmit holding register may be batched (see
+/// the module docs): told at construction (yes: the interrupt is off at
+/// reset) and whenever the guest turns the transmitter-empty interrupt on
+/// (no) or off (yes).
+pub trait TransmitBatching: Send + Sync {
+    /// `allowed`: the guest does not wait for the transmitter-empty
+    /// interrupt, so its byte writes may be held until its next exit.
+    /// Called on the vCPU thread making the change, before the write takes
+    /// effect when batching stops and after it when batching resumes.
+    fn set_allowed(&self, allowed: bool);
+}
+
 /// A 16550 UART as a bus device.
 pub struct Serial {
     uart: Uart<IrqTrigger, NoEvents, SerialOutput>,
+    batching: Option<Arc<dyn TransmitBatching>>,
+    /// The last value the guest wrote to `LCR` (for `DLAB`).
+    lcr: u8,
+    /// Whether the guest has `IER.THRI` set.
+    thri: bool,
 }
 
 impl Serial {
@@ -44,7 +88,30 @@ impl Serial {
     pub fn new(irq: Arc<dyn IrqLine>, out: SerialOutput) -> Self {
         Serial {
             uart: Uart::new(IrqTrigger(irq), out),
+            batching: None,
+            lcr: 0,
+            thri: false,
         }
+    }
+
+    /// Like [`Serial::new`], telling `batching` when byte writes may be
+    /// batched (it is told `true` now).
+    pub fn with_batching(
+        irq: Arc<dyn IrqLine>,
+        out: SerialOutput,
+        batching: Arc<dyn TransmitBatching>,
+    ) -> Self {
+        batching.set_allowed(true);
+        Serial {
+            batching: Some(batching),
+            ..Serial::new(irq, out)
+        }
+    }
+
+    /// The `IER.THRI` a write of `byte` at `offset` leaves, if it changes it.
+    fn thri_change(&self, offset: u8, byte: u8) -> Option<bool> {
+        let thri = byte & IER_THRI != 0;
+        (offset == IER_OFFSET && self.lcr & LCR_DLAB == 0 && thri != self.thri).then_some(thri)
     }
 }
 
@@ -59,11 +126,29 @@ impl BusDevice for Serial {
     }
 
     fn write(&mut self, offset: u64, data: &[u8]) {
-        if let (Ok(offset), [byte]) = (u8::try_from(offset), data)
-            && u64::from(offset) < UART_PORTS
-            && let Err(e) = self.uart.write(offset, *byte)
+        let (Ok(offset), [byte]) = (u8::try_from(offset), data) else {
+            return;
+        };
+        if u64::from(offset) >= UART_PORTS {
+            return;
+        }
+        let change = self.thri_change(offset, *byte);
+        if change == Some(true)
+            && let Some(batching) = &self.batching
         {
+            batching.set_allowed(false);
+        }
+        if let Err(e) = self.uart.write(offset, *byte) {
             crate::log_limited!(warn, "serial: write of {byte:#x} at offset {offset}: {e}");
+        }
+        if offset == LCR_OFFSET {
+            self.lcr = *byte;
+        }
+        if let Some(thri) = change {
+            self.thri = thri;
+            if !thri && let Some(batching) = &self.batching {
+                batching.set_allowed(true);
+            }
         }
     }
 }
@@ -86,6 +171,49 @@ mod tests {
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+
+    /// Records every `set_allowed`.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<bool>>);
+
+    impl TransmitBatching for Recorder {
+        fn set_allowed(&self, allowed: bool) {
+            self.0.lock().unwrap().push(allowed);
+        }
+    }
+
+    #[test]
+    fn batching_follows_the_transmitter_empty_interrupt() {
+        let out = Shared::default();
+        let recorder = Arc::new(Recorder::default());
+        let mut serial = Serial::with_batching(
+            Arc::new(CountingIrq::default()),
+            Box::new(out.clone()),
+            recorder.clone(),
+        );
+        let calls = || recorder.0.lock().unwrap().clone();
+        assert_eq!(calls(), [true], "allowed at reset");
+        // What `serial8250_console_write()` does around a polled line:
+        // receive interrupts on and off, THRI untouched.
+        serial.write(1, &[0x05]);
+        serial.write(0, b"x");
+        serial.write(1, &[0x00]);
+        assert_eq!(calls(), [true], "no THRI change, no call");
+        // The tty layer starts interrupt-driven transmission, then stops it.
+        serial.write(1, &[0x07]);
+        serial.write(1, &[0x07]);
+        serial.write(1, &[0x05]);
+        assert_eq!(calls(), [true, false, true]);
+        // With DLAB set, offset 1 is the divisor latch's high byte.
+        serial.write(3, &[0x83]);
+        serial.write(1, &[0x02]);
+        serial.write(3, &[0x03]);
+        assert_eq!(calls(), [true, false, true], "a divisor write is not IER");
+        // Without a batching hook nothing is told, and nothing breaks.
+        let mut plain = Serial::new(Arc::new(CountingIrq::default()), Box::new(out.clone()));
+        plain.write(1, &[0x02]);
+        assert_eq!(out.0.lock().unwrap().as_slice(), b"x");
     }
 
     #[test]
