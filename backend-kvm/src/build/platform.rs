@@ -52,7 +52,7 @@ pub fn build(
     let serial: SharedDevice = Arc::new(Mutex::new(Serial::with_batching(
         irq_line(vm, COM1_IRQ)?,
         Box::new(writer),
-        Arc::new(UartBatching(held.clone())),
+        Arc::new(UartBatching::new(held.clone())),
     )));
     held.set_zone(crate::coalesced::PCI_ADDRESS_ZONE, true);
     held.set_zone(crate::coalesced::CMOS_INDEX_ZONE, true);

@@ -197,6 +197,11 @@ impl CoalescedWrites {
         handed
     }
 
+    /// Whether KVM holds writes to `zone` now.
+    pub fn holds(&self, zone: Zone) -> bool {
+        self.zones.lock().registered.contains(&zone)
+    }
+
     /// Whether a drain found writes since the last call (and clears it).
     fn take_recent(&self) -> bool {
         self.recent.swap(false, Ordering::Relaxed)
@@ -210,19 +215,93 @@ struct Zones {
     registered: Vec<Zone>,
 }
 
+/// How many times per [`TOGGLE_WINDOW`] the console zone may be
+/// registered again; past that it stays unregistered.
+pub const TOGGLES_PER_WINDOW: u32 = 16;
+/// The window of [`TOGGLES_PER_WINDOW`].
+pub const TOGGLE_WINDOW: Duration = Duration::from_secs(1);
+
 /// The console's [`TransmitBatching`]: registers COM1's zone while the
 /// guest does not wait for the transmitter-empty interrupt.
-pub struct UartBatching(pub Arc<CoalescedWrites>);
+///
+/// Each registration change is an ioctl that waits for a KVM grace period,
+/// and the guest decides when they happen (each `IER.THRI` flip). Linux
+/// flips it twice per burst of tty output; a guest that flips it in a loop
+/// would keep a vCPU thread in those ioctls. So the zone is registered
+/// again at most [`TOGGLES_PER_WINDOW`] times per [`TOGGLE_WINDOW`];
+/// past that the console writes simply exit, which is always correct.
+pub struct UartBatching {
+    writes: Arc<CoalescedWrites>,
+    registrations: uvm_devices::ratelimit::LogBudget,
+}
+
+impl UartBatching {
+    /// The console's batching over `writes`.
+    pub fn new(writes: Arc<CoalescedWrites>) -> UartBatching {
+        UartBatching {
+            writes,
+            registrations: uvm_devices::ratelimit::LogBudget::new(
+                TOGGLES_PER_WINDOW,
+                TOGGLE_WINDOW,
+            ),
+        }
+    }
+}
 
 impl TransmitBatching for UartBatching {
     fn set_allowed(&self, allowed: bool) {
-        self.0.set_zone(UART_ZONE, allowed);
+        if !allowed {
+            self.writes.set_zone(UART_ZONE, false);
+        } else if self.registrations.check().is_some() {
+            self.writes.set_zone(UART_ZONE, true);
+        } else {
+            uvm_devices::log_limited!(
+                debug,
+                vm = %self.writes.vm_id,
+                "the guest flips the console's transmit interrupt too often: its bytes exit"
+            );
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_guest_flipping_the_transmit_interrupt_runs_out_of_registrations() {
+        let Ok(kvm) = Kvm::new() else {
+            eprintln!("SKIPPED: /dev/kvm not available");
+            return;
+        };
+        let vm = Arc::new(kvm.create_vm().unwrap());
+        let vcpu = vm.create_vcpu(0).unwrap();
+        let writes = Arc::new(CoalescedWrites::new(&kvm, vm.clone(), "flip"));
+        writes.map_ring(std::os::fd::AsRawFd::as_raw_fd(&vcpu));
+        if !writes.active() {
+            eprintln!("SKIPPED: this KVM holds no port writes (no KVM_CAP_COALESCED_PIO)");
+            return;
+        }
+        let uart = UartBatching::new(writes.clone());
+        let mut registered = 0;
+        for _ in 0..3 * TOGGLES_PER_WINDOW {
+            uart.set_allowed(false);
+            assert!(!writes.holds(UART_ZONE), "stopping is always honoured");
+            uart.set_allowed(true);
+            registered += u32::from(writes.holds(UART_ZONE));
+        }
+        // A slow machine may cross into the next window once.
+        assert!(
+            (TOGGLES_PER_WINDOW..=2 * TOGGLES_PER_WINDOW).contains(&registered),
+            "{registered} registrations"
+        );
+        // The other zones are untouched by the console's.
+        writes.set_zone(PCI_ADDRESS_ZONE, true);
+        writes.set_zone(PCI_ADDRESS_ZONE, true);
+        assert!(writes.holds(PCI_ADDRESS_ZONE));
+        writes.set_zone(PCI_ADDRESS_ZONE, false);
+        assert!(!writes.holds(PCI_ADDRESS_ZONE));
+    }
 
     #[test]
     fn zones_cover_the_latch_ports() {
