@@ -34,6 +34,7 @@ pub fn ping_until(
     deadline: Instant,
     mut alive: impl FnMut() -> Result<()>,
 ) -> Result<u32> {
+    let started = Instant::now();
     let mut attempts = 0;
     let mut last = String::from("no attempt");
     while Instant::now() < deadline {
@@ -48,7 +49,7 @@ pub fn ping_until(
     }
     Err(BenchError::Timeout {
         what: format!("an agent answer on vsock {cid}:{port} (last attempt: {last})"),
-        after: Duration::ZERO,
+        after: started.elapsed(),
     })
 }
 
