@@ -105,6 +105,7 @@ async fn measure(vm: &KvmUvm, run: &KvmRun<'_>, number: usize) -> Result<Sample>
         footprint: Some(footprint),
         smaps_guest_rss_kib: Some(smaps_guest),
         exits: stats.counters.get("exits.total").copied(),
+        unpack: crate::kernel_log::unpack_time(vm.console_output().lines()),
         note: Some(note),
     })
 }

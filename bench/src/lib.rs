@@ -11,7 +11,12 @@
 //!   backend-kvm once it offers `guest_probe()`);
 //! - the VMM's resident memory while the guest is up, and how much of it
 //!   is beyond guest memory (process `Rss` minus the `Rss` of the guest RAM
-//!   mapping, from `/proc/<pid>/smaps`).
+//!   mapping, from `/proc/<pid>/smaps`);
+//! - how long the guest kernel took to unpack its initramfs (from its
+//!   console log, [`kernel_log`]: a phase bound by guest memory faults);
+//! - for backend-kvm, the exits to user space until the agent answered
+//!   (`--kvm-baseline` adds the same figures for another build, to compare
+//!   commits in one run).
 //!
 //! `hotplug-bench` (`cargo xtask lab [--with-qemu] -- hotplug-bench --runs
 //! 5`) measures hot-add latency on one running guest per VMM: from the add
@@ -22,6 +27,7 @@ pub mod agent;
 pub mod assets;
 pub mod error;
 pub mod hotplug;
+pub mod kernel_log;
 pub mod kvm;
 pub mod qemu;
 pub mod sample;

@@ -13,6 +13,7 @@ use parking_lot::Mutex;
 use crate::agent;
 use crate::assets::{GuestAssets, READY, boot_cmdline};
 use crate::error::{BenchError, Result};
+use crate::kernel_log;
 use crate::sample::{Sample, Vmm};
 use crate::smaps;
 
@@ -71,11 +72,13 @@ pub fn command(run: &QemuRun<'_>, cid: u32) -> Command {
     command
 }
 
-/// Keeps the last lines of the console and reports when `READY` shows up.
+/// Keeps the last lines of the console (in `log`) and the initramfs
+/// unpack lines (in `marks`), and reports when `READY` shows up.
 fn watch_console(
     stdout: impl Read + Send + 'static,
     started: Instant,
     log: Arc<Mutex<Vec<String>>>,
+    marks: Arc<Mutex<Vec<String>>>,
 ) -> mpsc::Receiver<Duration> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -84,6 +87,9 @@ fn watch_console(
             let text = String::from_utf8_lossy(&line).trim_end().to_owned();
             if text.contains(READY) {
                 let _ = tx.send(started.elapsed());
+            }
+            if kernel_log::is_unpack_line(&text) {
+                marks.lock().push(text.clone());
             }
             let mut log = log.lock();
             log.push(text);
@@ -133,6 +139,7 @@ fn measure(
         footprint: Some(footprint),
         smaps_guest_rss_kib: Some(footprint.guest_rss_kib),
         exits: None,
+        unpack: None,
         note: Some(format!("cid {cid}, {attempts} vsock attempts")),
     })
 }
@@ -155,12 +162,16 @@ pub fn run_once(run: &QemuRun<'_>, number: usize) -> Result<Sample> {
         .spawn()
         .map_err(BenchError::io(format!("spawn {}", run.qemu.display())))?;
     let log = Arc::new(Mutex::new(Vec::new()));
+    let marks = Arc::new(Mutex::new(Vec::new()));
     let ready = match child.stdout.take() {
-        Some(stdout) => watch_console(stdout, started, Arc::clone(&log)),
+        Some(stdout) => watch_console(stdout, started, Arc::clone(&log), Arc::clone(&marks)),
         None => mpsc::channel().1,
     };
     let stderr = child.stderr.take().map(collect);
-    let result = measure(run, &mut child, started, &ready, number);
+    let result = measure(run, &mut child, started, &ready, number).map(|mut sample| {
+        sample.unpack = kernel_log::unpack_time(marks.lock().iter().map(String::as_str));
+        sample
+    });
     let _ = child.kill();
     let _ = child.wait();
     if result.is_err() {

@@ -52,6 +52,10 @@ pub struct Sample {
     /// which does not count them.
     #[serde(default)]
     pub exits: Option<u64>,
+    /// How long the guest kernel took to unpack its initramfs, from its
+    /// console log ([`crate::kernel_log`]).
+    #[serde(default)]
+    pub unpack: Option<Duration>,
     /// Anything worth saying about the run.
     pub note: Option<String>,
 }
@@ -88,10 +92,10 @@ fn cell(value: Option<f64>, decimals: usize) -> String {
 }
 
 /// The number of columns of a row.
-const COLUMNS: usize = 6;
+const COLUMNS: usize = 7;
 
 /// The columns of a row: console ms, agent ms, RSS MiB, guest RSS MiB,
-/// overhead MiB, exits.
+/// overhead MiB, exits, initramfs unpack ms.
 fn columns(s: &Sample) -> [Option<f64>; COLUMNS] {
     let f = s.footprint;
     [
@@ -101,10 +105,11 @@ fn columns(s: &Sample) -> [Option<f64>; COLUMNS] {
         mib(f.map(|f| f.guest_rss_kib)),
         mib(f.map(|f| f.overhead_kib())),
         s.exits.map(|e| e as f64),
+        ms(s.unpack),
     ]
 }
 
-const DECIMALS: [usize; COLUMNS] = [0, 0, 1, 1, 2, 0];
+const DECIMALS: [usize; COLUMNS] = [0, 0, 1, 1, 2, 0, 0];
 
 /// The medians of each column over `samples` of `vmm` (`None` where no
 /// sample had a value).
@@ -126,8 +131,16 @@ pub fn table(samples: &[Sample]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<13} {:>4} {:>13} {:>12} {:>9} {:>13} {:>13} {:>8}  note",
-        "vmm", "run", "console_ms", "agent_ms", "rss_mib", "guest_rss_mib", "overhead_mib", "exits"
+        "{:<13} {:>4} {:>13} {:>12} {:>9} {:>13} {:>13} {:>8} {:>9}  note",
+        "vmm",
+        "run",
+        "console_ms",
+        "agent_ms",
+        "rss_mib",
+        "guest_rss_mib",
+        "overhead_mib",
+        "exits",
+        "unpack_ms"
     );
     let row =
         |out: &mut String, vmm: String, run: String, cols: [Option<f64>; COLUMNS], note: &str| {
@@ -138,8 +151,8 @@ pub fn table(samples: &[Sample]) -> String {
                 .collect();
             let _ = writeln!(
                 out,
-                "{vmm:<13} {run:>4} {:>13} {:>12} {:>9} {:>13} {:>13} {:>8}  {note}",
-                c[0], c[1], c[2], c[3], c[4], c[5]
+                "{vmm:<13} {run:>4} {:>13} {:>12} {:>9} {:>13} {:>13} {:>8} {:>9}  {note}",
+                c[0], c[1], c[2], c[3], c[4], c[5], c[6]
             );
         };
     for s in samples {
@@ -184,6 +197,7 @@ mod tests {
             }),
             smaps_guest_rss_kib: None,
             exits: (vmm == Vmm::Kvm).then_some(1000 * run as u64),
+            unpack: Some(Duration::from_millis(500)),
             note: None,
         }
     }
@@ -202,6 +216,7 @@ mod tests {
         assert_eq!(kvm[4], Some(2.0));
         assert_eq!(kvm[5], Some(2000.0));
         assert_eq!(medians(&samples, Vmm::Qemu)[5], None);
+        assert_eq!(kvm[6], Some(500.0));
         assert_eq!(medians(&samples, Vmm::Qemu)[0], Some(900.0));
         let text = table(&samples);
         assert!(text.contains("median of 3"), "{text}");
