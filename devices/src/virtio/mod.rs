@@ -23,7 +23,8 @@ pub mod worker;
 pub use device::{
     ActivateContext, DeviceError, QueueHandler, VirtioDevice, VirtioInterrupt, read_config_window,
 };
-pub use running::{Activation, ProcessError, Running, drain};
+pub use queue::wants_interrupt;
+pub use running::{Activation, ProcessError, Running, drain, fill_then_notify};
 
 /// Guest memory as the virtio devices see it.
 pub type GuestMemory = vm_memory::GuestMemoryMmap;
@@ -32,6 +33,11 @@ pub type GuestMemoryHandle = vm_memory::GuestMemoryAtomic<GuestMemory>;
 
 /// Feature bit: the device complies with virtio 1.x (required by the transport).
 pub const VIRTIO_F_VERSION_1: u64 = 1 << 32;
+/// Feature bit 29 (`VIRTIO_F_EVENT_IDX`): the driver and the device say
+/// where in the ring they next want a kick or an interrupt. The transport
+/// offers it for every device: the queue helpers ([`queue`]) publish the
+/// device's `avail_event` and honour the driver's `used_event`.
+pub const VIRTIO_F_EVENT_IDX: u64 = 1 << 29;
 
 /// Device status bits (virtio 1.x section 2.1).
 pub mod status {

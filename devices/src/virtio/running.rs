@@ -31,7 +31,7 @@ use std::sync::Arc;
 use virtio_queue::{DescriptorChain, Queue};
 use vm_memory::GuestAddressSpace;
 
-use super::queue::{QueueError, add_used, pop_chain};
+use super::queue::{QueueError, add_used, pop_chain, wants_interrupt};
 use super::{ActivateContext, DeviceError, GuestMemory, GuestMemoryHandle, VirtioInterrupt};
 
 /// Why a pass over a queue stopped: the guest's rings or buffers are
@@ -237,20 +237,45 @@ impl<Q> Activation<Q> {
     }
 }
 
+/// Runs `fill`, which returns chains to `q` and sets its flag when it did
+/// (a receive queue filled from a backend); then `used` is set if the
+/// driver wants an interrupt for them ([`wants_interrupt`]).
+pub fn fill_then_notify<T>(
+    q: &mut Queue,
+    mem: &GuestMemory,
+    used: &mut bool,
+    fill: impl FnOnce(&mut Queue, &mut bool) -> T,
+) -> T {
+    let mut returned = false;
+    let result = fill(q, &mut returned);
+    if returned {
+        *used |= wants_interrupt(q, mem);
+    }
+    result
+}
+
 /// Answers every available chain of request queue `q` with `answer`, which
 /// returns the bytes it wrote into the chain; each answered chain goes back
-/// to the driver at once and sets `used`.
+/// to the driver at once, and `used` is set if the driver wants an
+/// interrupt for them ([`wants_interrupt`]).
 pub fn drain<'m>(
     q: &mut Queue,
     mem: &'m GuestMemory,
     used: &mut bool,
     mut answer: impl FnMut(DescriptorChain<&'m GuestMemory>) -> Result<u32, ProcessError>,
 ) -> Result<(), ProcessError> {
-    while let Some(chain) = pop_chain(q, mem)? {
-        let head = chain.head_index();
-        let len = answer(chain)?;
-        add_used(q, mem, head, len)?;
-        *used = true;
+    let mut returned = false;
+    let result = (|| {
+        while let Some(chain) = pop_chain(q, mem)? {
+            let head = chain.head_index();
+            let len = answer(chain)?;
+            add_used(q, mem, head, len)?;
+            returned = true;
+        }
+        Ok(())
+    })();
+    if returned {
+        *used |= wants_interrupt(q, mem);
     }
-    Ok(())
+    result
 }

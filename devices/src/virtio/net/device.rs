@@ -16,7 +16,7 @@ use crate::virtio::device::read_config_window;
 use crate::virtio::queue::{add_used, pop_chain};
 use crate::virtio::{
     ActivateContext, Activation, DeviceError, GuestMemory, ProcessError, QueueHandler,
-    VIRTIO_F_VERSION_1, VirtioDevice, drain,
+    VIRTIO_F_VERSION_1, VirtioDevice, drain, fill_then_notify,
 };
 
 /// Virtio device type of virtio-net.
@@ -147,7 +147,9 @@ impl State {
         };
         running
             .process(DEVICE, RX_QUEUE, "rx queue", |q, mem, used| {
-                receive(&mut q.rx, mem, used, backend.as_mut(), scratch)
+                fill_then_notify(&mut q.rx, mem, used, |rx, returned| {
+                    receive(rx, mem, returned, backend.as_mut(), scratch)
+                })
             })
             .unwrap_or(RxStatus::Inactive)
     }

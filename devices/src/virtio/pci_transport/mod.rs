@@ -40,8 +40,10 @@ use crate::snapshot::Snapshottable;
 use crate::virtio::queue::build_queue;
 use crate::virtio::worker::{PanicHook, QueueWorker};
 use crate::virtio::{
-    ActivateContext, GuestMemoryHandle, VIRTIO_F_VERSION_1, VirtioDevice, VirtioInterrupt, status,
+    ActivateContext, GuestMemoryHandle, VIRTIO_F_EVENT_IDX, VIRTIO_F_VERSION_1, VirtioDevice,
+    VirtioInterrupt, status,
 };
+use virtio_queue::QueueT;
 
 /// PCI vendor id of virtio devices.
 pub const VIRTIO_PCI_VENDOR: u16 = 0x1af4;
@@ -111,7 +113,7 @@ impl VirtioPciDevice {
         {
             return Err(TransportError::QueueCount(sizes.len()));
         }
-        let device_features = device.device_features();
+        let device_features = device.device_features() | VIRTIO_F_EVENT_IDX;
         if device_features & VIRTIO_F_VERSION_1 == 0 {
             return Err(TransportError::NotModern);
         }
@@ -433,7 +435,10 @@ impl VirtioPciDevice {
                 continue;
             }
             match build_queue(q.max_size, q.size, q.desc, q.avail, q.used, &mem) {
-                Ok(queue) => queues.push(Some(queue)),
+                Ok(mut queue) => {
+                    queue.set_event_idx(self.common.driver_features & VIRTIO_F_EVENT_IDX != 0);
+                    queues.push(Some(queue));
+                }
                 Err(e) => {
                     self.interrupts
                         .set_needs_reset(&format!("queue {i} set-up invalid: {e}"));

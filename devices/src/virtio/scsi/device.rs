@@ -19,7 +19,7 @@ use crate::snapshot::Snapshottable;
 use crate::virtio::device::read_config_window;
 use crate::virtio::{
     ActivateContext, Activation, DeviceError, QueueHandler, Running, VIRTIO_F_VERSION_1,
-    VirtioDevice, drain,
+    VirtioDevice, drain, wants_interrupt,
 };
 
 /// The device's name in logs.
@@ -65,7 +65,9 @@ impl Target {
             CONTROL_QUEUE => drain(&mut q.control, mem, used, |c| handle_control(c, mem, luns)),
             EVENT_QUEUE => match q.event.as_mut() {
                 Some(eq) => {
-                    *used |= events.process(eq, mem)?;
+                    if events.process(eq, mem)? {
+                        *used |= wants_interrupt(eq, mem);
+                    }
                     Ok(())
                 }
                 None => Ok(()),

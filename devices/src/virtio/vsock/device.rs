@@ -18,7 +18,7 @@ use crate::virtio::device::read_config_window;
 use crate::virtio::queue::{add_used, pop_chain};
 use crate::virtio::{
     ActivateContext, Activation, DeviceError, GuestMemory, ProcessError, QueueHandler,
-    VIRTIO_F_VERSION_1, VirtioDevice, drain,
+    VIRTIO_F_VERSION_1, VirtioDevice, drain, fill_then_notify,
 };
 
 /// Virtio device type of vsock.
@@ -111,7 +111,9 @@ fn deliver(activation: &mut Activation<Queues>, backend: &SharedBackend) {
     if let Some(running) = activation.serving() {
         let mut backend = backend.lock();
         running.process(DEVICE, RX_QUEUE, "rx queue", |q, mem, used| {
-            receive(&mut q.rx, mem, used, &mut *backend)
+            fill_then_notify(&mut q.rx, mem, used, |rx, returned| {
+                receive(rx, mem, returned, &mut *backend)
+            })
         });
     }
 }
@@ -305,13 +307,17 @@ impl QueueHandler for VsockQueues {
                 });
                 if sent.is_some() {
                     running.process(DEVICE, RX_QUEUE, "rx queue", |q, mem, used| {
-                        receive(&mut q.rx, mem, used, &mut *backend)
+                        fill_then_notify(&mut q.rx, mem, used, |rx, returned| {
+                            receive(rx, mem, returned, &mut *backend)
+                        })
                     });
                 }
             }
             RX_QUEUE => {
                 running.process(DEVICE, RX_QUEUE, "rx queue", |q, mem, used| {
-                    receive(&mut q.rx, mem, used, &mut *backend)
+                    fill_then_notify(&mut q.rx, mem, used, |rx, returned| {
+                        receive(rx, mem, returned, &mut *backend)
+                    })
                 });
             }
             _ => tracing::trace!("vsock event buffers added"),
