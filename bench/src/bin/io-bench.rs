@@ -1,0 +1,185 @@
+//! `io-bench [--runs N] [--only kvm|qemu] [--figures disk,vsock,net]
+//! [--size-mib M] [--rand-secs S] [--queue-depth Q] [--vsock-mib M]
+//! [--net-mib M] [--memory-mib M] [--timeout-secs S]`: device throughput
+//! of backend-kvm against `qemu-system-x86_64 -M pc -accel kvm` on the same
+//! guest (see `uvm_bench::io`). Meant for
+//! `cargo xtask lab --with-qemu -- io-bench --runs 5`.
+//!
+//! Runs alternate (kvm 1, qemu 1, kvm 2, ...), each in a freshly booted
+//! guest; QEMU runs when it is found (`UVM_QEMU`, as `--with-qemu` sets
+//! it). Prints the medians as a markdown table; exits non-zero if any
+//! figure of any run failed.
+
+use std::process::ExitCode;
+
+use uvm_bench::assets::{self, GuestAssets, boot_cmdline};
+use uvm_bench::hotplug;
+use uvm_bench::io::args::{self, Args};
+use uvm_bench::io::guest::IoGuest;
+use uvm_bench::io::measure::{self, Plan, RunResult};
+use uvm_bench::io::report::{Sample, table};
+use uvm_bench::kvm::KvmRun;
+use uvm_bench::{BenchError, Result};
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(BenchError::io("tokio runtime"))
+}
+
+fn plan(args: &Args) -> Plan {
+    Plan {
+        groups: args.groups.clone(),
+        disk_bytes: args.size_mib << 20,
+        rand: args.rand,
+        queue_depth: args.queue_depth,
+        vsock_bytes: args.vsock_mib << 20,
+        net_bytes: args.net_mib << 20,
+    }
+}
+
+/// Boots a guest with `boot`, measures `plan` on it and stops it.
+async fn one_run(
+    booted: Result<IoGuest>,
+    vmm: &str,
+    plan: &Plan,
+    run: usize,
+    dir: &std::path::Path,
+) -> RunResult {
+    let mut guest = match booted {
+        Ok(guest) => guest,
+        Err(e) => {
+            let line = format!("{vmm} run {run}: no guest: {e}");
+            eprintln!("io-bench: {line}");
+            return RunResult {
+                samples: Vec::new(),
+                errors: vec![line],
+            };
+        }
+    };
+    eprintln!(
+        "io-bench: {vmm} run {run}: the agent answered {:.1} s after the start",
+        guest.booted.as_secs_f64()
+    );
+    let result = measure::run(&mut guest, plan, run, dir).await;
+    let exits = guest.exit_counters().await;
+    if !exits.is_empty() {
+        let mut top: Vec<_> = exits.into_iter().filter(|(_, n)| *n > 0).collect();
+        top.sort_by_key(|b| std::cmp::Reverse(b.1));
+        top.truncate(8);
+        eprintln!("io-bench: {vmm} run {run}: exits since boot: {top:?}");
+    }
+    guest.shut_down().await;
+    result
+}
+
+fn run(args: &Args) -> Result<bool> {
+    let assets: GuestAssets = assets::from_env()?;
+    eprintln!("io-bench: cmdline {:?}", boot_cmdline(&assets));
+    let dir = tempfile::Builder::new()
+        .prefix("io-bench-")
+        .tempdir()
+        .map_err(BenchError::io("create a temporary directory"))?;
+    let qemu_binary = if args.qemu {
+        let found = uvm_bench::qemu::find_qemu();
+        if found.is_none() {
+            eprintln!(
+                "io-bench: qemu: not measured (no UVM_QEMU; run `cargo xtask lab --with-qemu`)"
+            );
+        }
+        found
+    } else {
+        None
+    };
+    let plan = plan(args);
+    let runtime = runtime()?;
+    let mut samples: Vec<Sample> = Vec::new();
+    let mut errors: Vec<String> = Vec::new();
+    let mut vmms = Vec::new();
+    if args.kvm {
+        vmms.push(hotplug::kvm::VMM);
+    }
+    if qemu_binary.is_some() {
+        vmms.push(hotplug::qemu::VMM);
+    } else if !args.kvm {
+        return Err(BenchError::Vm(
+            "no qemu-system-x86_64 (set UVM_QEMU)".into(),
+        ));
+    }
+    for run in 1..=args.runs {
+        if args.kvm {
+            let guest = KvmRun {
+                assets: &assets,
+                memory_mib: args.memory_mib,
+                timeout: args.boot_timeout,
+            };
+            let result = runtime.block_on(async {
+                let booted = IoGuest::boot_kvm(&guest).await;
+                one_run(booted, hotplug::kvm::VMM, &plan, run, dir.path()).await
+            });
+            samples.extend(result.samples);
+            errors.extend(result.errors);
+        }
+        if let Some(binary) = &qemu_binary {
+            let guest = hotplug::qemu::QemuGuest {
+                assets: &assets,
+                qemu: binary.clone(),
+                firmware: uvm_bench::qemu::find_firmware(),
+                memory_mib: args.memory_mib,
+                timeout: args.boot_timeout,
+                runs: 1,
+            };
+            let sockets = dir.path().join(format!("qemu-{run}"));
+            std::fs::create_dir_all(&sockets)
+                .map_err(BenchError::io(format!("create {}", sockets.display())))?;
+            let result = runtime.block_on(async {
+                let booted = IoGuest::boot_qemu(&guest, &sockets).await;
+                one_run(booted, hotplug::qemu::VMM, &plan, run, dir.path()).await
+            });
+            samples.extend(result.samples);
+            errors.extend(result.errors);
+        }
+    }
+    println!();
+    println!(
+        "io-bench: medians of {} run(s); disk {} MiB, random reads {} s, vsock {} MiB, frames {} MiB; guest {} MiB, 1 vCPU",
+        args.runs,
+        args.size_mib,
+        args.rand.as_secs(),
+        args.vsock_mib,
+        args.net_mib,
+        args.memory_mib
+    );
+    println!();
+    print!(
+        "{}",
+        table(&samples, &vmms, &args.groups, args.runs, args.queue_depth)
+    );
+    if !errors.is_empty() {
+        println!();
+        println!("failures:");
+        for line in &errors {
+            println!("- {line}");
+        }
+    }
+    Ok(errors.is_empty())
+}
+
+fn main() -> ExitCode {
+    let args = match args::parse(std::env::args().skip(1)) {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("io-bench: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&args) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("io-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
