@@ -156,6 +156,12 @@ fn run(args: &Args) -> Result<bool> {
         "{}",
         table(&samples, &vmms, &args.groups, args.runs, args.queue_depth)
     );
+    println!();
+    println!(
+        "exits/s: the KVM_RUN exits backend-kvm handled during the figure (`exits.total` of \
+         stats()); queue kicks on ioeventfds and interrupts through irqfds stay in the host \
+         kernel and are not among them. QEMU's are not counted (n/a)."
+    );
     if !errors.is_empty() {
         println!();
         println!("failures:");

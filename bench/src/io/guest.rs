@@ -4,6 +4,7 @@
 //! [`crate::hotplug`]) for the disk and the NIC, and backend-kvm's exit
 //! counter.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -187,13 +188,18 @@ impl IoGuest {
         }
     }
 
-    /// backend-kvm's count of VM exits so far; `None` for QEMU (or when
-    /// stats fail).
-    pub async fn exits(&self) -> Option<u64> {
+    /// backend-kvm's exit counters so far (`exits.total` and each
+    /// `exits.<kind>`); `None` for QEMU (or when stats fail).
+    pub async fn exits(&self) -> Option<BTreeMap<String, u64>> {
         match &self.machine {
             Machine::Kvm(target) => {
                 let stats = target.vm().stats().await.ok()?;
-                stats.counters.get(EXITS_TOTAL).copied()
+                let exits: BTreeMap<String, u64> = stats
+                    .counters
+                    .into_iter()
+                    .filter(|(k, _)| k.starts_with("exits."))
+                    .collect();
+                exits.contains_key(EXITS_TOTAL).then_some(exits)
             }
             Machine::Qemu(_) => None,
         }

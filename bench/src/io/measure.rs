@@ -2,13 +2,14 @@
 //! the plan's groups, with backend-kvm's exits per second around it. A
 //! figure that fails is reported and the next one runs.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uvm_guest_agent::protocol::{DiskBenchPlan, DiskPattern, Empty, IoBenchReply, Op};
 
-use super::guest::{IoGuest, NicEnds, drain_stream, write_stream};
+use super::guest::{EXITS_TOTAL, IoGuest, NicEnds, drain_stream, write_stream};
 use super::report::{Figure, Group, Sample, mb_per_sec};
 use super::tap;
 use crate::error::{BenchError, Result};
@@ -126,8 +127,35 @@ fn record(
     }
 }
 
-/// Runs `work` between two reads of the exit counter; returns its value
-/// and the exits per second over the wall time between the reads.
+/// The exits per second of each counter that grew between `before` and
+/// `after` (`seconds` apart), `exits.total` first, then by rate.
+pub fn exit_rates(
+    before: &BTreeMap<String, u64>,
+    after: &BTreeMap<String, u64>,
+    seconds: f64,
+) -> Vec<(String, f64)> {
+    if seconds <= 0.0 {
+        return Vec::new();
+    }
+    let mut rates: Vec<(String, f64)> = after
+        .iter()
+        .map(|(k, &a)| {
+            let b = before.get(k).copied().unwrap_or(0);
+            (k.clone(), a.saturating_sub(b) as f64 / seconds)
+        })
+        .filter(|(k, r)| *r > 0.0 || k == EXITS_TOTAL)
+        .collect();
+    rates.sort_by(|a, b| {
+        (b.0 == EXITS_TOTAL)
+            .cmp(&(a.0 == EXITS_TOTAL))
+            .then(b.1.total_cmp(&a.1))
+    });
+    rates
+}
+
+/// Runs `work` between two reads of the exit counters; returns its value
+/// and the exits per second over the wall time between the reads (the
+/// counters that grew are logged).
 async fn timed(
     guest: &IoGuest,
     work: impl std::future::Future<Output = Result<f64>>,
@@ -137,11 +165,24 @@ async fn timed(
     let value = work.await?;
     let seconds = started.elapsed().as_secs_f64();
     let after = guest.exits().await;
-    let rate = match (before, after) {
-        (Some(b), Some(a)) if seconds > 0.0 => Some(a.saturating_sub(b) as f64 / seconds),
-        _ => None,
+    let (Some(before), Some(after)) = (before, after) else {
+        return Ok((value, None));
     };
-    Ok((value, rate))
+    let rates = exit_rates(&before, &after, seconds);
+    eprintln!(
+        "io-bench: {}: exits/s over {seconds:.2} s: {}",
+        guest.vmm,
+        rates
+            .iter()
+            .map(|(k, r)| format!("{k} {r:.1}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let total = rates
+        .iter()
+        .find(|(k, _)| k == EXITS_TOTAL)
+        .map(|(_, r)| *r);
+    Ok((value, total))
 }
 
 async fn disk(guest: &mut IoGuest, plan: &Plan, run: usize, dir: &Path, result: &mut RunResult) {
@@ -331,4 +372,35 @@ async fn net_to_host(guest: &IoGuest, nic: &NicEnds, bytes: u64) -> Result<f64> 
         )));
     }
     Ok(mb_per_sec(delivered, (grew - started).as_secs_f64()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_rates_put_the_total_first_and_drop_idle_kinds() {
+        let map = |pairs: &[(&str, u64)]| -> BTreeMap<String, u64> {
+            pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
+        };
+        let before = map(&[("exits.total", 100), ("exits.io_out", 50), ("exits.hlt", 7)]);
+        let after = map(&[
+            ("exits.total", 140),
+            ("exits.io_out", 60),
+            ("exits.hlt", 7),
+            ("exits.mmio_write", 30),
+        ]);
+        let rates = exit_rates(&before, &after, 2.0);
+        assert_eq!(
+            rates,
+            vec![
+                ("exits.total".to_owned(), 20.0),
+                ("exits.mmio_write".to_owned(), 15.0),
+                ("exits.io_out".to_owned(), 5.0),
+            ]
+        );
+        let idle = exit_rates(&before, &before, 1.0);
+        assert_eq!(idle, vec![("exits.total".to_owned(), 0.0)]);
+        assert!(exit_rates(&before, &after, 0.0).is_empty());
+    }
 }

@@ -178,7 +178,7 @@ pub fn table(
             let text = if !measured.is_empty() && exits.is_empty() {
                 "n/a".into()
             } else {
-                cell(&exits, runs, 0)
+                cell(&exits, runs, 1)
             };
             let _ = write!(out, " {text} |");
         }
@@ -239,7 +239,7 @@ mod tests {
         assert_eq!(lines[1], "|---|---:|---:|---:|---:|");
         assert_eq!(
             lines[2],
-            "| SCSI seq read, 1 MiB O_DIRECT (MB/s) | 200.0 | 60.0 (2 of 3) | 2000 | n/a |"
+            "| SCSI seq read, 1 MiB O_DIRECT (MB/s) | 200.0 | 60.0 (2 of 3) | 2000.0 | n/a |"
         );
         assert_eq!(
             lines[3],
@@ -247,7 +247,7 @@ mod tests {
         );
         assert_eq!(
             lines[4],
-            "| SCSI 4 KiB random read, QD 16 (IOPS) | 1234 | - | 12344 | - |"
+            "| SCSI 4 KiB random read, QD 16 (IOPS) | 1234 | - | 12344.0 | - |"
         );
         assert_eq!(lines.len(), 5);
     }
