@@ -11,6 +11,7 @@
 //! figure of any run failed.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use uvm_bench::assets::{self, GuestAssets, boot_cmdline};
 use uvm_bench::hotplug;
@@ -18,6 +19,7 @@ use uvm_bench::io::args::{self, Args};
 use uvm_bench::io::guest::IoGuest;
 use uvm_bench::io::measure::{self, Plan, RunResult};
 use uvm_bench::io::report::{Sample, table};
+use uvm_bench::io::watchdog::Watchdog;
 use uvm_bench::kvm::KvmRun;
 use uvm_bench::{BenchError, Result};
 
@@ -39,13 +41,17 @@ fn plan(args: &Args) -> Plan {
     }
 }
 
-/// Boots a guest with `boot`, measures `plan` on it and stops it.
+/// How long stopping a VM may take before the watchdog gives up.
+const STOP_LIMIT: Duration = Duration::from_secs(90);
+
+/// Measures `plan` on the guest `booted` and stops it.
 async fn one_run(
     booted: Result<IoGuest>,
     vmm: &str,
     plan: &Plan,
     run: usize,
     dir: &std::path::Path,
+    watchdog: &Watchdog,
 ) -> RunResult {
     let mut guest = match booted {
         Ok(guest) => guest,
@@ -62,7 +68,8 @@ async fn one_run(
         "io-bench: {vmm} run {run}: the agent answered {:.1} s after the start",
         guest.booted.as_secs_f64()
     );
-    let result = measure::run(&mut guest, plan, run, dir).await;
+    let result = measure::run(&mut guest, plan, run, dir, watchdog).await;
+    watchdog.phase(format!("{vmm} run {run}: stop"), STOP_LIMIT);
     let exits = guest.exit_counters().await;
     if !exits.is_empty() {
         let mut top: Vec<_> = exits.into_iter().filter(|(_, n)| *n > 0).collect();
@@ -71,6 +78,7 @@ async fn one_run(
         eprintln!("io-bench: {vmm} run {run}: exits since boot: {top:?}");
     }
     guest.shut_down().await;
+    watchdog.idle();
     result
 }
 
@@ -94,6 +102,8 @@ fn run(args: &Args) -> Result<bool> {
     };
     let plan = plan(args);
     let runtime = runtime()?;
+    let watchdog = Watchdog::start().map_err(BenchError::io("start the watchdog"))?;
+    let boot_limit = args.boot_timeout + Duration::from_secs(60);
     let mut samples: Vec<Sample> = Vec::new();
     let mut errors: Vec<String> = Vec::new();
     let mut vmms = Vec::new();
@@ -114,9 +124,10 @@ fn run(args: &Args) -> Result<bool> {
                 memory_mib: args.memory_mib,
                 timeout: args.boot_timeout,
             };
+            watchdog.phase(format!("backend-kvm run {run}: boot"), boot_limit);
             let result = runtime.block_on(async {
                 let booted = IoGuest::boot_kvm(&guest).await;
-                one_run(booted, hotplug::kvm::VMM, &plan, run, dir.path()).await
+                one_run(booted, hotplug::kvm::VMM, &plan, run, dir.path(), &watchdog).await
             });
             samples.extend(result.samples);
             errors.extend(result.errors);
@@ -133,12 +144,28 @@ fn run(args: &Args) -> Result<bool> {
             let sockets = dir.path().join(format!("qemu-{run}"));
             std::fs::create_dir_all(&sockets)
                 .map_err(BenchError::io(format!("create {}", sockets.display())))?;
+            watchdog.phase(format!("qemu-pc run {run}: boot"), boot_limit);
             let result = runtime.block_on(async {
                 let booted = IoGuest::boot_qemu(&guest, &sockets).await;
-                one_run(booted, hotplug::qemu::VMM, &plan, run, dir.path()).await
+                one_run(
+                    booted,
+                    hotplug::qemu::VMM,
+                    &plan,
+                    run,
+                    dir.path(),
+                    &watchdog,
+                )
+                .await
             });
             samples.extend(result.samples);
             errors.extend(result.errors);
+        }
+        if run < args.runs {
+            // So far, in case a later run hangs and the watchdog ends us.
+            eprint!(
+                "io-bench: after run {run}:\n{}",
+                table(&samples, &vmms, &args.groups, run, args.queue_depth)
+            );
         }
     }
     println!();

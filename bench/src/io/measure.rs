@@ -12,6 +12,7 @@ use uvm_guest_agent::protocol::{DiskBenchPlan, DiskPattern, Empty, IoBenchReply,
 use super::guest::{EXITS_TOTAL, IoGuest, NicEnds, drain_stream, write_stream};
 use super::report::{Figure, Group, Sample, mb_per_sec};
 use super::tap;
+use super::watchdog::Watchdog;
 use crate::error::{BenchError, Result};
 
 /// The guest port of the host-to-guest stream.
@@ -24,6 +25,12 @@ pub const SEQ_BLOCK: u32 = 1 << 20;
 pub const RAND_BLOCK: u32 = 4096;
 /// The longest a sequential pass, a stream or the frames may take.
 pub const PASS_LIMIT: Duration = Duration::from_secs(240);
+/// The longest one step (attaching a device, one figure) may take before
+/// the watchdog ends the benchmark.
+pub const STEP_LIMIT: Duration = Duration::from_secs(300);
+/// How long the tap's counter may stand still while the guest is still
+/// sending before the NIC counts as stalled.
+pub const NET_STALL: Duration = Duration::from_secs(20);
 /// How long the tap's counter must stand still after the guest is done
 /// before the frames count as all delivered.
 const NET_SETTLE: Duration = Duration::from_millis(300);
@@ -70,26 +77,41 @@ pub fn disk_image(dir: &Path, vmm: &str, run: usize, bytes: u64) -> Result<std::
 
 /// Measures every figure of `plan` on `guest` (run number `run`, its disk
 /// image in `dir`).
-pub async fn run(guest: &mut IoGuest, plan: &Plan, run: usize, dir: &Path) -> RunResult {
+/// `watchdog` gets one phase per step, each limited to [`STEP_LIMIT`].
+pub async fn run(
+    guest: &mut IoGuest,
+    plan: &Plan,
+    run: usize,
+    dir: &Path,
+    watchdog: &Watchdog,
+) -> RunResult {
     let mut result = RunResult::default();
+    let vmm = guest.vmm;
+    let step = |what: &str| watchdog.phase(format!("{vmm} run {run}: {what}"), STEP_LIMIT);
     for group in &plan.groups {
         match group {
-            Group::Disk => disk(guest, plan, run, dir, &mut result).await,
+            Group::Disk => disk(guest, plan, run, dir, &mut result, watchdog).await,
             Group::Vsock => {
+                step("vsock host -> guest");
                 let to_guest = timed(guest, vsock_to_guest(guest, plan.vsock_bytes)).await;
                 record(&mut result, guest, run, Figure::VsockToGuest, to_guest);
+                step("vsock guest -> host");
                 let to_host = timed(guest, vsock_to_host(guest, plan.vsock_bytes)).await;
                 record(&mut result, guest, run, Figure::VsockToHost, to_host);
             }
-            Group::Net => match guest.attach_nic(run).await {
-                Ok(nic) => {
-                    let sent = timed(guest, net_to_host(guest, &nic, plan.net_bytes)).await;
-                    record(&mut result, guest, run, Figure::NetToHost, sent);
+            Group::Net => {
+                step("NIC");
+                match guest.attach_nic(run).await {
+                    Ok(nic) => {
+                        let sent = timed(guest, net_to_host(guest, &nic, plan.net_bytes)).await;
+                        record(&mut result, guest, run, Figure::NetToHost, sent);
+                    }
+                    Err(e) => fail(&mut result, guest, run, "attach the NIC", &e),
                 }
-                Err(e) => fail(&mut result, guest, run, "attach the NIC", &e),
-            },
+            }
         }
     }
+    watchdog.idle();
     result
 }
 
@@ -185,7 +207,17 @@ async fn timed(
     Ok((value, total))
 }
 
-async fn disk(guest: &mut IoGuest, plan: &Plan, run: usize, dir: &Path, result: &mut RunResult) {
+async fn disk(
+    guest: &mut IoGuest,
+    plan: &Plan,
+    run: usize,
+    dir: &Path,
+    result: &mut RunResult,
+    watchdog: &Watchdog,
+) {
+    let vmm = guest.vmm;
+    let step = |what: &str| watchdog.phase(format!("{vmm} run {run}: {what}"), STEP_LIMIT);
+    step("disk attach");
     let image = match disk_image(dir, guest.vmm, run, plan.disk_bytes + (1 << 20)) {
         Ok(image) => image,
         Err(e) => return fail(result, guest, run, "create the disk image", &e),
@@ -204,8 +236,10 @@ async fn disk(guest: &mut IoGuest, plan: &Plan, run: usize, dir: &Path, result: 
         direct: true,
     };
     // Written first, so the reads read data, not holes of a sparse image.
+    step("disk seq write");
     let write = timed(guest, disk_rate(guest, seq(DiskPattern::SeqWrite), false)).await;
     record(result, guest, run, Figure::SeqWrite, write);
+    step("disk seq read");
     let read = timed(guest, disk_rate(guest, seq(DiskPattern::SeqRead), false)).await;
     record(result, guest, run, Figure::SeqRead, read);
     let random = DiskBenchPlan {
@@ -217,6 +251,7 @@ async fn disk(guest: &mut IoGuest, plan: &Plan, run: usize, dir: &Path, result: 
         duration_ms: ms(plan.rand),
         direct: true,
     };
+    step("disk random reads");
     let iops = timed(guest, disk_rate(guest, random, true)).await;
     record(result, guest, run, Figure::RandRead, iops);
     let _ = std::fs::remove_file(&image);
@@ -347,6 +382,15 @@ async fn net_to_host(guest: &IoGuest, nic: &NicEnds, bytes: u64) -> Result<f64> 
         }
         if reply.is_some() && grew.elapsed() >= NET_SETTLE {
             break;
+        }
+        if reply.is_none() && grew.elapsed() >= NET_STALL {
+            return Err(BenchError::Vm(format!(
+                "the NIC stalled: the tap {} counted {} of {bytes} bytes, the last {:.1} s after the request, and nothing for {} s since",
+                nic.tap,
+                last - before,
+                (grew - started).as_secs_f64(),
+                NET_STALL.as_secs()
+            )));
         }
         if started.elapsed() > PASS_LIMIT + NET_SETTLE {
             return Err(BenchError::Timeout {

@@ -24,11 +24,12 @@
 //!
 //! Modules: [`args`] (command line), [`report`] (figures and the table),
 //! [`tap`] (the host side of the NIC), [`guest`] (a booted guest of either
-//! VMM with its disk, NIC and host vsock ends) and [`measure`] (the
-//! measurements).
+//! VMM with its disk, NIC and host vsock ends), [`measure`] (the
+//! measurements) and [`watchdog`] (a time limit on each phase).
 
 pub mod args;
 pub mod guest;
 pub mod measure;
 pub mod report;
 pub mod tap;
+pub mod watchdog;
