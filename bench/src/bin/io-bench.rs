@@ -44,7 +44,10 @@ fn plan(args: &Args) -> Plan {
 /// How long stopping a VM may take before the watchdog gives up.
 const STOP_LIMIT: Duration = Duration::from_secs(90);
 
-/// Measures `plan` on the guest `booted` and stops it.
+/// Measures `plan` on the guest `booted`, hands the result to
+/// `before_stop` and stops the guest. (The last run prints the final table
+/// there: stopping a nested guest has made the L1 kernel report a soft
+/// lockup, which ends the lab before anything printed after it.)
 async fn one_run(
     booted: Result<IoGuest>,
     vmm: &str,
@@ -52,16 +55,19 @@ async fn one_run(
     run: usize,
     dir: &std::path::Path,
     watchdog: &Watchdog,
+    before_stop: impl FnOnce(&RunResult),
 ) -> RunResult {
     let mut guest = match booted {
         Ok(guest) => guest,
         Err(e) => {
             let line = format!("{vmm} run {run}: no guest: {e}");
             eprintln!("io-bench: {line}");
-            return RunResult {
+            let result = RunResult {
                 samples: Vec::new(),
                 errors: vec![line],
             };
+            before_stop(&result);
+            return result;
         }
     };
     eprintln!(
@@ -69,6 +75,7 @@ async fn one_run(
         guest.booted.as_secs_f64()
     );
     let result = measure::run(&mut guest, plan, run, dir, watchdog).await;
+    before_stop(&result);
     watchdog.phase(format!("{vmm} run {run}: stop"), STOP_LIMIT);
     let exits = guest.exit_counters().await;
     if !exits.is_empty() {
@@ -80,6 +87,59 @@ async fn one_run(
     guest.shut_down().await;
     watchdog.idle();
     result
+}
+
+/// The table of medians, what the exits column counts, and the failures.
+fn final_report(
+    args: &Args,
+    vmms: &[&'static str],
+    samples: &[Sample],
+    errors: &[String],
+) -> String {
+    let mut out = format!(
+        "\nio-bench: medians of {} run(s); disk {} MiB, random reads {} s, vsock {} MiB, frames {} MiB; guest {} MiB, 1 vCPU\n\n",
+        args.runs,
+        args.size_mib,
+        args.rand.as_secs(),
+        args.vsock_mib,
+        args.net_mib,
+        args.memory_mib
+    );
+    out.push_str(&table(
+        samples,
+        vmms,
+        &args.groups,
+        args.runs,
+        args.queue_depth,
+    ));
+    out.push_str(
+        "\nexits/s: the KVM_RUN exits backend-kvm handled during the figure (`exits.total` of \
+         stats()); queue kicks on ioeventfds and interrupts through irqfds stay in the host \
+         kernel and are not among them. QEMU's are not counted (n/a).\n",
+    );
+    if !errors.is_empty() {
+        out.push_str("\nfailures:\n");
+        for line in errors {
+            out.push_str(&format!("- {line}\n"));
+        }
+    }
+    out
+}
+
+/// Prints [`final_report`] of `samples` and `errors` with those of `last`
+/// (the run whose guest is about to stop) added.
+fn print_final(
+    args: &Args,
+    vmms: &[&'static str],
+    samples: &[Sample],
+    errors: &[String],
+    last: &RunResult,
+) {
+    let mut all = samples.to_vec();
+    all.extend(last.samples.iter().cloned());
+    let mut failed = errors.to_vec();
+    failed.extend(last.errors.iter().cloned());
+    print!("{}", final_report(args, vmms, &all, &failed));
 }
 
 fn run(args: &Args) -> Result<bool> {
@@ -124,10 +184,17 @@ fn run(args: &Args) -> Result<bool> {
                 memory_mib: args.memory_mib,
                 timeout: args.boot_timeout,
             };
+            let last = run == args.runs && qemu_binary.is_none();
             watchdog.phase(format!("backend-kvm run {run}: boot"), boot_limit);
             let result = runtime.block_on(async {
                 let booted = IoGuest::boot_kvm(&guest).await;
-                one_run(booted, hotplug::kvm::VMM, &plan, run, dir.path(), &watchdog).await
+                let vmm = hotplug::kvm::VMM;
+                one_run(booted, vmm, &plan, run, dir.path(), &watchdog, |r| {
+                    if last {
+                        print_final(args, &vmms, &samples, &errors, r);
+                    }
+                })
+                .await
             });
             samples.extend(result.samples);
             errors.extend(result.errors);
@@ -144,17 +211,16 @@ fn run(args: &Args) -> Result<bool> {
             let sockets = dir.path().join(format!("qemu-{run}"));
             std::fs::create_dir_all(&sockets)
                 .map_err(BenchError::io(format!("create {}", sockets.display())))?;
+            let last = run == args.runs;
             watchdog.phase(format!("qemu-pc run {run}: boot"), boot_limit);
             let result = runtime.block_on(async {
                 let booted = IoGuest::boot_qemu(&guest, &sockets).await;
-                one_run(
-                    booted,
-                    hotplug::qemu::VMM,
-                    &plan,
-                    run,
-                    dir.path(),
-                    &watchdog,
-                )
+                let vmm = hotplug::qemu::VMM;
+                one_run(booted, vmm, &plan, run, dir.path(), &watchdog, |r| {
+                    if last {
+                        print_final(args, &vmms, &samples, &errors, r);
+                    }
+                })
                 .await
             });
             samples.extend(result.samples);
@@ -166,34 +232,6 @@ fn run(args: &Args) -> Result<bool> {
                 "io-bench: after run {run}:\n{}",
                 table(&samples, &vmms, &args.groups, run, args.queue_depth)
             );
-        }
-    }
-    println!();
-    println!(
-        "io-bench: medians of {} run(s); disk {} MiB, random reads {} s, vsock {} MiB, frames {} MiB; guest {} MiB, 1 vCPU",
-        args.runs,
-        args.size_mib,
-        args.rand.as_secs(),
-        args.vsock_mib,
-        args.net_mib,
-        args.memory_mib
-    );
-    println!();
-    print!(
-        "{}",
-        table(&samples, &vmms, &args.groups, args.runs, args.queue_depth)
-    );
-    println!();
-    println!(
-        "exits/s: the KVM_RUN exits backend-kvm handled during the figure (`exits.total` of \
-         stats()); queue kicks on ioeventfds and interrupts through irqfds stay in the host \
-         kernel and are not among them. QEMU's are not counted (n/a)."
-    );
-    if !errors.is_empty() {
-        println!();
-        println!("failures:");
-        for line in &errors {
-            println!("- {line}");
         }
     }
     Ok(errors.is_empty())
