@@ -1,4 +1,4 @@
-//! # uvm-bench: boot and hot-add benchmarks in the nested lab
+//! # uvm-bench: boot, hot-add and I/O benchmarks in the nested lab
 //!
 //! `boot-bench` (run it with `cargo xtask lab --with-qemu -- boot-bench
 //! --runs 5`) boots the Debian test guest N times with backend-kvm and N
@@ -27,6 +27,7 @@ pub mod agent;
 pub mod assets;
 pub mod error;
 pub mod hotplug;
+pub mod io;
 pub mod kernel_log;
 pub mod kvm;
 pub mod qemu;

@@ -61,6 +61,11 @@ impl ApiTarget {
         ApiTarget { vm, vmm, names }
     }
 
+    /// The VM.
+    pub fn vm(&self) -> &dyn Uvm {
+        self.vm.as_ref()
+    }
+
     /// Stops the VM by force and waits (at most 30 s) for it.
     pub async fn shut_down(self) {
         // Stopping a VM that already ended is InvalidState: not a failure here.

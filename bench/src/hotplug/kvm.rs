@@ -21,12 +21,20 @@ pub const VMM: &str = "backend-kvm";
 /// until the guest agent answers; returns the target and the time from
 /// `start()` to that answer.
 pub async fn boot(guest: &KvmRun<'_>, kinds: &[Kind]) -> Result<(ApiTarget, Duration)> {
-    let vm = create(guest, "hotplug-bench")?;
+    let (vm, after) = boot_vm(guest, kinds, "hotplug-bench").await?;
+    Ok((ApiTarget::new(Box::new(vm), VMM, Names::KVM), after))
+}
+
+/// Like [`boot`], returning backend-kvm's VM itself (named `id`), for
+/// callers that need more of it than the [`ApiTarget`] offers (its vsock
+/// manager as an `Arc`).
+pub async fn boot_vm(guest: &KvmRun<'_>, kinds: &[Kind], id: &str) -> Result<(KvmUvm, Duration)> {
+    let vm = create(guest, id)?;
     match start(&vm, guest, kinds).await {
-        Ok(after) => Ok((ApiTarget::new(Box::new(vm), VMM, Names::KVM), after)),
+        Ok(after) => Ok((vm, after)),
         Err(e) => {
             eprintln!(
-                "hotplug-bench: backend-kvm: guest console tail:\n{}",
+                "{id}: backend-kvm: guest console tail:\n{}",
                 console_tail(&vm, 30)
             );
             let _ = vm.stop(StopMode::Force).await;

@@ -39,7 +39,11 @@ fn set_nonblocking(file: &File) -> io::Result<()> {
 impl VsockConn {
     /// Connects to `cid:port` (blocking for at most `timeout`).
     pub fn connect(cid: u32, port: u32, timeout: Duration) -> io::Result<Self> {
-        let file = uvm_guest_agent::vsock::connect(cid, port, timeout)?;
+        Self::from_file(uvm_guest_agent::vsock::connect(cid, port, timeout)?)
+    }
+
+    /// Wraps a connected vsock socket (such as one a listener accepted).
+    pub fn from_file(file: File) -> io::Result<Self> {
         set_nonblocking(&file)?;
         // SAFETY: `file` owns an open socket descriptor; the `AsyncFd` takes
         // `file` by value and nothing else closes or replaces the descriptor

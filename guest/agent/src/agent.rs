@@ -158,6 +158,32 @@ impl Agent {
             )),
             Op::VsockEcho { port } => to_value(handlers::vsock::vsock_echo(system, *port)),
             Op::Flood(plan) => to_value(handlers::flood::flood(system, plan)),
+            Op::DiskBench(plan) => to_value(handlers::iobench::disk_bench(root, plan)),
+            Op::VsockSink { port, timeout_ms } => {
+                to_value(handlers::iobench::vsock_sink(system, *port, *timeout_ms))
+            }
+            Op::VsockSend {
+                port,
+                bytes,
+                timeout_ms,
+            } => to_value(handlers::iobench::vsock_send(
+                system,
+                *port,
+                *bytes,
+                *timeout_ms,
+            )),
+            Op::NetSend {
+                interface,
+                bytes,
+                frame_len,
+                timeout_ms,
+            } => to_value(handlers::iobench::net_send(
+                system,
+                interface,
+                *bytes,
+                *frame_len,
+                *timeout_ms,
+            )),
             Op::Uptime => to_value(handlers::proc::uptime(root)),
             Op::Meminfo => to_value(handlers::proc::meminfo(root)),
             Op::PowerOff | Op::Reboot | Op::Panic => {

@@ -86,6 +86,15 @@ fn block_device_size(file: &File) -> u64 {
     if rc == 0 { size } else { 0 }
 }
 
+/// The size of a block device or a regular file.
+pub(crate) fn device_size(file: &File) -> io::Result<u64> {
+    let metadata = file.metadata()?;
+    if metadata.is_file() {
+        return Ok(metadata.len());
+    }
+    Ok(block_device_size(file))
+}
+
 /// `_IOR(0x12, 114, size_t)`.
 const BLKGETSIZE64: libc::c_ulong = 0x8008_1272;
 
@@ -109,13 +118,14 @@ fn console_load(mut console: File, deadline: Instant) -> io::Result<()> {
 }
 
 /// An `AF_PACKET` socket bound to one interface.
-struct RawSocket {
+pub(crate) struct RawSocket {
     fd: std::os::fd::OwnedFd,
     ifindex: i32,
 }
 
 impl RawSocket {
-    fn bind(interface: &str) -> io::Result<Self> {
+    /// Opens a raw socket sending out of `interface`.
+    pub(crate) fn bind(interface: &str) -> io::Result<Self> {
         use std::os::fd::FromRawFd;
         let name = CString::new(interface).map_err(|e| io::Error::other(e.to_string()))?;
         // SAFETY: if_nametoindex reads the NUL-terminated name.
@@ -138,8 +148,19 @@ impl RawSocket {
     }
 
     fn load(&self, deadline: Instant) -> io::Result<()> {
+        while Instant::now() < deadline {
+            self.send_frame(FRAME_LEN)?;
+        }
+        Ok(())
+    }
+
+    /// Sends one broadcast frame of `len` bytes (at most [`MAX_FRAME`]);
+    /// `Ok(false)` when the interface's queue is full (`ENOBUFS`: the
+    /// caller may try again; this yields the CPU first).
+    pub(crate) fn send_frame(&self, len: usize) -> io::Result<bool> {
         use std::os::fd::AsRawFd;
-        let mut frame = vec![0u8; FRAME_LEN];
+        let mut frame = [0u8; MAX_FRAME];
+        let len = len.min(MAX_FRAME);
         frame[..6].fill(0xff);
         frame[6..12].copy_from_slice(&[0x02, 0x75, 0x76, 0xf1, 0x00, 0x01]);
         frame[12..14].copy_from_slice(&ETHERTYPE.to_be_bytes());
@@ -148,30 +169,32 @@ impl RawSocket {
         to.sll_ifindex = self.ifindex;
         to.sll_halen = 6;
         to.sll_addr[..6].fill(0xff);
-        while Instant::now() < deadline {
-            // SAFETY: sendto(2) reads `frame` and `to`, both valid for the
-            // lengths passed.
-            let rc = unsafe {
-                libc::sendto(
-                    self.fd.as_raw_fd(),
-                    frame.as_ptr().cast(),
-                    frame.len(),
-                    0,
-                    (&raw const to).cast(),
-                    std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-                )
-            };
-            if rc < 0 {
-                let e = io::Error::last_os_error();
-                if e.raw_os_error() != Some(libc::ENOBUFS) {
-                    return Err(e);
-                }
-                std::thread::yield_now();
+        // SAFETY: sendto(2) reads `len` bytes of `frame` and `to`, both
+        // valid for the lengths passed.
+        let rc = unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                frame.as_ptr().cast(),
+                len,
+                0,
+                (&raw const to).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::ENOBUFS) {
+                return Err(e);
             }
+            std::thread::yield_now();
+            return Ok(false);
         }
-        Ok(())
+        Ok(true)
     }
 }
+
+/// The largest frame [`RawSocket::send_frame`] sends.
+pub(crate) const MAX_FRAME: usize = 1514;
 
 fn unsafe_zeroed_sockaddr_ll() -> libc::sockaddr_ll {
     // SAFETY: sockaddr_ll is plain old data; all zeroes is a valid value.

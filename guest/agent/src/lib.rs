@@ -23,6 +23,7 @@ pub mod agent;
 pub mod flood;
 pub mod handlers;
 pub mod hex;
+pub mod iobench;
 pub mod protocol;
 pub mod server;
 pub mod system;

@@ -229,6 +229,128 @@ pub enum Op {
     /// `nics`, connections to host vsock `vsock_port` in a loop, and lines
     /// to the console. See [`FloodPlan`].
     Flood(FloodPlan),
+    /// Measures block I/O on `/dev/<device>` (a benchmark, bounded by
+    /// [`MAX_IO_BENCH_MS`]); answers [`IoBenchReply`] when done. See
+    /// [`DiskBenchPlan`].
+    DiskBench(DiskBenchPlan),
+    /// Binds guest vsock `port` and answers [`Empty`]; a thread then
+    /// accepts one connection (within `timeout_ms`), reads it until the
+    /// peer half-closes (at most [`MAX_STREAM_BYTES`]), sends the count
+    /// back as 8 bytes little-endian and closes. The host side of a
+    /// host-to-guest stream benchmark.
+    VsockSink {
+        /// Guest vsock port.
+        port: u32,
+        /// How long to wait for the connection and for each read, in
+        /// milliseconds (default 10000, at most [`MAX_IO_BENCH_MS`]).
+        #[serde(default = "default_dial_timeout_ms")]
+        timeout_ms: u64,
+    },
+    /// Connects to the host (CID 2) on vsock `port`, writes `bytes` bytes,
+    /// half-closes and reads until the host closes (at most 4 KiB: its
+    /// acknowledgement); answers [`IoBenchReply`].
+    VsockSend {
+        /// Host vsock port.
+        port: u32,
+        /// Bytes to send (1 to [`MAX_STREAM_BYTES`]).
+        bytes: u64,
+        /// Bound of the whole transfer in milliseconds (default 10000, at
+        /// most [`MAX_IO_BENCH_MS`]); each write and read is bounded by it
+        /// as well.
+        #[serde(default = "default_dial_timeout_ms")]
+        timeout_ms: u64,
+    },
+    /// Sends broadcast raw Ethernet frames (EtherType 0x88b5) of
+    /// `frame_len` bytes out of `interface` (it must be up) until `bytes`
+    /// bytes have gone out or `timeout_ms` has passed (then a `timeout`
+    /// error); answers [`IoBenchReply`].
+    NetSend {
+        /// Interface name, such as `eth0`.
+        interface: String,
+        /// Bytes to send (1 to [`MAX_STREAM_BYTES`]).
+        bytes: u64,
+        /// Bytes per frame, headers included ([`MIN_FRAME_LEN`] to
+        /// [`MAX_FRAME_LEN`], default [`MAX_FRAME_LEN`]).
+        #[serde(default = "default_frame_len")]
+        frame_len: u32,
+        /// Bound of the whole run in milliseconds (default 10000, at most
+        /// [`MAX_IO_BENCH_MS`]).
+        #[serde(default = "default_dial_timeout_ms")]
+        timeout_ms: u64,
+    },
+}
+
+/// The longest benchmark op ([`Op::DiskBench`], [`Op::VsockSink`],
+/// [`Op::VsockSend`], [`Op::NetSend`]): 5 minutes.
+pub const MAX_IO_BENCH_MS: u64 = 300_000;
+/// The most bytes a benchmark op moves (16 GiB).
+pub const MAX_STREAM_BYTES: u64 = 16 << 30;
+/// The smallest frame [`Op::NetSend`] sends (an Ethernet minimum without FCS).
+pub const MIN_FRAME_LEN: u32 = 60;
+/// The largest frame [`Op::NetSend`] sends (1500-byte MTU plus the header).
+pub const MAX_FRAME_LEN: u32 = 1514;
+/// The largest request of an [`Op::DiskBench`] (4 MiB).
+pub const MAX_BLOCK_SIZE: u32 = 4 << 20;
+/// The most threads of an [`Op::DiskBench`].
+pub const MAX_BENCH_THREADS: u32 = 64;
+
+fn default_frame_len() -> u32 {
+    MAX_FRAME_LEN
+}
+
+fn default_threads() -> u32 {
+    1
+}
+
+/// The access pattern of an [`Op::DiskBench`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DiskPattern {
+    /// One pass of reads over the span, in order (the threads split it).
+    SeqRead,
+    /// One pass of writes over the span, in order (the threads split it),
+    /// then `fdatasync`, inside the time measured.
+    SeqWrite,
+    /// Reads at random `block_size`-aligned offsets of the span, by every
+    /// thread, until `duration_ms` has passed.
+    RandRead,
+}
+
+/// What an [`Op::DiskBench`] does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskBenchPlan {
+    /// Block device name under `/dev` (a single path component).
+    pub device: String,
+    /// The access pattern.
+    pub pattern: DiskPattern,
+    /// Bytes per request: a multiple of 512, at most [`MAX_BLOCK_SIZE`].
+    pub block_size: u32,
+    /// The bytes of the device used, from offset 0: a multiple of
+    /// `block_size`, at most the device's size and [`MAX_STREAM_BYTES`].
+    pub span: u64,
+    /// Threads, each with its own request in flight (the queue depth):
+    /// 1 to [`MAX_BENCH_THREADS`] (default 1).
+    #[serde(default = "default_threads")]
+    pub threads: u32,
+    /// For `rand_read`, how long to run; for the sequential patterns, the
+    /// time limit (a `timeout` error when the pass takes longer). 1 to
+    /// [`MAX_IO_BENCH_MS`] milliseconds.
+    pub duration_ms: u64,
+    /// Whether to open the device with `O_DIRECT` (default true), so the
+    /// guest's page cache is bypassed.
+    #[serde(default = "default_true")]
+    pub direct: bool,
+}
+
+/// Result of [`Op::DiskBench`], [`Op::VsockSend`] and [`Op::NetSend`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IoBenchReply {
+    /// Bytes moved.
+    pub bytes: u64,
+    /// Requests, writes or frames that moved them.
+    pub ops: u64,
+    /// Time they took, measured in the guest, in microseconds.
+    pub elapsed_us: u64,
 }
 
 /// What an [`Op::Flood`] loads.
@@ -699,6 +821,59 @@ mod tests {
                 count: 1,
                 timeout_secs: 5
             }
+        );
+    }
+
+    #[test]
+    fn io_bench_ops_decode_with_defaults() {
+        let request = decode_request(
+            r#"{"v":1,"id":1,"op":"disk_bench","device":"sda","pattern":"rand_read","block_size":4096,"span":1048576,"duration_ms":5000}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            request.op,
+            Op::DiskBench(DiskBenchPlan {
+                device: "sda".into(),
+                pattern: DiskPattern::RandRead,
+                block_size: 4096,
+                span: 1 << 20,
+                threads: 1,
+                duration_ms: 5000,
+                direct: true,
+            })
+        );
+        let request =
+            decode_request(r#"{"v":1,"id":2,"op":"net_send","interface":"eth0","bytes":10}"#)
+                .unwrap();
+        assert_eq!(
+            request.op,
+            Op::NetSend {
+                interface: "eth0".into(),
+                bytes: 10,
+                frame_len: MAX_FRAME_LEN,
+                timeout_ms: 10_000
+            }
+        );
+        let request = decode_request(r#"{"v":1,"id":3,"op":"vsock_sink","port":5}"#).unwrap();
+        assert_eq!(
+            request.op,
+            Op::VsockSink {
+                port: 5,
+                timeout_ms: 10_000
+            }
+        );
+        let line = encode(&Request::new(
+            4,
+            Op::VsockSend {
+                port: 6,
+                bytes: 7,
+                timeout_ms: 8,
+            },
+        ))
+        .unwrap();
+        assert_eq!(
+            line,
+            r#"{"v":1,"id":4,"op":"vsock_send","port":6,"bytes":7,"timeout_ms":8}"#
         );
     }
 

@@ -124,6 +124,26 @@ impl VsockListener {
         Ok(Self { fd })
     }
 
+    /// Like [`VsockListener::accept`], waiting at most `timeout` for the
+    /// connection (then a `TimedOut` error).
+    pub fn accept_within(&self, timeout: std::time::Duration) -> io::Result<(std::fs::File, u32)> {
+        let mut pollfd = libc::pollfd {
+            fd: std::os::fd::AsRawFd::as_raw_fd(&self.fd),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+        // SAFETY: poll(2) on one valid pollfd that outlives the call.
+        let ready = check(unsafe { libc::poll(&raw mut pollfd, 1, ms) })?;
+        if ready == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "no connection came in time",
+            ));
+        }
+        self.accept()
+    }
+
     /// Accepts one connection, returning it as a `File` (read and write) and
     /// the peer's CID.
     pub fn accept(&self) -> io::Result<(std::fs::File, u32)> {

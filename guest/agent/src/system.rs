@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::protocol::FloodPlan;
+use crate::protocol::{FloodPlan, IoBenchReply};
 
 /// A power action, performed after its response has been sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +60,28 @@ pub trait System: Send + Sync {
     /// Starts the load generators of `plan` on background threads (a
     /// checked plan: see [`crate::handlers::flood`]); returns once they run.
     fn flood(&self, plan: &FloodPlan) -> io::Result<()>;
+    /// Binds guest vsock `port` and serves one stream sink connection on a
+    /// background thread (see [`crate::iobench::spawn_vsock_sink`]);
+    /// returns once the port is bound.
+    fn vsock_sink(&self, port: u32, timeout: Duration, max: u64) -> io::Result<()>;
+    /// Sends `bytes` bytes to vsock `cid:port` and waits for the peer to
+    /// close (see [`crate::iobench::vsock_send`]).
+    fn vsock_send(
+        &self,
+        cid: u32,
+        port: u32,
+        bytes: u64,
+        timeout: Duration,
+    ) -> io::Result<IoBenchReply>;
+    /// Sends `bytes` bytes of raw frames out of `interface` (see
+    /// [`crate::iobench::net_send`]).
+    fn net_send(
+        &self,
+        interface: &str,
+        bytes: u64,
+        frame_len: usize,
+        timeout: Duration,
+    ) -> io::Result<IoBenchReply>;
 }
 
 /// The real implementation, for the agent binary inside a guest.
@@ -215,6 +237,30 @@ impl System for RealSystem {
     fn flood(&self, plan: &FloodPlan) -> io::Result<()> {
         crate::flood::start(plan)
     }
+
+    fn vsock_sink(&self, port: u32, timeout: Duration, max: u64) -> io::Result<()> {
+        crate::iobench::spawn_vsock_sink(port, timeout, max)
+    }
+
+    fn vsock_send(
+        &self,
+        cid: u32,
+        port: u32,
+        bytes: u64,
+        timeout: Duration,
+    ) -> io::Result<IoBenchReply> {
+        crate::iobench::vsock_send(cid, port, bytes, timeout)
+    }
+
+    fn net_send(
+        &self,
+        interface: &str,
+        bytes: u64,
+        frame_len: usize,
+        timeout: Duration,
+    ) -> io::Result<IoBenchReply> {
+        crate::iobench::net_send(interface, bytes, frame_len, timeout)
+    }
 }
 
 pub mod fake {
@@ -222,7 +268,7 @@ pub mod fake {
     //! are recorded, never performed.
 
     use super::{CommandOutput, PowerAction, System};
-    use crate::protocol::FloodPlan;
+    use crate::protocol::{FloodPlan, IoBenchReply};
     use std::collections::BTreeMap;
     use std::io;
     use std::path::{Path, PathBuf};
@@ -254,6 +300,8 @@ pub mod fake {
         dials: Vec<(u32, Vec<u8>)>,
         echo_ports: Vec<u32>,
         floods: Vec<FloodPlan>,
+        sinks: Vec<u32>,
+        sends: Vec<String>,
     }
 
     /// A fake [`System`]; commands succeed (printing nothing) unless
@@ -326,6 +374,17 @@ pub mod fake {
         /// The echo listeners bound, in order.
         pub fn echo_ports(&self) -> Vec<u32> {
             self.with(|r| r.echo_ports.clone())
+        }
+
+        /// The vsock sinks bound, in order.
+        pub fn sinks(&self) -> Vec<u32> {
+            self.with(|r| r.sinks.clone())
+        }
+
+        /// The benchmark sends made, in order, as `vsock <cid>:<port>
+        /// <bytes>` or `net <interface> <bytes> <frame_len>`.
+        pub fn sends(&self) -> Vec<String> {
+            self.with(|r| r.sends.clone())
         }
     }
 
@@ -410,6 +469,46 @@ pub mod fake {
         fn flood(&self, plan: &FloodPlan) -> io::Result<()> {
             self.with(|r| r.floods.push(plan.clone()));
             Ok(())
+        }
+
+        fn vsock_sink(&self, port: u32, _timeout: Duration, _max: u64) -> io::Result<()> {
+            self.with(|r| {
+                if r.sinks.contains(&port) {
+                    return Err(io::Error::from_raw_os_error(libc::EADDRINUSE));
+                }
+                r.sinks.push(port);
+                Ok(())
+            })
+        }
+
+        fn vsock_send(
+            &self,
+            cid: u32,
+            port: u32,
+            bytes: u64,
+            _timeout: Duration,
+        ) -> io::Result<IoBenchReply> {
+            self.with(|r| r.sends.push(format!("vsock {cid}:{port} {bytes}")));
+            Ok(IoBenchReply {
+                bytes,
+                ops: bytes.div_ceil(64 << 10),
+                elapsed_us: 1,
+            })
+        }
+
+        fn net_send(
+            &self,
+            interface: &str,
+            bytes: u64,
+            frame_len: usize,
+            _timeout: Duration,
+        ) -> io::Result<IoBenchReply> {
+            self.with(|r| r.sends.push(format!("net {interface} {bytes} {frame_len}")));
+            Ok(IoBenchReply {
+                bytes,
+                ops: bytes.div_ceil(frame_len as u64),
+                elapsed_us: 1,
+            })
         }
     }
 }

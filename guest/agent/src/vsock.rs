@@ -4,7 +4,7 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
 use crate::server::VsockListener;
@@ -38,6 +38,13 @@ fn set_timeout(fd: &OwnedFd, option: libc::c_int, timeout: Duration) -> io::Resu
         )
     })?;
     Ok(())
+}
+
+/// Sets both socket timeouts of a connected `stream` to `timeout`.
+pub fn set_timeouts(stream: &File, timeout: Duration) -> io::Result<()> {
+    let fd = stream.as_fd().try_clone_to_owned()?;
+    set_timeout(&fd, libc::SO_SNDTIMEO, timeout)?;
+    set_timeout(&fd, libc::SO_RCVTIMEO, timeout)
 }
 
 /// Connects to vsock `cid:port`; reads and writes time out after `timeout`.

@@ -290,6 +290,10 @@ fn repeatable(op: &Op) -> bool {
             | Op::VsockEcho { .. }
             | Op::VsockDial { .. }
             | Op::Flood(_)
+            | Op::DiskBench(_)
+            | Op::VsockSink { .. }
+            | Op::VsockSend { .. }
+            | Op::NetSend { .. }
             | Op::PowerOff
             | Op::Reboot
             | Op::Panic

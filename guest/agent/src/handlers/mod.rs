@@ -5,6 +5,7 @@
 pub mod block;
 pub mod flood;
 pub mod fs;
+pub mod iobench;
 pub mod net;
 pub mod proc;
 pub mod scsi;
