@@ -33,6 +33,12 @@ pub const BUF_ALLOC: u32 = 128 * 1024;
 pub const MIN_WINDOW: u32 = 4096;
 /// Most bytes a host stream buffers towards the guest before writes wait.
 pub const TO_GUEST_CAP: usize = 256 * 1024;
+/// A host writer waiting for room is woken once the buffer towards the
+/// guest has drained to this: it then writes half the buffer at once, and
+/// the device moves that in one pass, instead of the writer and the device
+/// taking turns one guest packet (4 KiB) at a time, each turn a wake-up and
+/// an interrupt.
+pub const TO_GUEST_LOW_WATER: usize = TO_GUEST_CAP / 2;
 
 /// Stream-side state, shared between the host stream and the muxer.
 pub struct ConnIo {
@@ -437,7 +443,9 @@ impl Connection {
             if n > 0 {
                 let data: Vec<u8> = io.to_guest.drain(..n).collect();
                 self.tx_cnt = self.tx_cnt.wrapping_add(n as u32);
-                if let Some(w) = io.write_waker.take() {
+                if io.to_guest.len() <= TO_GUEST_LOW_WATER
+                    && let Some(w) = io.write_waker.take()
+                {
                     w.wake();
                 }
                 return pkt(self, &mut io, op::RW, 0, data);

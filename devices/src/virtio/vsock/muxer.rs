@@ -339,6 +339,62 @@ mod tests {
         }
     }
 
+    /// Counts its wake-ups.
+    #[derive(Default)]
+    struct CountingWaker(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for CountingWaker {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_blocked_host_writer_wakes_once_half_the_buffer_went_to_the_guest() {
+        use std::pin::Pin;
+        use std::task::{Context, Poll};
+
+        use tokio::io::AsyncWrite;
+
+        use crate::virtio::vsock::connection::{TO_GUEST_CAP, TO_GUEST_LOW_WATER};
+
+        let mut m = muxer();
+        let mut rx = m.listen(80).unwrap();
+        m.handle_packet(&guest(1000, 80, op::REQUEST), Vec::new());
+        drain(&mut m);
+        let mut stream = rx.try_recv().unwrap();
+        let waker = Arc::new(CountingWaker::default());
+        let wakes = || waker.0.load(std::sync::atomic::Ordering::SeqCst);
+        let std_waker = std::task::Waker::from(waker.clone());
+        let mut cx = Context::from_waker(&std_waker);
+        let chunk = vec![0u8; 64 * 1024];
+        let mut written = 0;
+        while let Poll::Ready(n) = Pin::new(&mut stream).poll_write(&mut cx, &chunk) {
+            written += n.unwrap();
+        }
+        assert_eq!(written, TO_GUEST_CAP);
+        let mut sent = 0;
+        while let Some((h, payload)) = m.next_packet(4096) {
+            if h.op != op::RW {
+                continue;
+            }
+            sent += payload.len();
+            if TO_GUEST_CAP - sent > TO_GUEST_LOW_WATER {
+                assert_eq!(
+                    wakes(),
+                    0,
+                    "woken with {} bytes still buffered",
+                    TO_GUEST_CAP - sent
+                );
+            }
+            if sent >= TO_GUEST_CAP {
+                break;
+            }
+        }
+        assert_eq!(sent, TO_GUEST_CAP, "the guest had credit for all of it");
+        assert_eq!(wakes(), 1, "one wake-up for the whole buffer");
+    }
+
     #[test]
     fn the_listener_backlog_is_bounded() {
         let mut m = muxer();
