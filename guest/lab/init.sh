@@ -10,11 +10,6 @@
 export PATH=/sbin:/bin:/usr/sbin:/usr/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
-# Shared memory given MADV_HUGEPAGE (backend-kvm's memfd guest RAM) may get
-# transparent huge pages, as anonymous memory (QEMU's guest RAM) does under
-# the default `enabled=madvise`: what a host meant for VMs sets.
-thp=/sys/kernel/mm/transparent_hugepage/shmem_enabled
-[ -w "$thp" ] && echo advise > "$thp"
 mount -t devtmpfs devtmpfs /dev
 mount -t tmpfs tmpfs /tmp
 mount -t tmpfs tmpfs /run
