@@ -14,8 +14,9 @@
 //! | CMOS `0x70` | the register index of the next `0x71` access | always |
 //!
 //! Order is kept: every vCPU exit first hands over what KVM holds
-//! ([`CoalescedWrites::drain`], under one lock, so a write another vCPU made
-//! earlier is handled before this exit's access), and a ticker thread
+//! ([`CoalescedWrites::drain`], under one lock that every exit takes, so a
+//! write another vCPU made earlier, or one the ticker is handing over, is
+//! handled before this exit's access), and a ticker thread
 //! hands it over within [`TICK_BUSY`] while the guest writes and
 //! [`TICK_IDLE`] when it is quiet, so a write that no exit follows (a
 //! guest that turns the transmitter-empty interrupt on and idles) still
@@ -169,10 +170,14 @@ impl CoalescedWrites {
         let Some(ring) = self.ring.get() else {
             return 0;
         };
+        // The lock is taken even when the ring looks empty: another thread
+        // (the ticker, another vCPU) may have taken writes out of it and
+        // not handed them over yet, and the caller's own access (a `0xcfc`
+        // read after a held `0xcf8` write) must come after them.
+        let _consumer = self.consumer.lock();
         if ring.is_empty() {
             return 0;
         }
-        let _consumer = self.consumer.lock();
         let mut handed = 0;
         while handed < ring.capacity() {
             let Some(write) = ring.pop() else {
