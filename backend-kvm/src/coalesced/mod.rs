@@ -309,6 +309,43 @@ mod tests {
     }
 
     #[test]
+    fn an_exit_waits_for_a_hand_over_in_progress() {
+        let Ok(kvm) = Kvm::new() else {
+            eprintln!("SKIPPED: /dev/kvm not available");
+            return;
+        };
+        let vm = Arc::new(kvm.create_vm().unwrap());
+        let vcpu = vm.create_vcpu(0).unwrap();
+        let writes = Arc::new(CoalescedWrites::new(&kvm, vm, "wait"));
+        writes.map_ring(std::os::fd::AsRawFd::as_raw_fd(&vcpu));
+        if !writes.active() {
+            eprintln!("SKIPPED: this KVM holds no port writes (no KVM_CAP_COALESCED_PIO)");
+            return;
+        }
+        // The ticker has taken writes out of the (now empty) ring and is
+        // handing them over: it holds the consumer lock.
+        let in_progress = writes.consumer.lock();
+        let (done, finished) = std::sync::mpsc::channel();
+        let exit = {
+            let writes = writes.clone();
+            std::thread::spawn(move || {
+                let bus = Bus::new();
+                writes.drain(&bus, &ExitCounters::default());
+                let _ = done.send(());
+            })
+        };
+        assert!(
+            finished.recv_timeout(Duration::from_millis(200)).is_err(),
+            "the exit went ahead of writes still being handed over"
+        );
+        drop(in_progress);
+        finished
+            .recv_timeout(Duration::from_secs(5))
+            .expect("the exit goes on once the hand-over is done");
+        exit.join().unwrap();
+    }
+
+    #[test]
     fn zones_cover_the_latch_ports() {
         assert_eq!((UART_ZONE.port, UART_ZONE.len), (0x3f8, 8));
         assert_eq!((PCI_ADDRESS_ZONE.port, PCI_ADDRESS_ZONE.len), (0xcf8, 4));
