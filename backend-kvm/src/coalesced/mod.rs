@@ -273,20 +273,30 @@ impl TransmitBatching for UartBatching {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_guest_flipping_the_transmit_interrupt_runs_out_of_registrations() {
+    /// Held writes of a fresh VM with its ring mapped (and the vCPU the
+    /// ring is mapped from); `None`, said as skipped, without /dev/kvm or
+    /// `KVM_CAP_COALESCED_PIO`.
+    fn writes_on_kvm(name: &str) -> Option<(Arc<CoalescedWrites>, kvm_ioctls::VcpuFd)> {
         let Ok(kvm) = Kvm::new() else {
             eprintln!("SKIPPED: /dev/kvm not available");
-            return;
+            return None;
         };
         let vm = Arc::new(kvm.create_vm().unwrap());
         let vcpu = vm.create_vcpu(0).unwrap();
-        let writes = Arc::new(CoalescedWrites::new(&kvm, vm.clone(), "flip"));
+        let writes = Arc::new(CoalescedWrites::new(&kvm, vm, name));
         writes.map_ring(std::os::fd::AsRawFd::as_raw_fd(&vcpu));
         if !writes.active() {
             eprintln!("SKIPPED: this KVM holds no port writes (no KVM_CAP_COALESCED_PIO)");
-            return;
+            return None;
         }
+        Some((writes, vcpu))
+    }
+
+    #[test]
+    fn a_guest_flipping_the_transmit_interrupt_runs_out_of_registrations() {
+        let Some((writes, _vcpu)) = writes_on_kvm("flip") else {
+            return;
+        };
         let uart = UartBatching::new(writes.clone());
         let mut registered = 0;
         for _ in 0..3 * TOGGLES_PER_WINDOW {
@@ -310,18 +320,9 @@ mod tests {
 
     #[test]
     fn an_exit_waits_for_a_hand_over_in_progress() {
-        let Ok(kvm) = Kvm::new() else {
-            eprintln!("SKIPPED: /dev/kvm not available");
+        let Some((writes, _vcpu)) = writes_on_kvm("wait") else {
             return;
         };
-        let vm = Arc::new(kvm.create_vm().unwrap());
-        let vcpu = vm.create_vcpu(0).unwrap();
-        let writes = Arc::new(CoalescedWrites::new(&kvm, vm, "wait"));
-        writes.map_ring(std::os::fd::AsRawFd::as_raw_fd(&vcpu));
-        if !writes.active() {
-            eprintln!("SKIPPED: this KVM holds no port writes (no KVM_CAP_COALESCED_PIO)");
-            return;
-        }
         // The ticker has taken writes out of the (now empty) ring and is
         // handing them over: it holds the consumer lock.
         let in_progress = writes.consumer.lock();
