@@ -18,6 +18,41 @@ where
     run_with(tool, GuestAssets::from_env, body)
 }
 
+/// The command line of a tool that takes nothing or `FLAG N`: `N`, or
+/// `default` without arguments. Anything else is a usage error, said on
+/// stderr as `tool: ...`.
+pub fn count_argument(
+    tool: &str,
+    flag: &str,
+    default: u32,
+    args: &[String],
+) -> Result<u32, ExitCode> {
+    match args {
+        [] => Ok(default),
+        [given, n] if given == flag => n.parse().map_err(|e| {
+            eprintln!("{tool}: {flag} {n}: {e}");
+            ExitCode::FAILURE
+        }),
+        other => {
+            eprintln!("usage: {tool} [{flag} N] (got {other:?})");
+            Err(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// The exit code of a tool whose run answered `result`: success for
+/// `Ok(true)`, failure for `Ok(false)` and for an error (said on stderr).
+pub fn exit_code(tool: &str, result: Result<bool, String>) -> ExitCode {
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("{tool}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// [`run_with_guest_assets`] with the assets from `assets` (for tests).
 fn run_with<A, F, Fut>(tool: &str, assets: A, body: F) -> ExitCode
 where
@@ -50,6 +85,22 @@ mod tests {
     use std::path::PathBuf;
 
     use super::*;
+
+    fn strings(args: &[&str]) -> Vec<String> {
+        args.iter().map(|a| (*a).to_owned()).collect()
+    }
+
+    #[test]
+    fn the_count_argument_is_the_default_the_number_or_a_usage_error() {
+        assert_eq!(count_argument("t", "--n", 7, &[]), Ok(7));
+        assert_eq!(
+            count_argument("t", "--n", 7, &strings(&["--n", "3"])),
+            Ok(3)
+        );
+        assert!(count_argument("t", "--n", 7, &strings(&["--n", "x"])).is_err());
+        assert!(count_argument("t", "--n", 7, &strings(&["--m", "3"])).is_err());
+        assert!(count_argument("t", "--n", 7, &strings(&["--n"])).is_err());
+    }
 
     #[test]
     fn runs_the_body_with_the_assets_and_returns_its_code() {

@@ -7,6 +7,8 @@
 //!   describes them in the `assets.json` that `UVM_GUEST_ASSETS` names.
 //! - [`lab_main`]: the runtime-and-assets frame of the binaries below that
 //!   boot the test guest.
+//! - [`diagnosis`]: what those binaries print when the guest did not do
+//!   what they waited for (agent, exit counters, the guest's PCI view).
 //!
 //! The binaries, meant for `cargo xtask lab -- <name>`:
 //!
@@ -18,6 +20,7 @@
 //! - `kvm-hotplug-cycles [--cycles N]`: hot-adds and removes each device kind
 //!   many times in one guest and checks that the host process does not grow.
 
+pub mod diagnosis;
 pub mod guest_assets;
 pub mod lab_main;
 pub mod selftest;

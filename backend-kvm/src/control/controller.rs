@@ -120,6 +120,10 @@ impl Controller {
                     let _ = reply.send(enabled);
                     continue;
                 }
+                VmmEvent::Command(Command::ParkedAt(reply)) => {
+                    let _ = reply.send(self.control.parked_at());
+                    continue;
+                }
                 VmmEvent::Command(Command::InjectCrash(reply)) => {
                     let running = self.threads.first().is_some_and(|t| !t.is_finished());
                     if running {

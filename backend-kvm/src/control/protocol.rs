@@ -24,6 +24,9 @@ pub enum Command {
     /// Make the boot vCPU triple-fault (for `GuestProbe::trigger(Crash)`):
     /// answers whether the request reached a running vCPU.
     InjectCrash(oneshot::Sender<bool>),
+    /// Answers where each vCPU stood when it last parked (index, register
+    /// summary).
+    ParkedAt(oneshot::Sender<Vec<(u8, String)>>),
 }
 
 /// Everything the control thread hears about.

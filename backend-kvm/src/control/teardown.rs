@@ -75,6 +75,9 @@ impl Controller {
                 VmmEvent::Command(Command::InjectCrash(reply)) => {
                     let _ = reply.send(false);
                 }
+                VmmEvent::Command(Command::ParkedAt(reply)) => {
+                    let _ = reply.send(Vec::new());
+                }
                 _ => {}
             }
         }

@@ -239,6 +239,18 @@ impl VmInner {
         }
     }
 
+    /// See [`super::KvmUvm::parked_at`].
+    pub(super) async fn parked_at(&self) -> Vec<(u8, String)> {
+        let Some(vmm) = self.vmm() else {
+            return Vec::new();
+        };
+        let (tx, rx) = oneshot::channel();
+        if vmm.send(Command::ParkedAt(tx)).is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+
     /// The last handle went while the VM had not stopped: it is stopped by
     /// force (the guest would otherwise run on with nobody to stop it).
     pub(super) fn abandon(&self) {

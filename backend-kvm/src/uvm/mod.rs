@@ -61,6 +61,15 @@ impl KvmUvm {
         &self.inner.managers.vsock
     }
 
+    /// Where each vCPU stood when the last pause parked it, by vCPU index:
+    /// instruction and stack pointers, paging state and per-CPU base (see
+    /// [`crate::vcpu::registers`]). For diagnosing a guest that stopped
+    /// answering: pause, read this, resume. Empty before the first pause,
+    /// and once the VM has stopped.
+    pub async fn parked_at(&self) -> Vec<(u8, String)> {
+        self.inner.parked_at().await
+    }
+
     /// The console output so far (the last 1 MiB), whatever the configured sink.
     pub fn console_output(&self) -> String {
         self.inner.console.text()

@@ -1,6 +1,7 @@
 //! [`RunControl`]: what the controller wants the vCPU threads to do (run,
 //! park, stop), and how many of them are parked or gone.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::Duration;
 
@@ -31,6 +32,9 @@ pub struct RunControl {
     crash: AtomicBool,
     counts: Mutex<Counts>,
     changed: Condvar,
+    /// Where each vCPU stood when it last parked (its index, a register
+    /// summary), for diagnosing a guest that stopped answering.
+    parked_at: Mutex<BTreeMap<u8, String>>,
 }
 
 impl Default for RunControl {
@@ -40,6 +44,7 @@ impl Default for RunControl {
             crash: AtomicBool::new(false),
             counts: Mutex::new(Counts::default()),
             changed: Condvar::new(),
+            parked_at: Mutex::new(BTreeMap::new()),
         }
     }
 }
@@ -79,6 +84,21 @@ impl RunControl {
         guard.parked + guard.exited >= n
     }
 
+    /// Records where vCPU `index` stood as it parks.
+    pub(super) fn note_parked_at(&self, index: u8, registers: String) {
+        self.parked_at.lock().insert(index, registers);
+    }
+
+    /// Where each vCPU stood when it last parked, by index (empty before
+    /// the first pause).
+    pub fn parked_at(&self) -> Vec<(u8, String)> {
+        self.parked_at
+            .lock()
+            .iter()
+            .map(|(i, r)| (*i, r.clone()))
+            .collect()
+    }
+
     /// Parks the calling vCPU thread while the wanted state is Pause.
     pub(super) fn park(&self) {
         let mut c = self.counts.lock();
@@ -113,5 +133,18 @@ mod tests {
         control.set(Want::Run);
         t.join().unwrap();
         assert!(!control.wait_parked(1, Duration::from_millis(10)));
+    }
+
+    #[test]
+    fn the_last_parking_place_of_each_vcpu_is_kept() {
+        let control = RunControl::default();
+        assert!(control.parked_at().is_empty());
+        control.note_parked_at(1, "b".into());
+        control.note_parked_at(0, "a".into());
+        control.note_parked_at(1, "c".into());
+        assert_eq!(
+            control.parked_at(),
+            vec![(0, "a".to_owned()), (1, "c".to_owned())]
+        );
     }
 }

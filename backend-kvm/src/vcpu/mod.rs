@@ -8,6 +8,7 @@
 pub mod clock;
 pub mod control;
 pub mod kick;
+pub mod registers;
 
 use std::sync::Arc;
 
@@ -21,6 +22,7 @@ use uvm_devices::thread_guard::run_guarded;
 use crate::coalesced::CoalescedWrites;
 use crate::control::protocol::VmmEvent;
 use crate::exits::{ExitCounters, ExitKind};
+use crate::memory::GuestMem;
 use clock::VcpuClock;
 use control::{RunControl, Want};
 
@@ -37,6 +39,9 @@ pub struct VcpuContext {
     pub held: Option<Arc<CoalescedWrites>>,
     /// The MMIO bus.
     pub mmio_bus: Arc<Bus>,
+    /// Guest memory, read only to say where a crashed or paused vCPU
+    /// stood ([`registers::summary`]).
+    pub mem: Arc<GuestMem>,
     /// Shared run control.
     pub control: Arc<RunControl>,
     /// Exit counters.
@@ -183,6 +188,8 @@ fn run_loop(vcpu: &mut VcpuFd, ctx: &VcpuContext) -> Option<ExitStatus> {
             Want::Run => {}
             Want::Pause => {
                 hand_over_held_writes(ctx);
+                ctx.control
+                    .note_parked_at(ctx.index, registers::summary(vcpu, &*ctx.mem));
                 ctx.control.park();
                 continue;
             }
@@ -210,7 +217,15 @@ fn run_loop(vcpu: &mut VcpuFd, ctx: &VcpuContext) -> Option<ExitStatus> {
                 format!("vCPU {}: KVM_RUN: {e}", ctx.index),
             )),
         };
-        if let Step::End(status) = step {
+        if let Step::End(mut status) = step {
+            if status.reason == StopReason::Crash {
+                // Where the guest stood: it left no other trace.
+                let at = registers::summary(vcpu, &*ctx.mem);
+                status.detail = Some(match status.detail.take() {
+                    Some(detail) => format!("{detail}; {at}"),
+                    None => at,
+                });
+            }
             tracing::info!(vm = %ctx.vm_id, vcpu = ctx.index, "vCPU ends the run: {status}");
             return Some(status);
         }
@@ -229,6 +244,7 @@ mod tests {
             io_bus: Arc::new(Bus::new()),
             held: None,
             mmio_bus: Arc::new(Bus::new()),
+            mem: Arc::new(GuestMem::from_ranges(&[(vm_memory::GuestAddress(0), 0x1000)]).unwrap()),
             control: Arc::new(RunControl::default()),
             counters: Arc::new(ExitCounters::default()),
             clock: Arc::new(VcpuClock::default()),

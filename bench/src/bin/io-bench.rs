@@ -142,6 +142,55 @@ fn print_final(
     print!("{}", final_report(args, vmms, &all, &failed));
 }
 
+/// One bench session: what every run shares, and what the runs gave.
+struct Session<'a> {
+    args: &'a Args,
+    vmms: Vec<&'static str>,
+    plan: Plan,
+    dir: &'a std::path::Path,
+    runtime: tokio::runtime::Runtime,
+    watchdog: Watchdog,
+    samples: Vec<Sample>,
+    errors: Vec<String>,
+}
+
+impl Session<'_> {
+    /// Boots a guest of `vmm` with `boot`, measures it (run `run`; the
+    /// last run prints the final table before its guest stops) and keeps
+    /// what it gave.
+    fn measure(
+        &mut self,
+        vmm: &'static str,
+        run: usize,
+        last: bool,
+        boot: impl std::future::Future<Output = Result<IoGuest>>,
+    ) {
+        let boot_limit = self.args.boot_timeout + Duration::from_secs(60);
+        self.watchdog
+            .phase(format!("{vmm} run {run}: boot"), boot_limit);
+        let this = &*self;
+        let result = this.runtime.block_on(async {
+            let booted = boot.await;
+            one_run(
+                booted,
+                vmm,
+                &this.plan,
+                run,
+                this.dir,
+                &this.watchdog,
+                |r| {
+                    if last {
+                        print_final(this.args, &this.vmms, &this.samples, &this.errors, r);
+                    }
+                },
+            )
+            .await
+        });
+        self.samples.extend(result.samples);
+        self.errors.extend(result.errors);
+    }
+}
+
 fn run(args: &Args) -> Result<bool> {
     let assets: GuestAssets = assets::from_env()?;
     eprintln!("io-bench: cmdline {:?}", boot_cmdline(&assets));
@@ -160,12 +209,6 @@ fn run(args: &Args) -> Result<bool> {
     } else {
         None
     };
-    let plan = plan(args);
-    let runtime = runtime()?;
-    let watchdog = Watchdog::start().map_err(BenchError::io("start the watchdog"))?;
-    let boot_limit = args.boot_timeout + Duration::from_secs(60);
-    let mut samples: Vec<Sample> = Vec::new();
-    let mut errors: Vec<String> = Vec::new();
     let mut vmms = Vec::new();
     if args.kvm {
         vmms.push(hotplug::kvm::VMM);
@@ -177,6 +220,16 @@ fn run(args: &Args) -> Result<bool> {
             "no qemu-system-x86_64 (set UVM_QEMU)".into(),
         ));
     }
+    let mut session = Session {
+        args,
+        vmms,
+        plan: plan(args),
+        dir: dir.path(),
+        runtime: runtime()?,
+        watchdog: Watchdog::start().map_err(BenchError::io("start the watchdog"))?,
+        samples: Vec::new(),
+        errors: Vec::new(),
+    };
     for run in 1..=args.runs {
         if args.kvm {
             let guest = KvmRun {
@@ -185,19 +238,7 @@ fn run(args: &Args) -> Result<bool> {
                 timeout: args.boot_timeout,
             };
             let last = run == args.runs && qemu_binary.is_none();
-            watchdog.phase(format!("backend-kvm run {run}: boot"), boot_limit);
-            let result = runtime.block_on(async {
-                let booted = IoGuest::boot_kvm(&guest).await;
-                let vmm = hotplug::kvm::VMM;
-                one_run(booted, vmm, &plan, run, dir.path(), &watchdog, |r| {
-                    if last {
-                        print_final(args, &vmms, &samples, &errors, r);
-                    }
-                })
-                .await
-            });
-            samples.extend(result.samples);
-            errors.extend(result.errors);
+            session.measure(hotplug::kvm::VMM, run, last, IoGuest::boot_kvm(&guest));
         }
         if let Some(binary) = &qemu_binary {
             let guest = hotplug::qemu::QemuGuest {
@@ -212,29 +253,28 @@ fn run(args: &Args) -> Result<bool> {
             std::fs::create_dir_all(&sockets)
                 .map_err(BenchError::io(format!("create {}", sockets.display())))?;
             let last = run == args.runs;
-            watchdog.phase(format!("qemu-pc run {run}: boot"), boot_limit);
-            let result = runtime.block_on(async {
-                let booted = IoGuest::boot_qemu(&guest, &sockets).await;
-                let vmm = hotplug::qemu::VMM;
-                one_run(booted, vmm, &plan, run, dir.path(), &watchdog, |r| {
-                    if last {
-                        print_final(args, &vmms, &samples, &errors, r);
-                    }
-                })
-                .await
-            });
-            samples.extend(result.samples);
-            errors.extend(result.errors);
+            session.measure(
+                hotplug::qemu::VMM,
+                run,
+                last,
+                IoGuest::boot_qemu(&guest, &sockets),
+            );
         }
         if run < args.runs {
             // So far, in case a later run hangs and the watchdog ends us.
             eprint!(
                 "io-bench: after run {run}:\n{}",
-                table(&samples, &vmms, &args.groups, run, args.queue_depth)
+                table(
+                    &session.samples,
+                    &session.vmms,
+                    &args.groups,
+                    run,
+                    args.queue_depth
+                )
             );
         }
     }
-    Ok(errors.is_empty())
+    Ok(session.errors.is_empty())
 }
 
 fn main() -> ExitCode {

@@ -365,7 +365,6 @@ pub mod fake {
             self.with(|r| r.dials.clone())
         }
 
-        /// The ports of the echo listeners started so far.
         /// The floods started, in order.
         pub fn floods(&self) -> Vec<FloodPlan> {
             self.with(|r| r.floods.clone())

@@ -28,7 +28,7 @@ use uvm_backend_kvm::{KvmBackend, KvmUvm};
 use uvm_guest_agent::client::AgentClient;
 use uvm_guest_agent::protocol::{Empty, FloodPlan, Op};
 use uvm_tools::guest_assets::GuestAssets;
-use uvm_tools::lab_main::run_with_guest_assets;
+use uvm_tools::lab_main::{count_argument, exit_code, run_with_guest_assets};
 
 /// How long guest-side steps may take.
 const GUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -334,28 +334,11 @@ async fn run(assets: &GuestAssets, seconds: u32) -> Result<bool, String> {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let seconds = match args.as_slice() {
-        [] => 30,
-        [flag, n] if flag == "--seconds" => match n.parse() {
-            Ok(n) => n,
-            Err(e) => {
-                eprintln!("kvm-flood: --seconds {n}: {e}");
-                return ExitCode::FAILURE;
-            }
-        },
-        other => {
-            eprintln!("usage: kvm-flood [--seconds N] (got {other:?})");
-            return ExitCode::FAILURE;
-        }
+    let seconds = match count_argument("kvm-flood", "--seconds", 30, &args) {
+        Ok(n) => n,
+        Err(code) => return code,
     };
     run_with_guest_assets("kvm-flood", |assets| async move {
-        match run(&assets, seconds).await {
-            Ok(true) => ExitCode::SUCCESS,
-            Ok(false) => ExitCode::FAILURE,
-            Err(e) => {
-                eprintln!("kvm-flood: {e}");
-                ExitCode::FAILURE
-            }
-        }
+        exit_code("kvm-flood", run(&assets, seconds).await)
     })
 }

@@ -21,7 +21,7 @@ use uvm_api::{
 };
 use uvm_backend_kvm::{KvmBackend, KvmUvm};
 use uvm_tools::guest_assets::GuestAssets;
-use uvm_tools::lab_main::run_with_guest_assets;
+use uvm_tools::lab_main::{count_argument, exit_code, run_with_guest_assets};
 
 const GUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const MEMORY_SLACK_KIB: i64 = 2048;
@@ -76,42 +76,58 @@ fn image(path: &Path, len: u64) -> Result<PathBuf, String> {
     Ok(path.to_path_buf())
 }
 
+/// Polls `f` every 10 ms until it answers `Ok(true)`. On timeout the error
+/// names the last answer and how long the slowest call took, which tells
+/// a guest that never saw the device (answers `Ok(false)` quickly) from an
+/// agent that stopped answering.
 async fn eventually<F, Fut>(what: &str, mut f: F) -> Result<Duration, String>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
+    Fut: std::future::Future<Output = Result<bool, String>>,
 {
     let started = Instant::now();
+    let mut last = String::from("never asked");
+    let mut calls = 0u32;
+    let mut slowest = Duration::ZERO;
     while started.elapsed() < GUEST_TIMEOUT {
-        if f().await {
-            return Ok(started.elapsed());
+        let asked = Instant::now();
+        let answer = f().await;
+        slowest = slowest.max(asked.elapsed());
+        calls += 1;
+        match answer {
+            Ok(true) => return Ok(started.elapsed()),
+            Ok(false) => last = "not there yet".into(),
+            Err(e) => last = format!("error: {e}"),
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    Err(format!("{what}: not within {GUEST_TIMEOUT:?}"))
+    Err(format!(
+        "{what}: not within {GUEST_TIMEOUT:?} ({calls} probes, slowest {slowest:.1?}, last: {last})"
+    ))
 }
 
 impl Cycler<'_> {
-    async fn seen(&self, kind: Kind, n: u32) -> bool {
+    async fn seen(&self, kind: Kind, n: u32) -> Result<bool, String> {
         let p = self.probe;
-        match kind {
+        let seen = match kind {
             Kind::Lun => p
                 .block_devices()
                 .await
-                .is_ok_and(|d| d.iter().any(|d| d.scsi_address == Some((0, 1)))),
+                .map(|d| d.iter().any(|d| d.scsi_address == Some((0, 1)))),
             Kind::Nic => p
                 .network_interfaces()
                 .await
-                .is_ok_and(|n| n.iter().any(|n| n.mac == self.mac)),
+                .map(|n| n.iter().any(|n| n.mac == self.mac)),
             Kind::Pmem => p
                 .pmem_devices()
                 .await
-                .is_ok_and(|d| d.iter().any(|d| d.size_bytes == 2 << 20)),
+                .map(|d| d.iter().any(|d| d.size_bytes == 2 << 20)),
             Kind::Share => p
                 .list_share(&format!("cyc{n}"))
                 .await
-                .is_ok_and(|f| f.iter().any(|f| f == "f.txt")),
-        }
+                .map(|f| f.iter().any(|f| f == "f.txt")),
+        };
+        seen.map_err(|e| e.to_string())
     }
 
     async fn add(&self, kind: Kind, n: u32) -> Result<(), String> {
@@ -237,6 +253,7 @@ async fn run(assets: &GuestAssets, cycles: u32) -> Result<bool, String> {
     let result = cycles_in(&vm, dir.path(), cycles).await;
     if result.is_err() {
         print_console_tail(&vm);
+        uvm_tools::diagnosis::print("kvm-hotplug-cycles", &vm).await;
     }
     let _ = vm.stop(StopMode::Force).await;
     result
@@ -255,7 +272,14 @@ fn print_console_tail(vm: &KvmUvm) {
 
 async fn cycles_in(vm: &KvmUvm, dir: &Path, cycles: u32) -> Result<bool, String> {
     let probe = vm.guest_probe().ok_or("no guest probe")?;
-    eventually("the agent", || async { probe.uptime().await.is_ok() }).await?;
+    eventually("the agent", || async {
+        probe
+            .uptime()
+            .await
+            .map(|_| true)
+            .map_err(|e| e.to_string())
+    })
+    .await?;
     let cycler = Cycler {
         vm,
         probe,
@@ -308,28 +332,11 @@ async fn cycles_in(vm: &KvmUvm, dir: &Path, cycles: u32) -> Result<bool, String>
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let cycles = match args.as_slice() {
-        [] => 50,
-        [flag, n] if flag == "--cycles" => match n.parse() {
-            Ok(n) => n,
-            Err(e) => {
-                eprintln!("kvm-hotplug-cycles: --cycles {n}: {e}");
-                return ExitCode::FAILURE;
-            }
-        },
-        other => {
-            eprintln!("usage: kvm-hotplug-cycles [--cycles N] (got {other:?})");
-            return ExitCode::FAILURE;
-        }
+    let cycles = match count_argument("kvm-hotplug-cycles", "--cycles", 50, &args) {
+        Ok(n) => n,
+        Err(code) => return code,
     };
     run_with_guest_assets("kvm-hotplug-cycles", |assets| async move {
-        match run(&assets, cycles).await {
-            Ok(true) => ExitCode::SUCCESS,
-            Ok(false) => ExitCode::FAILURE,
-            Err(e) => {
-                eprintln!("kvm-hotplug-cycles: {e}");
-                ExitCode::FAILURE
-            }
-        }
+        exit_code("kvm-hotplug-cycles", run(&assets, cycles).await)
     })
 }
