@@ -132,19 +132,37 @@ fn thread_samples() -> Vec<ThreadSample> {
     samples
 }
 
+/// How many times the vCPUs are paused to see where they stand.
+const PAUSES: u32 = 4;
+
 /// Whether the vCPUs stop for a pause within 5 s (a vCPU thread that
-/// spins in the VMM never does), and resumes them.
+/// spins in the VMM never does) and where each stood then, a few times
+/// 100 ms apart (one address again and again is a guest spinning in one
+/// place); resumes them each time.
 async fn print_pause(vm: &KvmUvm, say: &impl Fn(&str)) {
-    let asked = Instant::now();
-    match tokio::time::timeout(Duration::from_secs(5), vm.pause()).await {
-        Ok(Ok(())) => {
-            say(&format!("the VM paused in {:.1?}", asked.elapsed()));
-            if let Err(e) = vm.resume().await {
-                say(&format!("resume failed: {e}"));
+    for _ in 0..PAUSES {
+        let asked = Instant::now();
+        match tokio::time::timeout(Duration::from_secs(5), vm.pause()).await {
+            Ok(Ok(())) => {
+                say(&format!("the VM paused in {:.1?}", asked.elapsed()));
+                for (index, registers) in vm.parked_at().await {
+                    say(&format!("  vCPU {index}: {registers}"));
+                }
+                if let Err(e) = vm.resume().await {
+                    say(&format!("resume failed: {e}"));
+                    return;
+                }
+            }
+            Ok(Err(e)) => {
+                say(&format!("pause failed: {e}"));
+                return;
+            }
+            Err(_) => {
+                say("pause did not complete within 5 s");
+                return;
             }
         }
-        Ok(Err(e)) => say(&format!("pause failed: {e}")),
-        Err(_) => say("pause did not complete within 5 s"),
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

@@ -76,11 +76,12 @@ fn image(path: &Path, len: u64) -> Result<PathBuf, String> {
     Ok(path.to_path_buf())
 }
 
-/// Polls `f` every 10 ms until it answers `Ok(true)`. On timeout the error
+/// Polls `f` every 10 ms until it answers `Ok(true)`, and fails at once
+/// when `vm` has stopped (saying why). On timeout the error
 /// names the last answer and how long the slowest call took, which tells
 /// a guest that never saw the device (answers `Ok(false)` quickly) from an
 /// agent that stopped answering.
-async fn eventually<F, Fut>(what: &str, mut f: F) -> Result<Duration, String>
+async fn eventually<F, Fut>(vm: &KvmUvm, what: &str, mut f: F) -> Result<Duration, String>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<bool, String>>,
@@ -90,6 +91,12 @@ where
     let mut calls = 0u32;
     let mut slowest = Duration::ZERO;
     while started.elapsed() < GUEST_TIMEOUT {
+        if let Some(status) = vm.exit_status() {
+            return Err(format!(
+                "{what}: the VM stopped after {:.1?}: {status:?}",
+                started.elapsed()
+            ));
+        }
         let asked = Instant::now();
         let answer = f().await;
         slowest = slowest.max(asked.elapsed());
@@ -211,7 +218,10 @@ impl Cycler<'_> {
         };
         say("add");
         self.add(kind, n).await?;
-        let seen = eventually(&format!("{kind:?} {n} seen"), || self.seen(kind, n)).await?;
+        let seen = eventually(self.vm, &format!("{kind:?} {n} seen"), || {
+            self.seen(kind, n)
+        })
+        .await?;
         say("seen; remove");
         let removal = self.remove(kind, n).await?;
         removal
@@ -237,7 +247,9 @@ async fn run(assets: &GuestAssets, cycles: u32) -> Result<bool, String> {
         .memory_mib(512)
         .kernel(&assets.kernel)
         .initrd(&assets.initrd)
-        .cmdline(assets.recommended_cmdline(""))
+        // Without address randomization a guest address in a failure's
+        // diagnosis reads straight off the kernel's System.map.
+        .cmdline(assets.recommended_cmdline("nokaslr"))
         .console(ConsoleSink::Discard)
         .build()
         .map_err(|e| e.to_string())?;
@@ -272,7 +284,7 @@ fn print_console_tail(vm: &KvmUvm) {
 
 async fn cycles_in(vm: &KvmUvm, dir: &Path, cycles: u32) -> Result<bool, String> {
     let probe = vm.guest_probe().ok_or("no guest probe")?;
-    eventually("the agent", || async {
+    eventually(vm, "the agent", || async {
         probe
             .uptime()
             .await
