@@ -1,6 +1,7 @@
 //! VM-exit counters, by kind, reported in `Stats::counters` as `exits.<kind>`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The kinds of exits counted.
@@ -51,6 +52,12 @@ pub struct ExitCounters {
     counts: [AtomicU64; 11],
     /// Writes KVM held instead of exiting, handed over later.
     held_writes: AtomicU64,
+    /// Queue notifications the device workers received (exits KVM handled
+    /// in the kernel through ioeventfds).
+    kicks: Arc<AtomicU64>,
+    /// MSI messages the devices signalled (interrupts, mostly injected
+    /// through irqfds without an exit).
+    interrupts: Arc<AtomicU64>,
 }
 
 impl ExitCounters {
@@ -65,8 +72,20 @@ impl ExitCounters {
         self.held_writes.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// The counters as `exits.<kind>` plus `exits.total`, and
-    /// `coalesced.writes` (writes that did not exit).
+    /// Where the device workers count the kicks they receive.
+    pub fn kick_count(&self) -> Arc<AtomicU64> {
+        self.kicks.clone()
+    }
+
+    /// Where the MSI sink counts the messages it signals.
+    pub fn interrupt_count(&self) -> Arc<AtomicU64> {
+        self.interrupts.clone()
+    }
+
+    /// The counters as `exits.<kind>` plus `exits.total`,
+    /// `coalesced.writes` (writes that did not exit), and the queue kicks
+    /// and interrupts of the devices (`virtio.kicks`, `virtio.interrupts`):
+    /// exits to user space are only part of what a guest's I/O costs.
     pub fn snapshot(&self) -> BTreeMap<String, u64> {
         let mut map: BTreeMap<String, u64> = NAMES
             .iter()
@@ -79,6 +98,35 @@ impl ExitCounters {
             "coalesced.writes".into(),
             self.held_writes.load(Ordering::Relaxed),
         );
+        map.insert("virtio.kicks".into(), self.kicks.load(Ordering::Relaxed));
+        map.insert(
+            "virtio.interrupts".into(),
+            self.interrupts.load(Ordering::Relaxed),
+        );
         map
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_snapshot_totals_exits_and_names_what_did_not_exit() {
+        let counters = ExitCounters::default();
+        counters.count(ExitKind::IoIn);
+        counters.count(ExitKind::MmioWrite);
+        counters.count_held_writes(5);
+        counters.kick_count().fetch_add(7, Ordering::Relaxed);
+        counters.interrupt_count().fetch_add(3, Ordering::Relaxed);
+        let map = counters.snapshot();
+        assert_eq!(map["exits.io_in"], 1);
+        assert_eq!(
+            map["exits.total"], 2,
+            "held writes, kicks and interrupts are not exits"
+        );
+        assert_eq!(map["coalesced.writes"], 5);
+        assert_eq!(map["virtio.kicks"], 7);
+        assert_eq!(map["virtio.interrupts"], 3);
     }
 }

@@ -5,6 +5,7 @@
 //! only as `uvm_devices::interrupt` traits.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 use kvm_bindings::{
@@ -152,6 +153,8 @@ pub struct KvmMsiRoutes {
     vm: Weak<VmFd>,
     fallback: KvmMsi,
     table: Mutex<RouteTable>,
+    /// Messages signalled, delivered or not.
+    signalled: Arc<AtomicU64>,
 }
 
 impl KvmMsiRoutes {
@@ -164,7 +167,15 @@ impl KvmMsiRoutes {
                 next_gsi: FIRST_MSI_GSI,
                 ..Default::default()
             }),
+            signalled: Arc::default(),
         }
+    }
+
+    /// Counts every message signalled in `count` (by default the sink
+    /// keeps its own count).
+    pub fn counting_in(mut self, count: Arc<AtomicU64>) -> Self {
+        self.signalled = count;
+        self
     }
 
     /// How many MSI routes exist now.
@@ -215,6 +226,7 @@ impl KvmMsiRoutes {
 
 impl MsiSink for KvmMsiRoutes {
     fn signal(&self, address: u64, data: u32) -> std::io::Result<()> {
+        self.signalled.fetch_add(1, Ordering::Relaxed);
         let mut table = self.table.lock();
         if table.broken {
             drop(table);
@@ -273,8 +285,14 @@ mod tests {
             vm: Weak::new(),
             fallback: KvmMsi { vm: Weak::new() },
             table: Mutex::new(RouteTable::default()),
+            signalled: Arc::default(),
         };
         assert!(sink.signal(0xfee0_0000, 0x30).is_err());
+        assert_eq!(
+            sink.signalled.load(Ordering::Relaxed),
+            1,
+            "counted all the same"
+        );
     }
 
     #[test]

@@ -22,6 +22,7 @@ use uvm_backend_kvm::KvmBackend;
 use uvm_backend_kvm::arch::boot::BootSpec;
 use uvm_backend_kvm::build::{self, Prepared};
 use uvm_backend_kvm::console::ConsoleTap;
+use uvm_backend_kvm::exits::ExitCounters;
 use uvm_backend_kvm::pci::hub::{DeviceHub, HubError};
 use uvm_backend_kvm::pci::memslots::{ExtraMemory, MappingOwner};
 use uvm_devices::acpi::pci_hotplug::{PCIHP_BASE, PCIHP_GPE};
@@ -44,6 +45,7 @@ fn prepared(hub: &Arc<DeviceHub>) -> Prepared {
         Arc::new(ConsoleTap::default()),
         Box::new(device),
         hub,
+        &ExitCounters::default(),
     )
     .unwrap()
 }

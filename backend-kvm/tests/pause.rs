@@ -19,6 +19,7 @@ use uvm_backend_kvm::arch::boot::BootSpec;
 use uvm_backend_kvm::build;
 use uvm_backend_kvm::console::ConsoleTap;
 use uvm_backend_kvm::control::{self, protocol::Command};
+use uvm_backend_kvm::exits::ExitCounters;
 use uvm_backend_kvm::pci::hub::DeviceHub;
 use uvm_backend_kvm::stats::VmStats;
 use uvm_devices::virtio::vsock::packet::{HDR_SIZE, Header, op};
@@ -53,6 +54,7 @@ async fn a_paused_vm_handles_a_queue_notification_only_after_resume() {
         Arc::new(ConsoleTap::default()),
         Box::new(device),
         &hub,
+        &ExitCounters::default(),
     )
     .unwrap();
     let mem = prepared.memory().clone();

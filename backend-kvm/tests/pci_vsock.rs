@@ -17,6 +17,7 @@ use uvm_backend_kvm::arch::boot::BootSpec;
 use uvm_backend_kvm::build::pci::BAR_WINDOW;
 use uvm_backend_kvm::build::{self, Prepared};
 use uvm_backend_kvm::console::ConsoleTap;
+use uvm_backend_kvm::exits::ExitCounters;
 use uvm_backend_kvm::pci::hub::DeviceHub;
 use uvm_backend_kvm::pci::slots::VSOCK as VSOCK_SLOT;
 use uvm_devices::virtio::pci_transport::caps;
@@ -40,6 +41,7 @@ fn prepared() -> Prepared {
         Arc::new(ConsoleTap::default()),
         Box::new(device),
         &Arc::new(DeviceHub::new("pci")),
+        &ExitCounters::default(),
     )
     .unwrap()
 }

@@ -17,6 +17,7 @@ use uvm_backend_kvm::arch::boot::BootSpec;
 use uvm_backend_kvm::build;
 use uvm_backend_kvm::console::ConsoleTap;
 use uvm_backend_kvm::control;
+use uvm_backend_kvm::exits::ExitCounters;
 use uvm_backend_kvm::pci::hub::DeviceHub;
 use uvm_backend_kvm::stats::VmStats;
 use uvm_devices::quiesce::{Pausable, PauseError};
@@ -86,6 +87,7 @@ async fn a_panicking_device_worker_ends_the_vm_with_a_vmm_error() {
         Arc::new(ConsoleTap::default()),
         Box::new(Buggy),
         &hub,
+        &ExitCounters::default(),
     )
     .unwrap();
     let driver = Driver::enable(prepared.io_bus().clone(), prepared.mmio_bus().clone());

@@ -36,6 +36,7 @@ use crate::console::ConsoleTap;
 use crate::control::guest_events::GuestEvents;
 use crate::control::protocol::VmmEvent;
 use crate::error::VmmError;
+use crate::exits::ExitCounters;
 use crate::ioevents::KvmIoEvents;
 use crate::irq::KvmMsiRoutes;
 use crate::memory::GuestMem;
@@ -110,6 +111,7 @@ pub fn prepare(
     tap: Arc<ConsoleTap>,
     vsock: Box<dyn VirtioDevice>,
     hub: &Arc<DeviceHub>,
+    counters: &ExitCounters,
 ) -> Result<Prepared, VmmError> {
     let vcpu_count = u8::try_from(config.vcpus)
         .ok()
@@ -127,13 +129,17 @@ pub fn prepare(
         hotplug,
     } = platform::build(&vm, config, tap, &guest, &held)?;
     let mut mmio_bus = Bus::new();
-    let msi: Arc<dyn MsiSink> = Arc::new(KvmMsiRoutes::new(&vm));
+    let msi: Arc<dyn MsiSink> =
+        Arc::new(KvmMsiRoutes::new(&vm).counting_in(counters.interrupt_count()));
     let ioevents: Arc<dyn IoEventRegistry> = Arc::new(KvmIoEvents::new(&vm));
     let on_panic = worker_panic_hook(events.clone());
     let pci = pci::wire(
         msi.clone(),
-        ioevents.clone(),
-        on_panic.clone(),
+        pci::WorkerWiring {
+            ioevents: ioevents.clone(),
+            on_panic: on_panic.clone(),
+            kick_count: counters.kick_count(),
+        },
         &mem,
         vsock,
         &mut io_bus,
@@ -148,6 +154,7 @@ pub fn prepare(
         msi,
         ioevents,
         on_panic: Some(on_panic),
+        kick_count: counters.kick_count(),
     })
     .map_err(|e| VmmError::Device(e.to_string()))?;
     let rsdp = acpi::write(&mem, vcpu_count)?;

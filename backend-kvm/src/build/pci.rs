@@ -24,7 +24,7 @@ use uvm_devices::interrupt::{MsiSink, NoIrq};
 use uvm_devices::ioevent::IoEventRegistry;
 use uvm_devices::pci::{PciBarWindow, PciCam, PciRoot, SharedFunction};
 use uvm_devices::virtio::pci_transport::VirtioPciDevice;
-use uvm_devices::virtio::worker::PanicHook;
+use uvm_devices::virtio::worker::{KickCount, PanicHook};
 use uvm_devices::virtio::{GuestMemoryHandle, VirtioDevice};
 
 use crate::error::VmmError;
@@ -51,12 +51,23 @@ pub struct PciDevices {
     pub vsock: Arc<Mutex<VirtioPciDevice>>,
 }
 
+/// How the VM's device workers are wired: where their kicks are tied to
+/// notification addresses, who hears of a worker's panic, and where kicks
+/// are counted.
+pub struct WorkerWiring {
+    /// The ioeventfd registry.
+    pub ioevents: Arc<dyn IoEventRegistry>,
+    /// Told when a worker panicked.
+    pub on_panic: PanicHook,
+    /// The VM's kick count.
+    pub kick_count: KickCount,
+}
+
 /// Builds the root bus with the vsock function at [`slots::VSOCK`] and puts
 /// its configuration and BAR windows on the buses.
 pub fn wire(
     msi: Arc<dyn MsiSink>,
-    ioevents: Arc<dyn IoEventRegistry>,
-    on_panic: PanicHook,
+    workers: WorkerWiring,
     mem: &GuestMem,
     vsock: Box<dyn VirtioDevice>,
     io_bus: &mut Bus,
@@ -73,7 +84,12 @@ pub fn wire(
     let function = Arc::new(Mutex::new(
         VirtioPciDevice::new(vsock, mem, msi, Arc::new(NoIrq))
             .map_err(|e| VmmError::Device(format!("virtio-vsock transport: {e}")))?
-            .with_worker(&worker_name(slots::VSOCK), ioevents, Some(on_panic)),
+            .with_worker(
+                &worker_name(slots::VSOCK),
+                workers.ioevents,
+                Some(workers.on_panic),
+            )
+            .counting_kicks_in(workers.kick_count),
     ));
     let shared: SharedFunction = function.clone();
     root.lock()

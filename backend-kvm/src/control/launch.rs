@@ -150,6 +150,7 @@ mod tests {
             Arc::new(ConsoleTap::default()),
             Box::new(vsock),
             &hub,
+            &crate::exits::ExitCounters::default(),
         )
         .unwrap();
         Arc::get_mut(&mut prepared.io_bus)

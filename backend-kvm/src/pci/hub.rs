@@ -41,7 +41,7 @@ use uvm_devices::ioevent::IoEventRegistry;
 use uvm_devices::pci::{PciRoot, SharedFunction};
 use uvm_devices::release::ReleaseSignal;
 use uvm_devices::virtio::pci_transport::VirtioPciDevice;
-use uvm_devices::virtio::worker::PanicHook;
+use uvm_devices::virtio::worker::{KickCount, PanicHook};
 use uvm_devices::virtio::{GuestMemoryHandle, VirtioDevice};
 
 use super::memslots::{ExtraMemory, MemSlots};
@@ -88,6 +88,8 @@ pub struct LiveBus {
     pub ioevents: Arc<dyn IoEventRegistry>,
     /// Told when a device worker panicked (the VM ends).
     pub on_panic: Option<PanicHook>,
+    /// Where the device workers count the kicks they receive.
+    pub kick_count: KickCount,
 }
 
 struct Plugged {
@@ -378,7 +380,8 @@ fn put_on_bus(state: &mut HubState, slot: u8, plugged: &mut Plugged) -> Result<(
                 &worker_name(slot),
                 live.ioevents.clone(),
                 live.on_panic.clone(),
-            );
+            )
+            .counting_kicks_in(live.kick_count.clone());
     let root = live.root.clone();
     let vm = live.vm.clone();
     if let Some(memory) = plugged.memory.as_ref() {

@@ -108,8 +108,9 @@ impl VmInner {
             let config = self.config.clone();
             let tap = self.console.clone();
             let hub = self.managers.hub().clone();
+            let counters = self.stats.counters.clone();
             tokio::task::spawn_blocking(move || {
-                build::prepare(&config, &boot, tap, vsock_device, &hub)
+                build::prepare(&config, &boot, tap, vsock_device, &hub, &counters)
             })
             .await
             .map_err(|e| VmmError::Control(format!("VM set-up thread failed: {e}")))?

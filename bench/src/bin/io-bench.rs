@@ -115,7 +115,8 @@ fn final_report(
     out.push_str(
         "\nexits/s: the KVM_RUN exits backend-kvm handled during the figure (`exits.total` of \
          stats()); queue kicks on ioeventfds and interrupts through irqfds stay in the host \
-         kernel and are not among them. QEMU's are not counted (n/a).\n",
+         kernel and are not among them (each figure's log line gives them per second as \
+         virtio.kicks and virtio.interrupts). QEMU's are not counted (n/a).\n",
     );
     if !errors.is_empty() {
         out.push_str("\nfailures:\n");

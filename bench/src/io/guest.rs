@@ -34,6 +34,13 @@ pub const AGENT_TIMEOUT: Duration = Duration::from_secs(330);
 pub const SEEN_TIMEOUT: Duration = Duration::from_secs(60);
 /// The disk's LUN on controller 0.
 pub const LUN: u8 = 0;
+/// Whether backend-kvm's stats counter `name` counts exits: those to user
+/// space (`exits.*`), and the queue kicks and interrupts of the devices
+/// (`virtio.kicks`, `virtio.interrupts`), which KVM handles in the kernel.
+fn is_exit_counter(name: &str) -> bool {
+    name.starts_with("exits.") || name.starts_with("virtio.")
+}
+
 /// The name the counter of all exits has in backend-kvm's stats.
 pub const EXITS_TOTAL: &str = "exits.total";
 
@@ -189,7 +196,8 @@ impl IoGuest {
     }
 
     /// backend-kvm's exit counters so far (`exits.total` and each
-    /// `exits.<kind>`); `None` for QEMU (or when stats fail).
+    /// `exits.<kind>`, with the queue kicks and interrupts that stay in
+    /// the host kernel, `virtio.*`); `None` for QEMU (or when stats fail).
     pub async fn exits(&self) -> Option<BTreeMap<String, u64>> {
         match &self.machine {
             Machine::Kvm(target) => {
@@ -197,7 +205,7 @@ impl IoGuest {
                 let exits: BTreeMap<String, u64> = stats
                     .counters
                     .into_iter()
-                    .filter(|(k, _)| k.starts_with("exits."))
+                    .filter(|(k, _)| is_exit_counter(k))
                     .collect();
                 exits.contains_key(EXITS_TOTAL).then_some(exits)
             }
@@ -205,14 +213,15 @@ impl IoGuest {
         }
     }
 
-    /// backend-kvm's exit counters (`exits.*`) now; empty for QEMU.
+    /// backend-kvm's exit counters (`exits.*`, `virtio.*`) now; empty for
+    /// QEMU.
     pub async fn exit_counters(&self) -> Vec<(String, u64)> {
         match &self.machine {
             Machine::Kvm(target) => match target.vm().stats().await {
                 Ok(stats) => stats
                     .counters
                     .into_iter()
-                    .filter(|(k, _)| k.starts_with("exits."))
+                    .filter(|(k, _)| is_exit_counter(k))
                     .collect(),
                 Err(_) => Vec::new(),
             },

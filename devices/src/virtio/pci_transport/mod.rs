@@ -38,7 +38,7 @@ use crate::pci::{
 use crate::quiesce::{Pausable, PauseError};
 use crate::snapshot::Snapshottable;
 use crate::virtio::queue::build_queue;
-use crate::virtio::worker::{PanicHook, QueueWorker};
+use crate::virtio::worker::{KickCount, PanicHook, QueueWorker};
 use crate::virtio::{
     ActivateContext, GuestMemoryHandle, VIRTIO_F_EVENT_IDX, VIRTIO_F_VERSION_1, VirtioDevice,
     VirtioInterrupt, status,
@@ -87,6 +87,8 @@ pub struct VirtioPciDevice {
     stopping: Option<QueueWorker>,
     /// Kicks tied to notification addresses: (address, queue).
     registered: Vec<(u64, u16)>,
+    /// Where the worker counts the kicks it receives.
+    kick_count: KickCount,
 }
 
 /// What [`VirtioPciDevice::with_worker`] configured.
@@ -147,6 +149,7 @@ impl VirtioPciDevice {
             worker: None,
             stopping: None,
             registered: Vec::new(),
+            kick_count: KickCount::default(),
         })
     }
 
@@ -164,6 +167,13 @@ impl VirtioPciDevice {
             ioevents,
             on_panic,
         });
+        self
+    }
+
+    /// Has the worker add the kicks it receives to `count` (shared by the
+    /// VM's devices; by default the transport keeps its own).
+    pub fn counting_kicks_in(mut self, count: KickCount) -> Self {
+        self.kick_count = count;
         self
     }
 
@@ -312,6 +322,7 @@ impl VirtioPciDevice {
             self.interrupts.clone(),
             self.paused,
             setup.on_panic.clone(),
+            self.kick_count.clone(),
         ) {
             Ok(worker) => {
                 self.worker = Some(worker);
