@@ -11,6 +11,8 @@ use uvm_backend_kvm::KvmUvm;
 use uvm_guest_agent::client::AgentClient;
 use uvm_guest_agent::protocol::{DataReply, DirReply, Op};
 
+use crate::threads;
+
 /// How long each question to the agent may take here.
 const ASK_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -53,19 +55,16 @@ pub async fn print(tool: &str, vm: &KvmUvm) {
 }
 
 /// Every thread of this process, sampled twice a second apart: its name,
-/// scheduler state, the kernel function it sleeps in, its system call
-/// (`/proc/self/task/*/syscall`: the number first; 16 is `ioctl`, as in
-/// `KVM_RUN`, 202 is `futex`, a lock or a condition variable, "running"
-/// while on a CPU), and the CPU time it took in that second: user, system
-/// and guest (guest time is the part of user time spent running the guest).
-/// A vCPU thread with guest time runs its guest; one with user time only
-/// spins in the VMM.
+/// scheduler state, the kernel function it sleeps in, its system call (16
+/// is `ioctl`, as in `KVM_RUN`, 202 is `futex`, a lock or a condition
+/// variable, "running" while on a CPU), and the CPU time it took in that
+/// second. A vCPU thread with guest time runs its guest; one with user
+/// time only spins in the VMM.
 async fn print_threads(say: &impl Fn(&str)) {
-    let before = thread_samples();
+    let before = threads::of_this_process();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    for now in thread_samples() {
-        let was = before.iter().find(|b| b.tid == now.tid);
-        let delta = |f: fn(&ThreadSample) -> u64| f(&now).saturating_sub(was.map_or(0, f));
+    for now in threads::of_this_process() {
+        let grew = now.ticks_since(&before);
         say(&format!(
             "thread {} {:<16} state {} wchan {} syscall {} | ticks in 1 s: user {} system {} guest {}",
             now.tid,
@@ -73,63 +72,11 @@ async fn print_threads(say: &impl Fn(&str)) {
             now.state,
             now.wchan,
             now.syscall,
-            delta(|s| s.user),
-            delta(|s| s.system),
-            delta(|s| s.guest),
+            grew.user,
+            grew.system,
+            grew.guest,
         ));
     }
-}
-
-/// One thread's `/proc/self/task/<tid>` at one moment.
-struct ThreadSample {
-    tid: String,
-    name: String,
-    state: String,
-    wchan: String,
-    syscall: String,
-    /// Clock ticks (`stat` fields 14, 15 and 43).
-    user: u64,
-    system: u64,
-    guest: u64,
-}
-
-fn thread_samples() -> Vec<ThreadSample> {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return Vec::new();
-    };
-    let mut samples = Vec::new();
-    for task in tasks.flatten() {
-        let dir = task.path();
-        let read = |name: &str| {
-            std::fs::read_to_string(dir.join(name))
-                .map(|s| s.trim().to_owned())
-                .unwrap_or_else(|e| format!("({e})"))
-        };
-        // `stat`: "pid (comm) S ...": fields from the state on follow the
-        // last ')'; the state is field 3.
-        let stat = read("stat");
-        let fields: Vec<&str> = stat
-            .rsplit_once(") ")
-            .map(|(_, rest)| rest.split_whitespace().collect())
-            .unwrap_or_default();
-        let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse().ok()).unwrap_or(0);
-        let syscall = read("syscall");
-        samples.push(ThreadSample {
-            tid: task.file_name().to_string_lossy().into_owned(),
-            name: read("comm"),
-            state: fields.first().copied().unwrap_or("?").to_owned(),
-            wchan: read("wchan"),
-            syscall: syscall
-                .split_whitespace()
-                .take(3)
-                .collect::<Vec<_>>()
-                .join(" "),
-            user: field(14),
-            system: field(15),
-            guest: field(43),
-        });
-    }
-    samples
 }
 
 /// How many times the vCPUs are paused to see where they stand.

@@ -7,6 +7,7 @@
 //!   describes them in the `assets.json` that `UVM_GUEST_ASSETS` names.
 //! - [`lab_main`]: the runtime-and-assets frame of the binaries below that
 //!   boot the test guest.
+//! - [`threads`]: a process's threads and the CPU time each takes.
 //! - [`diagnosis`]: what those binaries print when the guest did not do
 //!   what they waited for (agent, exit counters, the guest's PCI view).
 //!
@@ -24,3 +25,4 @@ pub mod diagnosis;
 pub mod guest_assets;
 pub mod lab_main;
 pub mod selftest;
+pub mod threads;

@@ -286,6 +286,11 @@ pub struct QemuTarget {
 }
 
 impl QemuTarget {
+    /// The QEMU process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Spawns QEMU (with what `kinds` need) with its sockets and console in
     /// `dir`, connects to QMP and waits until the guest agent answers;
     /// returns the target and the time from spawning to that answer.

@@ -213,6 +213,15 @@ impl IoGuest {
         }
     }
 
+    /// The VMM's threads now: this process's for backend-kvm, the QEMU
+    /// process's for QEMU (its vhost kernel threads are not among them).
+    pub fn vmm_threads(&self) -> Vec<uvm_tools::threads::ThreadSample> {
+        match &self.machine {
+            Machine::Kvm(_) => uvm_tools::threads::of_this_process(),
+            Machine::Qemu(target) => uvm_tools::threads::of_process(target.pid()),
+        }
+    }
+
     /// backend-kvm's exit counters (`exits.*`, `virtio.*`) now; empty for
     /// QEMU.
     pub async fn exit_counters(&self) -> Vec<(String, u64)> {

@@ -177,16 +177,29 @@ pub fn exit_rates(
 
 /// Runs `work` between two reads of the exit counters; returns its value
 /// and the exits per second over the wall time between the reads (the
-/// counters that grew are logged).
+/// counters that grew are logged, and so is the CPU share of each busy
+/// VMM thread).
 async fn timed(
     guest: &IoGuest,
     work: impl std::future::Future<Output = Result<f64>>,
 ) -> Result<(f64, Option<f64>)> {
     let before = guest.exits().await;
+    let threads_before = guest.vmm_threads();
     let started = Instant::now();
     let value = work.await?;
-    let seconds = started.elapsed().as_secs_f64();
+    let elapsed = started.elapsed();
+    let seconds = elapsed.as_secs_f64();
     let after = guest.exits().await;
+    let busiest = uvm_tools::threads::busiest(&threads_before, &guest.vmm_threads(), elapsed);
+    eprintln!(
+        "io-bench: {}: VMM threads' CPU over {seconds:.2} s: {}",
+        guest.vmm,
+        busiest
+            .iter()
+            .map(|(name, percent)| format!("{name} {percent:.0}%"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     let (Some(before), Some(after)) = (before, after) else {
         return Ok((value, None));
     };
