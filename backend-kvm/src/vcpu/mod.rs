@@ -219,7 +219,9 @@ fn run_loop(vcpu: &mut VcpuFd, ctx: &VcpuContext) -> Option<ExitStatus> {
         };
         if let Step::End(mut status) = step {
             if status.reason == StopReason::Crash {
-                // Where the guest stood: it left no other trace.
+                // Where the guest stood: it left no other trace. (On AMD,
+                // KVM resets the vCPU when it intercepts a shutdown, so
+                // after a triple fault these are the reset values.)
                 let at = registers::summary(vcpu, &*ctx.mem);
                 status.detail = Some(match status.detail.take() {
                     Some(detail) => format!("{detail}; {at}"),

@@ -2,6 +2,10 @@
 //! the instruction and stack pointers, the paging and protection state, and
 //! the per-CPU (GS) base, read with `KVM_GET_REGS` and `KVM_GET_SREGS`.
 //!
+//! After a triple fault on AMD the values are the reset state (KVM
+//! reinitializes the vCPU when it intercepts the shutdown); the summary
+//! says so when it sees them.
+//!
 //! A triple fault leaves no trace in the guest's own log; these values
 //! tell a guest kernel that lost its per-CPU base (GS 0 in 64-bit mode) or
 //! its interrupt table from one that jumped to a bad address. In 64-bit
@@ -32,6 +36,9 @@ pub fn summary<M: GuestMemory>(vcpu: &VcpuFd, mem: &M) -> String {
     match (vcpu.get_regs(), vcpu.get_sregs()) {
         (Ok(regs), Ok(sregs)) => {
             let mut line = format(&regs, &sregs);
+            if is_reset_state(&regs, &sregs) {
+                line.push_str(" (the reset state: KVM reinitialized the vCPU)");
+            }
             if sregs.efer & EFER_LMA != 0 && sregs.cr4 & CR4_LA57 == 0 {
                 line.push_str(&format!("; rip walk {}", walk(mem, sregs.cr3, regs.rip)));
             }
@@ -39,6 +46,11 @@ pub fn summary<M: GuestMemory>(vcpu: &VcpuFd, mem: &M) -> String {
         }
         (Err(e), _) | (_, Err(e)) => format!("registers unreadable: {e}"),
     }
+}
+
+/// Whether the vCPU is at the reset vector in real mode, as after a reset.
+fn is_reset_state(regs: &kvm_regs, sregs: &kvm_sregs) -> bool {
+    regs.rip == 0xfff0 && sregs.cs.selector == 0xf000 && sregs.cr0 & 1 == 0
 }
 
 /// The four-level page walk of `address` from `cr3` in `mem`: each level's
@@ -156,6 +168,10 @@ mod tests {
         // Reset state: real mode at the reset vector, so no walk.
         let line = summary(&vcpu, &mem);
         assert!(line.starts_with("rip 0xfff0 "), "{line}");
+        assert!(
+            line.ends_with("(the reset state: KVM reinitialized the vCPU)"),
+            "{line}"
+        );
         assert!(!line.contains("walk"), "{line}");
     }
 }
