@@ -98,6 +98,7 @@ pub mod irq;
 pub mod managers;
 pub mod memory;
 pub mod pci;
+pub mod snapshot;
 pub mod stats;
 pub mod uvm;
 pub mod vcpu;
