@@ -2,9 +2,13 @@
 //!
 //! - [`state_file`]: the versioned, checksummed state file, and the typed
 //!   errors a truncated, damaged, foreign or other-version file gives.
+//! - [`vcpu_state`]: one vCPU's registers, FPU/XSAVE, XCRs, LAPIC, MSRs,
+//!   debug registers, pending events and CPUID, read from a parked vCPU
+//!   and put back into a fresh one.
 //!
 //! `Uvm::save` and `Backend::restore` still answer `ActionNotSupported`
 //! on this backend, and its capabilities say so, until the whole VM
 //! (vCPUs, irqchip, clock, devices, memory) is captured.
 
 pub mod state_file;
+pub mod vcpu_state;
