@@ -1,6 +1,7 @@
 //! `io-bench [--runs N] [--only kvm|qemu] [--figures disk,vsock,net]
 //! [--size-mib M] [--rand-secs S] [--queue-depth Q] [--vsock-mib M]
-//! [--net-mib M] [--memory-mib M] [--timeout-secs S]`: device throughput
+//! [--net-mib M] [--memory-mib M] [--timeout-secs S] [--kvm-baseline PATH]
+//! [--print-samples]`: device throughput
 //! of backend-kvm against `qemu-system-x86_64 -M pc -accel kvm` on the same
 //! guest (see `uvm_bench::io`). Meant for
 //! `cargo xtask lab --with-qemu -- io-bench --runs 5`.
@@ -9,6 +10,13 @@
 //! guest; QEMU runs when it is found (`UVM_QEMU`, as `--with-qemu` sets
 //! it). Prints the medians as a markdown table; exits non-zero if any
 //! figure of any run failed.
+//!
+//! `--kvm-baseline PATH` adds a third series: another io-bench build (of
+//! older VMM code, brought into the L1 with `cargo xtask lab --with-binary`)
+//! runs each run's backend-kvm figures in a child process, between this
+//! build's and QEMU's (kvm 1, baseline 1, qemu 1, kvm 2, ...), so two
+//! builds compare in one L1. The child is run with `--print-samples`, which
+//! prints each sample as an `io-bench-sample:` line for the parent.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -190,7 +198,54 @@ impl Session<'_> {
         self.samples.extend(result.samples);
         self.errors.extend(result.errors);
     }
+
+    /// Runs the io-bench at `baseline` for backend-kvm alone, one run with
+    /// this plan, in a child process, and keeps its samples as run `run`
+    /// of [`BASELINE`] (the last run prints the final table after it).
+    fn measure_baseline(&mut self, baseline: &std::path::Path, run: usize, last: bool) {
+        let limit = self.args.boot_timeout + Duration::from_secs(900);
+        self.watchdog.phase(format!("{BASELINE} run {run}"), limit);
+        let output = std::process::Command::new(baseline)
+            .args(self.args.child_arguments())
+            .stderr(std::process::Stdio::inherit())
+            .output();
+        self.watchdog.idle();
+        let mut result = RunResult {
+            samples: Vec::new(),
+            errors: Vec::new(),
+        };
+        match output {
+            Ok(output) => {
+                let stdout = String::from_utf8_lossy(&output.stdout);
+                result.samples = stdout
+                    .lines()
+                    .filter_map(|line| Sample::from_line(line, BASELINE, run))
+                    .collect();
+                if !output.status.success() || result.samples.is_empty() {
+                    result.errors.push(format!(
+                        "{BASELINE} run {run}: {} ({} samples)",
+                        output.status,
+                        result.samples.len()
+                    ));
+                }
+            }
+            Err(e) => result
+                .errors
+                .push(format!("{BASELINE} run {run}: {}: {e}", baseline.display())),
+        }
+        for line in &result.errors {
+            eprintln!("io-bench: {line}");
+        }
+        if last {
+            print_final(self.args, &self.vmms, &self.samples, &self.errors, &result);
+        }
+        self.samples.extend(result.samples);
+        self.errors.extend(result.errors);
+    }
 }
+
+/// The name the baseline build's figures go under.
+const BASELINE: &str = "kvm-baseline";
 
 fn run(args: &Args) -> Result<bool> {
     let assets: GuestAssets = assets::from_env()?;
@@ -213,6 +268,10 @@ fn run(args: &Args) -> Result<bool> {
     let mut vmms = Vec::new();
     if args.kvm {
         vmms.push(hotplug::kvm::VMM);
+    }
+    let baseline = args.baseline.as_deref().filter(|_| args.kvm);
+    if baseline.is_some() {
+        vmms.push(BASELINE);
     }
     if qemu_binary.is_some() {
         vmms.push(hotplug::qemu::VMM);
@@ -238,8 +297,12 @@ fn run(args: &Args) -> Result<bool> {
                 memory_mib: args.memory_mib,
                 timeout: args.boot_timeout,
             };
-            let last = run == args.runs && qemu_binary.is_none();
+            let last = run == args.runs && qemu_binary.is_none() && baseline.is_none();
             session.measure(hotplug::kvm::VMM, run, last, IoGuest::boot_kvm(&guest));
+        }
+        if let Some(baseline) = baseline {
+            let last = run == args.runs && qemu_binary.is_none();
+            session.measure_baseline(baseline, run, last);
         }
         if let Some(binary) = &qemu_binary {
             let guest = hotplug::qemu::QemuGuest {
@@ -273,6 +336,11 @@ fn run(args: &Args) -> Result<bool> {
                     args.queue_depth
                 )
             );
+        }
+    }
+    if args.print_samples {
+        for sample in &session.samples {
+            println!("{}", sample.to_line());
         }
     }
     Ok(session.errors.is_empty())

@@ -1,5 +1,6 @@
 //! `io-bench`'s command line, parsed from any list of arguments.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::report::Group;
@@ -8,7 +9,7 @@ use crate::error::{BenchError, Result};
 /// The usage line.
 pub const USAGE: &str = "io-bench [--runs N] [--only kvm|qemu] [--figures disk,vsock,net] \
      [--size-mib M] [--rand-secs S] [--queue-depth Q] [--vsock-mib M] [--net-mib M] \
-     [--memory-mib M] [--timeout-secs S]";
+     [--memory-mib M] [--timeout-secs S] [--kvm-baseline PATH] [--print-samples]";
 
 /// The most runs accepted.
 pub const MAX_RUNS: usize = 50;
@@ -38,6 +39,42 @@ pub struct Args {
     pub memory_mib: u32,
     /// How long a boot may take.
     pub boot_timeout: Duration,
+    /// Another io-bench build whose backend-kvm figures are measured in
+    /// each run too (`--kvm-baseline`), to compare builds in one L1.
+    pub baseline: Option<PathBuf>,
+    /// Print each sample as a line for a parent io-bench
+    /// (`--print-samples`; what a baseline child is run with).
+    pub print_samples: bool,
+}
+
+impl Args {
+    /// The arguments that give a child io-bench the same plan, backend-kvm
+    /// only and one run, printing its samples.
+    pub fn child_arguments(&self) -> Vec<String> {
+        let figures: Vec<&str> = self.groups.iter().map(|g| g.name()).collect();
+        let mut list = vec![
+            "--only".to_owned(),
+            "kvm".to_owned(),
+            "--runs".to_owned(),
+            "1".to_owned(),
+            "--print-samples".to_owned(),
+            "--figures".to_owned(),
+            figures.join(","),
+        ];
+        for (flag, value) in [
+            ("--size-mib", self.size_mib),
+            ("--rand-secs", self.rand.as_secs()),
+            ("--queue-depth", u64::from(self.queue_depth)),
+            ("--vsock-mib", self.vsock_mib),
+            ("--net-mib", self.net_mib),
+            ("--memory-mib", u64::from(self.memory_mib)),
+            ("--timeout-secs", self.boot_timeout.as_secs()),
+        ] {
+            list.push(flag.to_owned());
+            list.push(value.to_string());
+        }
+        list
+    }
 }
 
 impl Default for Args {
@@ -54,6 +91,8 @@ impl Default for Args {
             net_mib: 64,
             memory_mib: 512,
             boot_timeout: Duration::from_secs(300),
+            baseline: None,
+            print_samples: false,
         }
     }
 }
@@ -102,6 +141,13 @@ pub fn parse(arguments: impl IntoIterator<Item = String>) -> Result<Args> {
             "--timeout-secs" => {
                 args.boot_timeout = Duration::from_secs(number(&arg, it.next())?);
             }
+            "--kvm-baseline" => {
+                let path = it.next().ok_or_else(|| {
+                    BenchError::Usage("--kvm-baseline needs the path of an io-bench".into())
+                })?;
+                args.baseline = Some(PathBuf::from(path));
+            }
+            "--print-samples" => args.print_samples = true,
             other => {
                 return Err(BenchError::Usage(format!(
                     "unknown argument {other:?}; {USAGE}"
@@ -146,6 +192,44 @@ mod tests {
         assert_eq!(args.boot_timeout, Duration::from_secs(60));
         let args = parse_str("--only kvm").unwrap();
         assert!(args.kvm && !args.qemu);
+        let args = parse_str("--kvm-baseline /uvm/bin/io-bench-before --print-samples").unwrap();
+        assert_eq!(
+            args.baseline.as_deref(),
+            Some(std::path::Path::new("/uvm/bin/io-bench-before"))
+        );
+        assert!(args.print_samples);
+    }
+
+    #[test]
+    fn a_child_gets_the_same_plan_for_backend_kvm_alone() {
+        let parent = parse_str(
+            "--runs 5 --figures vsock,net --size-mib 16 --rand-secs 2 --queue-depth 4 \
+             --vsock-mib 8 --net-mib 2 --memory-mib 384 --timeout-secs 60 --kvm-baseline /b",
+        )
+        .unwrap();
+        let child = parse(parent.child_arguments()).unwrap();
+        assert_eq!(child.runs, 1);
+        assert!(child.kvm && !child.qemu && child.print_samples);
+        assert_eq!(child.baseline, None, "a child runs no baseline of its own");
+        assert_eq!(child.groups, parent.groups);
+        assert_eq!(
+            (
+                child.size_mib,
+                child.rand,
+                child.queue_depth,
+                child.vsock_mib
+            ),
+            (
+                parent.size_mib,
+                parent.rand,
+                parent.queue_depth,
+                parent.vsock_mib
+            )
+        );
+        assert_eq!(
+            (child.net_mib, child.memory_mib, child.boot_timeout),
+            (parent.net_mib, parent.memory_mib, parent.boot_timeout)
+        );
     }
 
     #[test]
@@ -160,6 +244,7 @@ mod tests {
             "--size-mib 0",
             "--queue-depth 65",
             "--rand-secs 0",
+            "--kvm-baseline",
             "--bogus",
         ] {
             assert!(matches!(parse_str(bad), Err(BenchError::Usage(_))), "{bad}");

@@ -93,6 +93,23 @@ impl Figure {
     }
 }
 
+impl Figure {
+    /// Every figure, in table order.
+    pub const ALL: [Figure; 6] = [
+        Figure::SeqRead,
+        Figure::SeqWrite,
+        Figure::RandRead,
+        Figure::VsockToGuest,
+        Figure::VsockToHost,
+        Figure::NetToHost,
+    ];
+
+    /// The figure whose short name ([`fmt::Display`]) is `name`.
+    pub fn from_name(name: &str) -> Option<Figure> {
+        Figure::ALL.into_iter().find(|f| f.to_string() == name)
+    }
+}
+
 impl fmt::Display for Figure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -119,6 +136,44 @@ pub struct Sample {
     pub value: f64,
     /// VM exits per second during the measurement, where the VMM counts them.
     pub exits_per_sec: Option<f64>,
+}
+
+/// What starts each line a child io-bench (`--print-samples`) writes for
+/// its parent.
+pub const SAMPLE_PREFIX: &str = "io-bench-sample:";
+
+impl Sample {
+    /// The line a child io-bench prints for this sample: the prefix, the
+    /// figure's short name, the value and the exits per second (`-` when
+    /// not counted).
+    pub fn to_line(&self) -> String {
+        let exits = self
+            .exits_per_sec
+            .map_or_else(|| "-".to_owned(), |e| e.to_string());
+        format!("{SAMPLE_PREFIX} {} {} {exits}", self.figure, self.value)
+    }
+
+    /// The sample a line of [`Sample::to_line`] describes, as run `run` of
+    /// `vmm`; `None` for any other line.
+    pub fn from_line(line: &str, vmm: &'static str, run: usize) -> Option<Sample> {
+        let mut words = line.strip_prefix(SAMPLE_PREFIX)?.split_whitespace();
+        let figure = Figure::from_name(words.next()?)?;
+        let value = words.next()?.parse().ok()?;
+        let exits_per_sec = match words.next()? {
+            "-" => None,
+            e => Some(e.parse().ok()?),
+        };
+        if words.next().is_some() {
+            return None;
+        }
+        Some(Sample {
+            vmm,
+            run,
+            figure,
+            value,
+            exits_per_sec,
+        })
+    }
 }
 
 /// Megabytes (10^6 bytes) per second.
@@ -210,6 +265,31 @@ mod tests {
         assert!(Group::parse_list("").is_err());
         assert!(Group::parse_list("disk,cpu").is_err());
         assert_eq!(Group::Vsock.figures().len(), 2);
+    }
+
+    #[test]
+    fn a_sample_line_round_trips_and_other_lines_are_not_samples() {
+        for s in [
+            sample("kvm", 1, Figure::NetToHost, 46.25),
+            sample("qemu", 1, Figure::RandRead, 1417.0),
+        ] {
+            let line = s.to_line();
+            assert!(line.starts_with("io-bench-sample: "), "{line}");
+            let back = Sample::from_line(&line, "kvm-baseline", 4).unwrap();
+            assert_eq!(back.figure, s.figure);
+            assert_eq!(back.value, s.value);
+            assert_eq!(back.exits_per_sec, s.exits_per_sec);
+            assert_eq!((back.vmm, back.run), ("kvm-baseline", 4));
+        }
+        for other in [
+            "io-bench: backend-kvm run 1: net-to-host 46.0",
+            "io-bench-sample: cpu 1 -",
+            "io-bench-sample: net-to-host x -",
+            "io-bench-sample: net-to-host 1",
+            "io-bench-sample: net-to-host 1 - extra",
+        ] {
+            assert!(Sample::from_line(other, "k", 1).is_none(), "{other}");
+        }
     }
 
     #[test]
