@@ -52,8 +52,9 @@ pub struct ExitCounters {
     counts: [AtomicU64; 11],
     /// Writes KVM held instead of exiting, handed over later.
     held_writes: AtomicU64,
-    /// Queue notifications the device workers received (exits KVM handled
-    /// in the kernel through ioeventfds).
+    /// Queue notifications the device workers received (mostly exits KVM
+    /// handled in the kernel through ioeventfds; one that reached the VMM
+    /// as an MMIO write is also counted in `exits.mmio_write`).
     kicks: Arc<AtomicU64>,
     /// MSI messages the devices signalled (interrupts, mostly injected
     /// through irqfds without an exit).
@@ -85,7 +86,9 @@ impl ExitCounters {
     /// The counters as `exits.<kind>` plus `exits.total`,
     /// `coalesced.writes` (writes that did not exit), and the queue kicks
     /// and interrupts of the devices (`virtio.kicks`, `virtio.interrupts`):
-    /// exits to user space are only part of what a guest's I/O costs.
+    /// exits to user space are only part of what a guest's I/O costs (a
+    /// kick is an exit KVM mostly handles in the kernel; an interrupt is an
+    /// injection, which may kick a running vCPU out of the guest).
     pub fn snapshot(&self) -> BTreeMap<String, u64> {
         let mut map: BTreeMap<String, u64> = NAMES
             .iter()

@@ -70,9 +70,23 @@ impl RamLayout {
         }
     }
 
-    /// The bytes the file must hold.
-    pub fn total(&self) -> u64 {
-        self.regions.iter().map(|(_, len)| len).sum()
+    /// The bytes the file must hold, once the layout is checked: every
+    /// region non-empty and a whole number of pages long (so each one's
+    /// file offset can be mapped), and the total within `u64`. A layout
+    /// read from a snapshot is untrusted until this passes.
+    pub fn total(&self) -> Result<u64, MemoryFileError> {
+        let mut total = 0u64;
+        for &(start, len) in &self.regions {
+            if len == 0 || len % PAGE as u64 != 0 {
+                return Err(MemoryFileError::Layout(format!(
+                    "the region at {start:#x} is {len} bytes, not a whole number of pages"
+                )));
+            }
+            total = total.checked_add(len).ok_or_else(|| {
+                MemoryFileError::Layout("the regions add up to more than 2^64 bytes".into())
+            })?;
+        }
+        Ok(total)
     }
 }
 
@@ -125,7 +139,7 @@ pub fn save(mem: &GuestMem, path: &Path) -> Result<(RamLayout, u64), MemoryFileE
 pub fn map(path: &Path, layout: &RamLayout) -> Result<GuestMem, MemoryFileError> {
     let file = Arc::new(File::open(path).map_err(io(path, "open"))?);
     let have = file.metadata().map_err(io(path, "stat"))?.len();
-    let need = layout.total();
+    let need = layout.total()?;
     if have < need {
         return Err(MemoryFileError::Short {
             path: path.display().to_string(),
@@ -137,19 +151,22 @@ pub fn map(path: &Path, layout: &RamLayout) -> Result<GuestMem, MemoryFileError>
     let mut offset = 0u64;
     for &(start, len) in &layout.regions {
         let size = usize::try_from(len)
-            .ok()
-            .filter(|s| *s > 0)
-            .ok_or_else(|| MemoryFileError::Layout(format!("a region of {len} bytes")))?;
+            .map_err(|_| MemoryFileError::Layout(format!("a region of {len} bytes")))?;
         let mapping = MmapRegionBuilder::new(size)
             .with_file_offset(FileOffset::from_arc(file.clone(), offset))
             .with_mmap_prot(libc::PROT_READ | libc::PROT_WRITE)
             .with_mmap_flags(libc::MAP_PRIVATE | libc::MAP_NORESERVE)
             .build()
-            .map_err(|e| MemoryFileError::Layout(format!("mapping {len} bytes: {e}")))?;
+            .map_err(|e| MemoryFileError::Io {
+                path: path.display().to_string(),
+                what: "map",
+                source: std::io::Error::other(e.to_string()),
+            })?;
         let region = GuestRegionMmap::new(mapping, GuestAddress(start)).ok_or_else(|| {
             MemoryFileError::Layout(format!("a region at {start:#x} of {len} bytes overflows"))
         })?;
         regions.push(region);
+        // Within the checked total.
         offset += len;
     }
     GuestMem::from_regions(regions).map_err(|e| MemoryFileError::Layout(e.to_string()))
@@ -174,7 +191,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("memory");
         let (layout, written) = save(&mem, &path).unwrap();
-        assert_eq!(layout.total(), 64 << 20);
+        assert_eq!(layout.total().unwrap(), 64 << 20);
         assert_eq!(written, 4 * 4096, "four pages hold data");
         let meta = std::fs::metadata(&path).unwrap();
         assert_eq!(meta.len(), 64 << 20);
@@ -234,6 +251,17 @@ mod tests {
             map(&path, &empty),
             Err(MemoryFileError::Layout(_))
         ));
+        let unaligned = RamLayout {
+            regions: vec![(0, 4096 + 512)],
+        };
+        assert!(matches!(
+            map(&path, &unaligned),
+            Err(MemoryFileError::Layout(_))
+        ));
+        let huge = RamLayout {
+            regions: vec![(0, 1 << 63), (1 << 63, 1 << 63)],
+        };
+        assert!(matches!(map(&path, &huge), Err(MemoryFileError::Layout(_))));
         let overlapping = RamLayout {
             regions: vec![(0, 4096), (0, 4096)],
         };

@@ -205,8 +205,8 @@ pub fn write<T: Serialize>(path: &Path, state: &T) -> Result<(), StateFileError>
     Ok(())
 }
 
-/// Reads the state in the file at `path`. The file's size is checked
-/// against the header before its body is read.
+/// Reads the state in the file at `path`: at most a header and the
+/// largest body are read, whatever the file's size, then [`decode`]d.
 pub fn read<T: DeserializeOwned>(path: &Path) -> Result<T, StateFileError> {
     let file = std::fs::File::open(path).map_err(io_error(path))?;
     let size = file.metadata().map_err(io_error(path))?.len();

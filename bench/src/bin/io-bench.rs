@@ -188,6 +188,13 @@ impl Session<'_> {
                 this.dir,
                 &this.watchdog,
                 |r| {
+                    // A child's samples go out before its guest stops: a
+                    // stop has taken the L1 down before now.
+                    if this.args.print_samples {
+                        for sample in &r.samples {
+                            println!("{}", sample.to_line());
+                        }
+                    }
                     if last {
                         print_final(this.args, &this.vmms, &this.samples, &this.errors, r);
                     }
@@ -336,11 +343,6 @@ fn run(args: &Args) -> Result<bool> {
                     args.queue_depth
                 )
             );
-        }
-    }
-    if args.print_samples {
-        for sample in &session.samples {
-            println!("{}", sample.to_line());
         }
     }
     Ok(session.errors.is_empty())

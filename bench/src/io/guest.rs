@@ -34,9 +34,10 @@ pub const AGENT_TIMEOUT: Duration = Duration::from_secs(330);
 pub const SEEN_TIMEOUT: Duration = Duration::from_secs(60);
 /// The disk's LUN on controller 0.
 pub const LUN: u8 = 0;
-/// Whether backend-kvm's stats counter `name` counts exits: those to user
-/// space (`exits.*`), and the queue kicks and interrupts of the devices
-/// (`virtio.kicks`, `virtio.interrupts`), which KVM handles in the kernel.
+/// Whether backend-kvm's stats counter `name` is one io-bench logs per
+/// figure: the exits to user space (`exits.*`), and the devices' queue
+/// kicks (exits KVM mostly handles in the kernel) and interrupts
+/// (`virtio.kicks`, `virtio.interrupts`).
 fn is_exit_counter(name: &str) -> bool {
     name.starts_with("exits.") || name.starts_with("virtio.")
 }

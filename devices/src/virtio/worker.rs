@@ -46,8 +46,10 @@ use super::{QueueHandler, VirtioInterrupt};
 pub type PanicHook = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// Where a worker adds the queue notifications (kicks) it received: the
-/// guest's notification writes, each an exit of the vCPU that KVM handled
-/// in the kernel (several may arrive as one wake-up). Shared by the
+/// guest's notification writes, mostly exits of the vCPU that KVM handled
+/// in the kernel through an ioeventfd (several may arrive as one
+/// wake-up), plus any that reached the VMM as an MMIO write
+/// ([`QueueWorker::notify`], also counted as that exit). Shared by the
 /// devices of a VM so that the VMM can report them.
 pub type KickCount = Arc<AtomicU64>;
 
@@ -103,7 +105,7 @@ pub struct QueueWorker {
 impl QueueWorker {
     /// Starts thread `name` serving the queues whose entry in `enabled` is
     /// true through `handler`; it starts paused if `paused`, and adds the
-    /// kicks it receives to `kicks`.
+    /// kicks it receives to `kick_count`.
     pub fn spawn(
         name: &str,
         enabled: &[bool],
@@ -449,7 +451,7 @@ mod tests {
             count.clone(),
         )
         .unwrap();
-        // Paused: three kicks wait in the eventfd, read at once later.
+        // Paused: three kicks are taken (one read or several) and kept.
         let kick = w.kick(0).unwrap();
         kick.write(1).unwrap();
         kick.write(1).unwrap();
