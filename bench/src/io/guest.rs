@@ -223,20 +223,13 @@ impl IoGuest {
         }
     }
 
-    /// backend-kvm's exit counters (`exits.*`, `virtio.*`) now; empty for
-    /// QEMU.
+    /// backend-kvm's exit counters (`exits.*`, `virtio.*`) now, as
+    /// [`IoGuest::exits`] reads them; empty for QEMU.
     pub async fn exit_counters(&self) -> Vec<(String, u64)> {
-        match &self.machine {
-            Machine::Kvm(target) => match target.vm().stats().await {
-                Ok(stats) => stats
-                    .counters
-                    .into_iter()
-                    .filter(|(k, _)| is_exit_counter(k))
-                    .collect(),
-                Err(_) => Vec::new(),
-            },
-            Machine::Qemu(_) => Vec::new(),
-        }
+        self.exits()
+            .await
+            .map(|exits| exits.into_iter().collect())
+            .unwrap_or_default()
     }
 
     async fn add(&mut self, device: &Device) -> Result<Duration> {
