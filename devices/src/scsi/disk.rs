@@ -3,10 +3,11 @@
 
 use std::fs::File;
 use std::io::{Seek, SeekFrom};
-use std::os::unix::fs::{FileExt, FileTypeExt};
+use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 
 use super::cdb::{BLOCK_SIZE, Command};
+use super::data::DataBuffers;
 use super::error::ScsiError;
 use super::inquiry::{self, TYPE_DISK, VpdInfo};
 use super::mode::{self, ModeRequest};
@@ -82,6 +83,14 @@ impl DiskImage {
     }
 }
 
+/// What a command produced for the initiator.
+enum Reply {
+    /// Small data-in, returned in the outcome.
+    Held(Vec<u8>),
+    /// This many bytes placed in the initiator's data-in buffers.
+    Placed(usize),
+}
+
 /// A disk logical unit executing SCSI commands.
 #[derive(Debug)]
 pub struct ScsiLun {
@@ -104,11 +113,13 @@ impl ScsiLun {
         &self.image
     }
 
-    /// Executes `cmd`; `data_out` holds the initiator's data for writes.
-    /// Data-in is cut to the command's allocation length.
-    pub fn execute(&self, cmd: &Command, data_out: &[u8]) -> Outcome {
-        let mut out = match self.run(cmd, data_out) {
-            Ok(data) => Outcome::good(data),
+    /// Executes `cmd`. READ and WRITE move their data through `data`; the
+    /// other commands' data-in comes back in the outcome, cut to the
+    /// command's allocation length.
+    pub fn execute(&self, cmd: &Command, data: &mut dyn DataBuffers) -> Outcome {
+        let mut out = match self.run(cmd, data) {
+            Ok(Reply::Held(data)) => Outcome::good(data),
+            Ok(Reply::Placed(len)) => Outcome::placed(len),
             Err(sense) => {
                 tracing::debug!(?cmd, ?sense, "SCSI command failed");
                 Outcome::check(sense)
@@ -121,7 +132,40 @@ impl ScsiLun {
         out
     }
 
-    fn run(&self, cmd: &Command, data_out: &[u8]) -> Result<Vec<u8>, Sense> {
+    fn run(&self, cmd: &Command, data: &mut dyn DataBuffers) -> Result<Reply, Sense> {
+        match *cmd {
+            Command::Read { lba, blocks: n } => {
+                let (off, len) = self.range(lba, n)?;
+                data.read_in(&self.image.file, off, len).map_err(|e| {
+                    tracing::warn!(lba, blocks = n, "SCSI disk read failed: {e}");
+                    Sense::READ_ERROR
+                })?;
+                Ok(Reply::Placed(len))
+            }
+            Command::Write {
+                lba,
+                blocks: n,
+                fua,
+            } => {
+                if self.image.read_only {
+                    return Err(Sense::WRITE_PROTECTED);
+                }
+                let (off, len) = self.range(lba, n)?;
+                data.write_out(&self.image.file, off, len).map_err(|e| {
+                    tracing::warn!(lba, blocks = n, "SCSI disk write failed: {e}");
+                    Sense::WRITE_ERROR
+                })?;
+                if fua {
+                    self.sync()?;
+                }
+                Ok(Reply::Held(Vec::new()))
+            }
+            _ => self.answer(cmd).map(Reply::Held),
+        }
+    }
+
+    /// The data-in of a command without a bulk data phase.
+    fn answer(&self, cmd: &Command) -> Result<Vec<u8>, Sense> {
         let blocks = self.image.blocks;
         match *cmd {
             Command::TestUnitReady | Command::StartStopUnit => Ok(Vec::new()),
@@ -178,33 +222,9 @@ impl ScsiLun {
                 d[8..12].copy_from_slice(&(BLOCK_SIZE as u32).to_be_bytes());
                 Ok(d)
             }
-            Command::Read { lba, blocks: n } => {
-                let (off, len) = self.range(lba, n)?;
-                let mut buf = vec![0u8; len];
-                self.image.file.read_exact_at(&mut buf, off).map_err(|e| {
-                    tracing::warn!(lba, blocks = n, "SCSI disk read failed: {e}");
-                    Sense::READ_ERROR
-                })?;
-                Ok(buf)
-            }
-            Command::Write {
-                lba,
-                blocks: n,
-                fua,
-            } => {
-                if self.image.read_only {
-                    return Err(Sense::WRITE_PROTECTED);
-                }
-                let (off, len) = self.range(lba, n)?;
-                let data = data_out.get(..len).ok_or(Sense::INVALID_FIELD)?;
-                self.image.file.write_all_at(data, off).map_err(|e| {
-                    tracing::warn!(lba, blocks = n, "SCSI disk write failed: {e}");
-                    Sense::WRITE_ERROR
-                })?;
-                if fua {
-                    self.sync()?;
-                }
-                Ok(Vec::new())
+            Command::Read { .. } | Command::Write { .. } => {
+                // Served by `run`, which has the data-phase buffers.
+                Err(Sense::INVALID_OPCODE)
             }
             Command::SynchronizeCache => {
                 self.sync()?;

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::cdb::{Command, Transfer};
+use super::data::{DataBuffers, HeldData};
 use super::disk::ScsiLun;
 use super::error::ScsiError;
 use super::inquiry::{self, NOT_CONNECTED};
@@ -70,8 +71,22 @@ impl LunTable {
         self.luns.keys().copied().collect()
     }
 
-    /// Executes `cdb` addressed to `lun`; `data_out` holds write data.
+    /// Executes `cdb` addressed to `lun` with its data phase in host
+    /// memory: `data_out` holds write data, and a READ's data comes back in
+    /// [`Outcome::data`] like every other command's.
     pub fn execute(&self, lun: u16, cdb: &[u8], data_out: &[u8]) -> Outcome {
+        let mut held = HeldData::new(data_out);
+        let mut out = self.execute_with(lun, cdb, &mut held);
+        if out.placed_in > 0 {
+            out.data = held.input;
+            out.placed_in = 0;
+        }
+        out
+    }
+
+    /// Executes `cdb` addressed to `lun`; READ and WRITE move their data
+    /// through `data`.
+    pub fn execute_with(&self, lun: u16, cdb: &[u8], data: &mut dyn DataBuffers) -> Outcome {
         let cmd = match Command::parse(cdb) {
             Ok(c) => c,
             Err(sense) => return Outcome::check(sense),
@@ -80,7 +95,7 @@ impl LunTable {
             return self.report_luns(cdb, alloc);
         }
         if let Some(disk) = self.luns.get(&lun) {
-            return disk.execute(&cmd, data_out);
+            return disk.execute(&cmd, data);
         }
         let mut out = match cmd {
             Command::Inquiry {

@@ -10,6 +10,7 @@
 //! LUN). Every failure is CHECK CONDITION with fixed-format sense data.
 
 pub mod cdb;
+pub mod data;
 pub mod disk;
 pub mod error;
 pub mod inquiry;
@@ -20,6 +21,7 @@ pub mod outcome;
 pub mod sense;
 
 pub use cdb::{BLOCK_SIZE, Command, Transfer};
+pub use data::{DataBuffers, HeldData};
 pub use disk::{DiskImage, ImageKind, MAX_TRANSFER_BLOCKS, ScsiLun};
 pub use error::ScsiError;
 pub use lun_table::{LunTable, MAX_LUN};

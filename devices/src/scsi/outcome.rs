@@ -9,8 +9,13 @@ pub struct Outcome {
     pub status: u8,
     /// Sense data for CHECK CONDITION.
     pub sense: Option<Sense>,
-    /// Data for the initiator (already cut to the allocation length).
+    /// Small data-in for the initiator (already cut to the allocation
+    /// length).
     pub data: Vec<u8>,
+    /// Bytes of data-in the command placed straight in the initiator's
+    /// buffers (a READ, through [`super::DataBuffers`]); `data` is then
+    /// empty.
+    pub placed_in: usize,
 }
 
 impl Outcome {
@@ -20,7 +25,21 @@ impl Outcome {
             status: GOOD,
             sense: None,
             data,
+            placed_in: 0,
         }
+    }
+
+    /// GOOD status with `len` bytes placed in the initiator's buffers.
+    pub fn placed(len: usize) -> Self {
+        Outcome {
+            placed_in: len,
+            ..Outcome::good(Vec::new())
+        }
+    }
+
+    /// Bytes of data-in in all: held plus placed.
+    pub fn data_in_len(&self) -> usize {
+        self.data.len() + self.placed_in
     }
 
     /// CHECK CONDITION with `sense`.
@@ -29,6 +48,7 @@ impl Outcome {
             status: CHECK_CONDITION,
             sense: Some(sense),
             data: Vec::new(),
+            placed_in: 0,
         }
     }
 

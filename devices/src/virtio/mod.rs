@@ -9,6 +9,7 @@
 //! device's [`QueueHandler`], which the transport runs on a device worker
 //! ([`worker`]) when the VMM gives it an ioeventfd registry.
 
+pub mod chain_io;
 pub mod device;
 pub mod fs;
 pub mod net;

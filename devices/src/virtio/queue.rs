@@ -13,6 +13,9 @@ pub enum QueueError {
     /// A descriptor chain points outside guest memory or is malformed.
     #[error("invalid descriptor chain: {0}")]
     Chain(virtio_queue::Error),
+    /// A chain's data buffers cannot be reached for direct file I/O.
+    #[error("descriptor chain buffers: {0}")]
+    Buffers(#[from] super::chain_io::ChainIoError),
 }
 
 /// Builds a ready queue from the driver's configuration, checking alignment
