@@ -79,6 +79,10 @@ pub enum StateError {
     /// The state could not be encoded or decoded.
     #[error("state encoding: {0}")]
     Encoding(String),
+    /// The state decodes but holds a value the device cannot take (a
+    /// register block of the wrong size, an index out of range).
+    #[error("invalid state: {0}")]
+    Invalid(String),
 }
 
 #[cfg(test)]

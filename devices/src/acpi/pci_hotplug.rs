@@ -68,6 +68,7 @@ use acpi_tables::aml::{
 };
 
 use crate::bus::BusDevice;
+use crate::snapshot::{DeviceState, Snapshottable, StateError};
 
 /// First I/O port of the register block.
 pub const PCIHP_BASE: u16 = 0xae00;
@@ -115,6 +116,18 @@ fn slot_bit(slot: u8) -> Result<u32, HotplugError> {
     1u32.checked_shl(u32::from(slot))
         .filter(|bit| bit & SLOT_MASK != 0)
         .ok_or(HotplugError::InvalidSlot(slot))
+}
+
+/// The kind and version of the hotplug block's state in a snapshot.
+const STATE_KIND: &str = "acpi-pci-hotplug";
+const STATE_VERSION: u32 = 1;
+
+/// What a snapshot keeps of the block: the slots announced and not yet
+/// read by the guest, and the removals requested and not yet ejected.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct HotplugState {
+    up: u32,
+    down: u32,
 }
 
 /// The ACPI PCI hotplug register block (see the module docs).
@@ -366,11 +379,58 @@ fn field_name(name: &str) -> [u8; 4] {
     out
 }
 
+impl Snapshottable for PciHotplug {
+    fn save_state(&mut self) -> Result<DeviceState, StateError> {
+        let state = HotplugState {
+            up: self.up,
+            down: self.down,
+        };
+        DeviceState::new(STATE_KIND, STATE_VERSION, &state)
+    }
+
+    fn restore_state(&mut self, state: &DeviceState) -> Result<(), StateError> {
+        let state: HotplugState = state.decode(STATE_KIND, STATE_VERSION)?;
+        if (state.up | state.down) & !SLOT_MASK != 0 {
+            return Err(StateError::Invalid(
+                "slot 0 (the host bridge) marked for hotplug".to_owned(),
+            ));
+        }
+        self.up = state.up;
+        self.down = state.down;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;
 
     use super::*;
+
+    #[test]
+    fn state_carries_unread_adds_and_pending_removals() {
+        let (mut dev, _) = device();
+        dev.announce_add(4).unwrap();
+        dev.request_removal(7).unwrap();
+        let state = dev.save_state().unwrap();
+        let (mut fresh, _) = device();
+        fresh.restore_state(&state).unwrap();
+        let mut up = [0u8; 4];
+        fresh.read(0, &mut up);
+        assert_eq!(u32::from_le_bytes(up), 1 << 4);
+        assert_eq!(fresh.removals_pending(), 1 << 7);
+        let bad =
+            DeviceState::new(STATE_KIND, STATE_VERSION, &HotplugState { up: 1, down: 0 }).unwrap();
+        assert!(matches!(
+            fresh.restore_state(&bad),
+            Err(StateError::Invalid(_))
+        ));
+        assert_eq!(
+            fresh.removals_pending(),
+            1 << 7,
+            "a refused state changes nothing"
+        );
+    }
 
     fn device() -> (PciHotplug, Arc<Mutex<Vec<u8>>>) {
         let seen = Arc::new(Mutex::new(Vec::new()));

@@ -25,6 +25,7 @@ use std::sync::Arc;
 use crate::bus::BusDevice;
 use crate::interrupt::IrqLine;
 use crate::legacy::{GuestRequest, RequestSink};
+use crate::snapshot::{DeviceState, Snapshottable, StateError};
 
 /// The port of the block's first register.
 pub const PM_BASE: u16 = 0x600;
@@ -63,6 +64,20 @@ pub const SCI_EN: u16 = 1 << 0;
 pub const SLP_EN: u16 = 1 << 13;
 const SLP_TYP_SHIFT: u16 = 10;
 const SLP_TYP_MASK: u16 = 0x7;
+
+/// The kind and version of the PM block's state in a snapshot.
+const STATE_KIND: &str = "acpi-pm";
+const STATE_VERSION: u32 = 1;
+
+/// What a snapshot keeps of the PM block: its registers.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PmState {
+    pm1_sts: u16,
+    pm1_en: u16,
+    pm1_cnt: u16,
+    gpe_sts: u32,
+    gpe_en: u32,
+}
 
 /// The PM register block.
 pub struct PmDevice {
@@ -247,12 +262,62 @@ impl BusDevice for PmDevice {
     }
 }
 
+impl Snapshottable for PmDevice {
+    fn save_state(&mut self) -> Result<DeviceState, StateError> {
+        let state = PmState {
+            pm1_sts: self.pm1_sts,
+            pm1_en: self.pm1_en,
+            pm1_cnt: self.pm1_cnt,
+            gpe_sts: self.gpe_sts,
+            gpe_en: self.gpe_en,
+        };
+        DeviceState::new(STATE_KIND, STATE_VERSION, &state)
+    }
+
+    /// Puts the registers back without raising the SCI: an event pending
+    /// at save time is pending in the restored interrupt controller too.
+    fn restore_state(&mut self, state: &DeviceState) -> Result<(), StateError> {
+        let state: PmState = state.decode(STATE_KIND, STATE_VERSION)?;
+        let gpe_mask = u32::MAX.checked_shr(32 - GPE_COUNT).unwrap_or(0);
+        if (state.gpe_sts | state.gpe_en) & !gpe_mask != 0 {
+            return Err(StateError::Invalid(format!(
+                "GPE bits past GPE0's {GPE_COUNT} events"
+            )));
+        }
+        self.pm1_sts = state.pm1_sts;
+        self.pm1_en = state.pm1_en;
+        // SCI_EN reads as set, SLP_EN as clear, whatever the file says.
+        self.pm1_cnt = (state.pm1_cnt & !SLP_EN) | SCI_EN;
+        self.gpe_sts = state.gpe_sts;
+        self.gpe_en = state.gpe_en;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;
 
     use super::*;
     use crate::interrupt::CountingIrq;
+
+    #[test]
+    fn state_carries_enables_and_pending_events_without_a_new_sci() {
+        let (mut pm, _, _) = device();
+        pm.write(0x2, &PWRBTN.to_le_bytes());
+        pm.write(0xc, &[0x0a, 0, 0, 0]);
+        pm.raise_gpe(1).unwrap();
+        let state = pm.save_state().unwrap();
+        let (mut fresh, irq, requests) = device();
+        fresh.restore_state(&state).unwrap();
+        assert_eq!(irq.count(), 0, "restore raises no SCI of its own");
+        assert_eq!(fresh.pm1_enable(), PWRBTN);
+        assert!(fresh.gpe_enabled(1) && fresh.gpe_enabled(3));
+        let mut sts = [0u8; 4];
+        fresh.read(0x8, &mut sts);
+        assert_eq!(sts, [0x02, 0, 0, 0], "GPE 1 still pending");
+        assert!(requests.lock().unwrap().is_empty());
+    }
 
     fn device() -> (PmDevice, Arc<CountingIrq>, Arc<Mutex<Vec<GuestRequest>>>) {
         let irq = Arc::new(CountingIrq::default());

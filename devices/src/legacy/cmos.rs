@@ -7,6 +7,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::bus::BusDevice;
+use crate::snapshot::{DeviceState, Snapshottable, StateError};
 
 /// The index port; the data port follows it.
 pub const CMOS_BASE: u64 = 0x70;
@@ -25,6 +26,19 @@ const REG_B: u8 = 0x0b;
 const REG_C: u8 = 0x0c;
 const REG_D: u8 = 0x0d;
 const REG_CENTURY: u8 = 0x32;
+
+/// The kind and version of the CMOS state in a snapshot.
+const STATE_KIND: &str = "cmos";
+const STATE_VERSION: u32 = 1;
+
+/// What a snapshot keeps of the CMOS: the index register and the 128 bytes
+/// behind it (the clock registers are read from the host's clock, so the
+/// guest's wall-clock time moves on across a restore as on real hardware).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CmosState {
+    index: u8,
+    nvram: Vec<u8>,
+}
 
 /// The CMOS stub.
 pub struct Cmos {
@@ -114,9 +128,76 @@ impl BusDevice for Cmos {
     }
 }
 
+impl Snapshottable for Cmos {
+    fn save_state(&mut self) -> Result<DeviceState, StateError> {
+        let state = CmosState {
+            index: self.index,
+            nvram: self.nvram.to_vec(),
+        };
+        DeviceState::new(STATE_KIND, STATE_VERSION, &state)
+    }
+
+    fn restore_state(&mut self, state: &DeviceState) -> Result<(), StateError> {
+        let state: CmosState = state.decode(STATE_KIND, STATE_VERSION)?;
+        let nvram = <[u8; 128]>::try_from(state.nvram.as_slice()).map_err(|_| {
+            StateError::Invalid(format!("CMOS of {} bytes, 128 expected", state.nvram.len()))
+        })?;
+        if state.index > 0x7f {
+            return Err(StateError::Invalid(format!(
+                "CMOS index {:#x} past 0x7f",
+                state.index
+            )));
+        }
+        self.index = state.index;
+        self.nvram = nvram;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn state_carries_the_index_and_nvram_to_a_fresh_cmos() {
+        let mut cmos = Cmos::new();
+        cmos.write(0, &[0x40]);
+        cmos.write(1, &[0x5a]);
+        cmos.write(0, &[0x41]);
+        let state = cmos.save_state().unwrap();
+        let mut fresh = Cmos::new();
+        fresh.restore_state(&state).unwrap();
+        let mut index = [0u8];
+        fresh.read(0, &mut index);
+        assert_eq!(index[0], 0x41, "index register");
+        assert_eq!(read(&mut fresh, 0x40), 0x5a, "NVRAM byte");
+    }
+
+    #[test]
+    fn a_bad_cmos_state_is_refused_and_changes_nothing() {
+        let mut cmos = Cmos::new();
+        cmos.write(0, &[0x40]);
+        cmos.write(1, &[0x11]);
+        let short = DeviceState::new(
+            STATE_KIND,
+            STATE_VERSION,
+            &CmosState {
+                index: 0,
+                nvram: vec![0; 64],
+            },
+        )
+        .unwrap();
+        assert!(matches!(
+            cmos.restore_state(&short),
+            Err(StateError::Invalid(_))
+        ));
+        let foreign = DeviceState::new("i8042", 1, &()).unwrap();
+        assert!(matches!(
+            cmos.restore_state(&foreign),
+            Err(StateError::Mismatch { .. })
+        ));
+        assert_eq!(read(&mut cmos, 0x40), 0x11);
+    }
 
     fn read(cmos: &mut Cmos, index: u8) -> u8 {
         cmos.write(0, &[index]);

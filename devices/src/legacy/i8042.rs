@@ -6,6 +6,7 @@
 
 use crate::bus::BusDevice;
 use crate::legacy::{GuestRequest, RequestSink};
+use crate::snapshot::{DeviceState, Snapshottable, StateError};
 
 /// The first port of the controller.
 pub const I8042_BASE: u64 = 0x60;
@@ -23,6 +24,20 @@ const CMD_READ_CONFIG: u8 = 0x20;
 const CMD_WRITE_CONFIG: u8 = 0x60;
 /// Status bit: the output buffer holds a byte for the guest.
 const STATUS_OUTPUT_FULL: u8 = 0x01;
+
+/// The kind and version of the i8042 state in a snapshot.
+const STATE_KIND: &str = "i8042";
+const STATE_VERSION: u32 = 1;
+
+/// What a snapshot keeps of the controller: its configuration byte, a
+/// byte waiting for the guest, and whether the next data write is a
+/// configuration byte.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct I8042State {
+    config: u8,
+    output: Option<u8>,
+    expect_config: bool,
+}
 
 /// The reset-line part of an i8042.
 pub struct I8042 {
@@ -84,11 +99,58 @@ impl BusDevice for I8042 {
     }
 }
 
+impl Snapshottable for I8042 {
+    fn save_state(&mut self) -> Result<DeviceState, StateError> {
+        let state = I8042State {
+            config: self.config,
+            output: self.output,
+            expect_config: self.expect_config,
+        };
+        DeviceState::new(STATE_KIND, STATE_VERSION, &state)
+    }
+
+    fn restore_state(&mut self, state: &DeviceState) -> Result<(), StateError> {
+        let state: I8042State = state.decode(STATE_KIND, STATE_VERSION)?;
+        self.config = state.config;
+        self.output = state.output;
+        self.expect_config = state.expect_config;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Mutex};
 
     use super::*;
+
+    #[test]
+    fn state_carries_a_half_written_config_and_a_pending_byte() {
+        let mut dev = I8042::new(crate::legacy::ignore_requests());
+        dev.write(COMMAND, &[CMD_WRITE_CONFIG]);
+        dev.write(DATA, &[0x47]);
+        dev.write(COMMAND, &[CMD_READ_CONFIG]);
+        let pending = dev.save_state().unwrap();
+        dev.read(DATA, &mut [0u8]);
+        dev.write(COMMAND, &[CMD_WRITE_CONFIG]);
+        let half_written = dev.save_state().unwrap();
+
+        let mut fresh = I8042::new(crate::legacy::ignore_requests());
+        fresh.restore_state(&pending).unwrap();
+        let mut b = [0u8];
+        fresh.read(DATA, &mut b);
+        assert_eq!(b[0], 0x47, "the byte the guest had not read yet");
+
+        let mut fresh = I8042::new(crate::legacy::ignore_requests());
+        fresh.restore_state(&half_written).unwrap();
+        fresh.write(DATA, &[0x21]);
+        fresh.write(COMMAND, &[CMD_READ_CONFIG]);
+        fresh.read(DATA, &mut b);
+        assert_eq!(
+            b[0], 0x21,
+            "the data write after restore is the config byte"
+        );
+    }
 
     #[test]
     fn reset_command_reports_a_reset() {

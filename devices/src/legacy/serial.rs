@@ -23,10 +23,11 @@ use std::io::Write;
 use std::sync::Arc;
 
 use vm_superio::serial::NoEvents;
-use vm_superio::{Serial as Uart, Trigger};
+use vm_superio::{Serial as Uart, SerialState, Trigger};
 
 use crate::bus::BusDevice;
 use crate::interrupt::IrqLine;
+use crate::snapshot::{DeviceState, Snapshottable, StateError};
 
 /// The base port of COM1.
 pub const COM1_BASE: u64 = 0x3f8;
@@ -73,9 +74,38 @@ pub trait TransmitBatching: Send + Sync {
     fn set_allowed(&self, allowed: bool);
 }
 
+/// The kind and version of the UART state in a snapshot.
+const STATE_KIND: &str = "serial-16550";
+const STATE_VERSION: u32 = 1;
+/// Bytes the UART's receive FIFO holds (`vm-superio` refuses more).
+const FIFO_SIZE: usize = 64;
+
+/// What a snapshot keeps of the UART: its registers and the bytes in its
+/// receive FIFO, `vm-superio`'s own state described for serde.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(remote = "SerialState")]
+struct UartState {
+    baud_divisor_low: u8,
+    baud_divisor_high: u8,
+    interrupt_enable: u8,
+    interrupt_identification: u8,
+    line_control: u8,
+    line_status: u8,
+    modem_control: u8,
+    modem_status: u8,
+    scratch: u8,
+    in_buffer: Vec<u8>,
+}
+
+/// The UART's state as a snapshot stores it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SavedUart(#[serde(with = "UartState")] SerialState);
+
 /// A 16550 UART as a bus device.
 pub struct Serial {
     uart: Uart<IrqTrigger, NoEvents, SerialOutput>,
+    /// The interrupt line (kept to rebuild the UART at restore).
+    irq: Arc<dyn IrqLine>,
     batching: Option<Arc<dyn TransmitBatching>>,
     /// The last value the guest wrote to `LCR` (for `DLAB`).
     lcr: u8,
@@ -87,7 +117,8 @@ impl Serial {
     /// A UART raising `irq` and writing transmitted bytes to `out`.
     pub fn new(irq: Arc<dyn IrqLine>, out: SerialOutput) -> Self {
         Serial {
-            uart: Uart::new(IrqTrigger(irq), out),
+            uart: Uart::new(IrqTrigger(irq.clone()), out),
+            irq,
             batching: None,
             lcr: 0,
             thri: false,
@@ -150,6 +181,41 @@ impl BusDevice for Serial {
                 batching.set_allowed(true);
             }
         }
+    }
+}
+
+impl Snapshottable for Serial {
+    fn save_state(&mut self) -> Result<DeviceState, StateError> {
+        DeviceState::new(STATE_KIND, STATE_VERSION, &SavedUart(self.uart.state()))
+    }
+
+    /// Rebuilds the UART from the state around the same output and
+    /// interrupt line, and tells the batching hook what the restored
+    /// `IER.THRI` allows.
+    fn restore_state(&mut self, state: &DeviceState) -> Result<(), StateError> {
+        let SavedUart(state) = state.decode(STATE_KIND, STATE_VERSION)?;
+        if state.in_buffer.len() > FIFO_SIZE {
+            return Err(StateError::Invalid(format!(
+                "{} bytes in a receive FIFO of {FIFO_SIZE}",
+                state.in_buffer.len()
+            )));
+        }
+        let (lcr, thri) = (state.line_control, state.interrupt_enable & IER_THRI != 0);
+        let placeholder = Uart::new(
+            IrqTrigger(self.irq.clone()),
+            Box::new(std::io::sink()) as SerialOutput,
+        );
+        let out = std::mem::replace(&mut self.uart, placeholder).into_writer();
+        // The FIFO length is the only thing `from_state` checks, and it
+        // was checked above; a failure here would lose the output sink.
+        self.uart = Uart::from_state(&state, IrqTrigger(self.irq.clone()), NoEvents, out)
+            .map_err(|e| StateError::Invalid(format!("UART state: {e:?}")))?;
+        self.lcr = lcr;
+        self.thri = thri;
+        if let Some(batching) = &self.batching {
+            batching.set_allowed(!thri);
+        }
+        Ok(())
     }
 }
 
@@ -238,5 +304,59 @@ mod tests {
         assert_eq!(wide, [0xff, 0xff]);
         serial.write(9, b"x");
         assert_eq!(out.0.lock().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn state_carries_the_registers_to_a_fresh_uart_on_the_same_output() {
+        let out = Shared::default();
+        let mut serial = Serial::new(Arc::new(CountingIrq::default()), Box::new(out.clone()));
+        serial.write(3, &[0x83]); // DLAB on
+        serial.write(0, &[0x0c]); // divisor 12: 9600 baud
+        serial.write(3, &[0x03]); // 8N1, DLAB off
+        serial.write(7, &[0x5a]); // scratch
+        serial.write(1, &[0x02]); // THRI on
+        let state = serial.save_state().unwrap();
+
+        let recorder = Arc::new(Recorder::default());
+        let fresh_out = Shared::default();
+        let mut fresh = Serial::with_batching(
+            Arc::new(CountingIrq::default()),
+            Box::new(fresh_out.clone()),
+            recorder.clone(),
+        );
+        fresh.restore_state(&state).unwrap();
+        let read = |s: &mut Serial, offset| {
+            let mut b = [0u8];
+            s.read(offset, &mut b);
+            b[0]
+        };
+        assert_eq!(read(&mut fresh, 7), 0x5a, "scratch");
+        assert_eq!(read(&mut fresh, 3), 0x03, "line control");
+        assert_eq!(read(&mut fresh, 1), 0x02, "interrupt enable");
+        fresh.write(3, &[0x83]);
+        assert_eq!(read(&mut fresh, 0), 0x0c, "divisor latch");
+        fresh.write(3, &[0x03]);
+        fresh.write(0, b"z");
+        assert_eq!(fresh_out.0.lock().unwrap().as_slice(), b"z", "same sink");
+        assert_eq!(
+            recorder.0.lock().unwrap().as_slice(),
+            [true, false],
+            "batching stops: the restored guest waits for THRI"
+        );
+    }
+
+    #[test]
+    fn an_overfull_fifo_state_is_refused_and_the_uart_keeps_working() {
+        let out = Shared::default();
+        let mut serial = Serial::new(Arc::new(CountingIrq::default()), Box::new(out.clone()));
+        let mut bad = serial.uart.state();
+        bad.in_buffer = vec![b'x'; FIFO_SIZE + 1];
+        let bad = DeviceState::new(STATE_KIND, STATE_VERSION, &SavedUart(bad)).unwrap();
+        assert!(matches!(
+            serial.restore_state(&bad),
+            Err(StateError::Invalid(_))
+        ));
+        serial.write(0, b"k");
+        assert_eq!(out.0.lock().unwrap().as_slice(), b"k");
     }
 }
