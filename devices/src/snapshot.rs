@@ -83,6 +83,10 @@ pub enum StateError {
     /// register block of the wrong size, an index out of range).
     #[error("invalid state: {0}")]
     Invalid(String),
+    /// The device is not in a state to be saved or restored now: it runs,
+    /// a reset is completing, or the driver has already set it up.
+    #[error("device not quiescent: {0}")]
+    NotQuiescent(String),
 }
 
 #[cfg(test)]

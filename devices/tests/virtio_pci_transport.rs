@@ -248,17 +248,6 @@ async fn driver_features_are_frozen_once_features_ok_is_set() {
     );
 }
 
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let start = std::time::Instant::now();
-    while !done() {
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(10),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    }
-}
-
 fn worker_machine(ioevents: &Arc<RecordingIoEvents>) -> Machine {
     let dev = VsockDevice::new(
         3,

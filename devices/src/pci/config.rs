@@ -62,6 +62,13 @@ pub enum ConfigSpaceError {
     /// The capability does not fit in the remaining configuration space.
     #[error("no room for a capability of {0} bytes")]
     CapabilityTooLarge(usize),
+    /// Saved registers do not fit this function: another size, or a
+    /// read-only byte (identity, BAR type, capability) that differs.
+    #[error("saved configuration space does not match this function (byte {offset:#x})")]
+    Mismatch {
+        /// The first byte that does not match (the length if the sizes differ).
+        offset: usize,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -279,6 +286,30 @@ impl ConfigSpace {
         }
     }
 
+    /// The registers' values, for a snapshot.
+    pub fn registers(&self) -> Vec<u8> {
+        self.bytes.to_vec()
+    }
+
+    /// Puts back registers that [`ConfigSpace::registers`] read from a
+    /// function of the same layout: the guest-writable bits are taken from
+    /// `saved`, and every read-only bit must already be equal. On an error
+    /// nothing changes.
+    pub fn restore_registers(&mut self, saved: &[u8]) -> Result<(), ConfigSpaceError> {
+        if saved.len() != CONFIG_SPACE_SIZE {
+            return Err(ConfigSpaceError::Mismatch {
+                offset: saved.len(),
+            });
+        }
+        if let Some(offset) =
+            (0..CONFIG_SPACE_SIZE).find(|&o| (saved[o] ^ self.bytes[o]) & !self.write_mask[o] != 0)
+        {
+            return Err(ConfigSpaceError::Mismatch { offset });
+        }
+        self.bytes.copy_from_slice(saved);
+        Ok(())
+    }
+
     /// Reads the raw bytes of a capability body (for functions that interpret
     /// their own capabilities, such as MSI-X message control).
     pub fn raw(&self, offset: usize, len: usize) -> &[u8] {
@@ -365,5 +396,56 @@ mod tests {
         c.read(0x4a, &mut d);
         assert_eq!(d, [0, 0xc0]);
         assert!(c.add_capability(0x09, &[0; 250], &[]).is_err());
+    }
+
+    fn function(device_id: u16) -> ConfigSpace {
+        let mut c = ConfigSpace::new(&PciHeader {
+            vendor_id: 0x1af4,
+            device_id,
+            ..Default::default()
+        });
+        c.add_bar(0, 0x4000, BarKind::Memory64, false).unwrap();
+        c.add_capability(0x11, &[0; 10], &[0, 0xc0]).unwrap();
+        c
+    }
+
+    #[test]
+    fn registers_come_back_into_a_function_of_the_same_layout() {
+        let mut c = function(0x1048);
+        c.write(0x10, &0xe000_0000u32.to_le_bytes());
+        c.write(0x04, &[0x06, 0x00]);
+        c.write(0x3c, &[11]);
+        c.write(0x42, &[0x00, 0x80]);
+        let saved = c.registers();
+        let mut fresh = function(0x1048);
+        fresh.restore_registers(&saved).unwrap();
+        assert_eq!(fresh.bar_address(0), Some(0xe000_0000));
+        assert_eq!(fresh.command(), COMMAND_MEMORY | COMMAND_BUS_MASTER);
+        assert_eq!(fresh.interrupt_line(), 11);
+        assert_eq!(fresh.raw(0x42, 2), [0x00, 0x80]);
+    }
+
+    #[test]
+    fn registers_of_another_function_are_refused_and_change_nothing() {
+        let mut other = function(0x1049);
+        other.write(0x3c, &[5]);
+        let mut c = function(0x1048);
+        c.write(0x3c, &[9]);
+        assert_eq!(
+            c.restore_registers(&other.registers()),
+            Err(ConfigSpaceError::Mismatch { offset: 2 }),
+            "the device id differs"
+        );
+        assert_eq!(
+            c.restore_registers(&[0; 64]),
+            Err(ConfigSpaceError::Mismatch { offset: 64 })
+        );
+        let mut forged = c.registers();
+        forged[0x10] |= 0x01; // an I/O BAR type bit in a memory BAR
+        assert_eq!(
+            c.restore_registers(&forged),
+            Err(ConfigSpaceError::Mismatch { offset: 0x10 })
+        );
+        assert_eq!(c.interrupt_line(), 9);
     }
 }

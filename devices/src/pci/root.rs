@@ -188,6 +188,15 @@ impl PciRoot {
         slot.mapped = f.mapped_bars();
     }
 
+    /// Re-reads what every function decodes, for when registers changed
+    /// other than through a configuration write (a snapshot restored into
+    /// the functions).
+    pub fn refresh_decoding(&mut self) {
+        for slot in self.slots.iter_mut().flatten() {
+            slot.mapped = slot.function.lock().mapped_bars();
+        }
+    }
+
     fn decode(&self, address: u64, len: usize) -> Option<(&Slot, u8, u64)> {
         self.slots.iter().flatten().find_map(|slot| {
             slot.mapped.iter().find_map(|r| {

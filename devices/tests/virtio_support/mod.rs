@@ -61,6 +61,18 @@ pub struct Machine {
     pub bar0: u64,
 }
 
+/// Polls `done` every 2 ms; fails the test after 10 s.
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
 pub fn memory() -> GuestMemoryHandle {
     let m = GuestMemory::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap();
     GuestMemoryHandle::new(m)

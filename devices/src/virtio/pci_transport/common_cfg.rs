@@ -5,7 +5,7 @@ use super::interrupts::{InterruptState, NO_VECTOR};
 use crate::pci::{le_read, le_write};
 
 /// One queue as the driver configures it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueueConfig {
     /// Maximum size offered by the device.
     pub max_size: u16,
@@ -43,8 +43,9 @@ pub enum CommonAction {
     Status(u8),
 }
 
-/// Registers of the common configuration.
-#[derive(Debug, Clone)]
+/// Registers of the common configuration (also what a snapshot keeps of
+/// them).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CommonCfg {
     /// Device feature select.
     pub device_feature_select: u32,
@@ -88,6 +89,29 @@ impl CommonCfg {
                 .map(|m| QueueConfig::new(*m))
                 .collect(),
         }
+    }
+
+    /// Takes the registers of `saved` (a snapshot's), if they fit these
+    /// queues: as many, with the same maximum sizes, each size a power of
+    /// two within its maximum. On an error nothing changes.
+    pub fn restore(&mut self, saved: &CommonCfg) -> Result<(), String> {
+        if saved.queues.len() != self.queues.len() {
+            return Err(format!(
+                "{} queues saved, the device has {}",
+                saved.queues.len(),
+                self.queues.len()
+            ));
+        }
+        for (i, (q, mine)) in saved.queues.iter().zip(&self.queues).enumerate() {
+            if q.max_size != mine.max_size || !q.size.is_power_of_two() || q.size > q.max_size {
+                return Err(format!(
+                    "queue {i}: size {} of at most {} saved, the device offers {}",
+                    q.size, q.max_size, mine.max_size
+                ));
+            }
+        }
+        *self = saved.clone();
+        Ok(())
     }
 
     /// Back to the reset state (the generation counter keeps counting).
@@ -245,5 +269,36 @@ impl CommonCfg {
             _ => tracing::debug!(offset, "write to read-only or unknown common cfg register"),
         }
         CommonAction::None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restore_takes_only_registers_that_fit_the_queues() {
+        let mut saved = CommonCfg::new(&[256, 128]);
+        saved.status = 0x0f;
+        saved.driver_features = 1 << 32;
+        saved.queues[1].size = 64;
+        saved.queues[1].enabled = true;
+        saved.queues[1].desc = 0x1000;
+        let mut fresh = CommonCfg::new(&[256, 128]);
+        fresh.restore(&saved).unwrap();
+        assert_eq!(fresh, saved);
+
+        let mut other = CommonCfg::new(&[256, 128, 128]);
+        assert!(other.restore(&saved).is_err(), "another queue count");
+        let mut smaller = CommonCfg::new(&[256, 64]);
+        assert!(smaller.restore(&saved).is_err(), "another maximum size");
+        let mut bad = saved.clone();
+        bad.queues[0].size = 100;
+        let mut target = CommonCfg::new(&[256, 128]);
+        assert!(
+            target.restore(&bad).is_err(),
+            "a size that is no power of two"
+        );
+        assert_eq!(target, CommonCfg::new(&[256, 128]), "nothing changed");
     }
 }

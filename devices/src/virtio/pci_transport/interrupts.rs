@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::{Mutex, MutexGuard};
 
-use super::msix::Msix;
+use super::msix::{Msix, MsixState};
 use crate::interrupt::{IrqLine, MsiSink};
 use crate::virtio::VirtioInterrupt;
 
@@ -27,6 +27,21 @@ pub struct InterruptState {
     pub config_vector: u16,
     /// Vector of each queue.
     pub queue_vectors: Vec<u16>,
+}
+
+/// What a snapshot keeps of the transport's interrupts.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct InterruptsState {
+    /// The MSI-X table.
+    pub msix: MsixState,
+    /// ISR status.
+    pub isr: u8,
+    /// Vector of configuration-change interrupts.
+    pub config_vector: u16,
+    /// Vector of each queue.
+    pub queue_vectors: Vec<u16>,
+    /// Whether the device was marked broken (DEVICE_NEEDS_RESET).
+    pub needs_reset: bool,
 }
 
 /// Interrupt delivery shared by the transport and the activated device.
@@ -59,6 +74,45 @@ impl Interrupts {
     /// Whether the device was marked broken.
     pub fn needs_reset(&self) -> bool {
         self.needs_reset.load(Ordering::SeqCst)
+    }
+
+    /// The interrupt state, for a snapshot.
+    pub fn state(&self) -> InterruptsState {
+        let st = self.lock();
+        InterruptsState {
+            msix: st.msix.state(),
+            isr: st.isr,
+            config_vector: st.config_vector,
+            queue_vectors: st.queue_vectors.clone(),
+            needs_reset: self.needs_reset(),
+        }
+    }
+
+    /// Puts back a state [`Interrupts::state`] read from a transport with
+    /// as many queues and vectors. Nothing is delivered. On an error
+    /// nothing changes.
+    pub fn restore(&self, saved: &InterruptsState) -> Result<(), String> {
+        let mut st = self.lock();
+        if saved.queue_vectors.len() != st.queue_vectors.len() {
+            return Err(format!(
+                "{} queue vectors saved, the device has {} queues",
+                saved.queue_vectors.len(),
+                st.queue_vectors.len()
+            ));
+        }
+        let vectors = st.msix.vectors();
+        if let Some(v) = std::iter::once(&saved.config_vector)
+            .chain(&saved.queue_vectors)
+            .find(|v| **v != NO_VECTOR && **v >= vectors)
+        {
+            return Err(format!("vector {v} outside an MSI-X table of {vectors}"));
+        }
+        st.msix.restore(&saved.msix)?;
+        st.isr = saved.isr;
+        st.config_vector = saved.config_vector;
+        st.queue_vectors.clone_from(&saved.queue_vectors);
+        self.needs_reset.store(saved.needs_reset, Ordering::SeqCst);
+        Ok(())
     }
 
     /// Clears the broken mark (device reset).

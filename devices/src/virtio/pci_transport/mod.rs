@@ -26,7 +26,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use common_cfg::{CommonAction, CommonCfg};
-use interrupts::Interrupts;
+use interrupts::{Interrupts, InterruptsState};
 use vm_memory::GuestAddressSpace;
 
 use crate::interrupt::{IrqLine, MsiSink};
@@ -36,7 +36,7 @@ use crate::pci::{
     PciHeader,
 };
 use crate::quiesce::{Pausable, PauseError};
-use crate::snapshot::Snapshottable;
+use crate::snapshot::{DeviceState, Snapshottable, StateError};
 use crate::virtio::queue::build_queue;
 use crate::virtio::worker::{KickCount, PanicHook, QueueWorker};
 use crate::virtio::{
@@ -651,6 +651,124 @@ impl Drop for VirtioPciDevice {
     }
 }
 
-/// The transport's own state (configuration space, common configuration,
-/// MSI-X) and the device's come with snapshots.
-impl Snapshottable for VirtioPciDevice {}
+/// The kind and version of the transport's state in a snapshot.
+const STATE_KIND: &str = "virtio-pci";
+const STATE_VERSION: u32 = 1;
+
+/// What a snapshot keeps of a virtio-pci function: its configuration
+/// space registers (BAR addresses, command, MSI-X control), the common
+/// configuration (features, status, queue set-up), the interrupt state
+/// (MSI-X table and PBA, ISR, vectors, DEVICE_NEEDS_RESET), whether the
+/// device was running, and the device's own state (its queues' positions
+/// among it).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct TransportState {
+    config: Vec<u8>,
+    common: CommonCfg,
+    interrupts: InterruptsState,
+    activated: bool,
+    device: DeviceState,
+}
+
+impl Snapshottable for VirtioPciDevice {
+    /// Saves a paused function; refused while it runs or while a driver
+    /// reset completes, and when the device model cannot save its state.
+    fn save_state(&mut self) -> Result<DeviceState, StateError> {
+        if !self.paused {
+            return Err(StateError::NotQuiescent("the device is not paused".into()));
+        }
+        if self.stopping.is_some() {
+            return Err(StateError::NotQuiescent(
+                "the driver's reset has not completed".into(),
+            ));
+        }
+        let state = TransportState {
+            config: self.config.registers(),
+            common: self.common.clone(),
+            interrupts: self.interrupts.state(),
+            activated: self.activated,
+            device: self.device.save_state()?,
+        };
+        DeviceState::new(STATE_KIND, STATE_VERSION, &state)
+    }
+
+    /// Restores into a fresh, paused function of the same device kind (a
+    /// restored VM starts paused). A device that was running is activated
+    /// again with its queues as the driver set them up, its worker started
+    /// paused and its kicks tied to the restored BAR; then the device model
+    /// takes its own state. Every enabled queue counts as notified, so
+    /// that a notification that was held at save time is not lost (a
+    /// spurious one finds nothing to do). On an error the function is left
+    /// as it was: fresh.
+    fn restore_state(&mut self, state: &DeviceState) -> Result<(), StateError> {
+        if !self.paused {
+            return Err(StateError::NotQuiescent("the device is not paused".into()));
+        }
+        if self.activated || self.common.status != 0 || self.stopping.is_some() {
+            return Err(StateError::NotQuiescent(
+                "restore needs a function the driver has not set up".into(),
+            ));
+        }
+        let saved: TransportState = state.decode(STATE_KIND, STATE_VERSION)?;
+        let mut config = self.config.clone();
+        config
+            .restore_registers(&saved.config)
+            .map_err(|e| StateError::Invalid(e.to_string()))?;
+        let mut common = self.common.clone();
+        common.restore(&saved.common).map_err(StateError::Invalid)?;
+        if saved.common.driver_features & !self.device_features != 0 {
+            return Err(StateError::Invalid(format!(
+                "features {:#x} saved, the device offers {:#x}",
+                saved.common.driver_features, self.device_features
+            )));
+        }
+        let fresh_interrupts = self.interrupts.state();
+        self.interrupts
+            .restore(&saved.interrupts)
+            .map_err(StateError::Invalid)?;
+        let fresh_config = std::mem::replace(&mut self.config, config);
+        self.common = common;
+        let result = self.bring_back(&saved);
+        if result.is_err() {
+            self.stop_worker();
+            if self.activated {
+                self.device.reset();
+                self.activated = false;
+            }
+            self.deferred.clear();
+            self.config = fresh_config;
+            self.common.reset();
+            // The fresh state was read from this very table a moment ago.
+            let _ = self.interrupts.restore(&fresh_interrupts);
+        }
+        result
+    }
+}
+
+impl VirtioPciDevice {
+    /// The device side of a restore: features, activation, the device
+    /// model's state and the held notifications.
+    fn bring_back(&mut self, saved: &TransportState) -> Result<(), StateError> {
+        if self.common.status & status::FEATURES_OK != 0 {
+            self.device.ack_features(self.common.driver_features);
+        }
+        if saved.activated && !saved.interrupts.needs_reset {
+            self.activate();
+            if !self.activated {
+                return Err(StateError::Invalid(
+                    "the saved queue set-up does not fit guest memory".into(),
+                ));
+            }
+        }
+        self.device.restore_state(&saved.device)?;
+        if self.activated {
+            let enabled: Vec<u16> = (0..self.common.queues.len() as u16)
+                .filter(|q| self.common.queues[usize::from(*q)].enabled)
+                .collect();
+            for queue in enabled {
+                self.notify_queue(queue);
+            }
+        }
+        Ok(())
+    }
+}

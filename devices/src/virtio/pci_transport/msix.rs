@@ -29,6 +29,20 @@ impl Default for Entry {
     }
 }
 
+/// What a snapshot keeps of an MSI-X table: each entry's address, data
+/// and vector control, the pending bits, and the message control bits.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MsixState {
+    /// Per vector: address low, address high, data, vector control.
+    pub entries: Vec<[u32; 4]>,
+    /// The pending-bit array, 64 vectors per word.
+    pub pending: Vec<u64>,
+    /// MSI-X enable.
+    pub enabled: bool,
+    /// Function mask.
+    pub function_masked: bool,
+}
+
 /// MSI-X state: table, pending bits, and the enable / function-mask bits of
 /// the capability's message control.
 pub struct Msix {
@@ -55,6 +69,52 @@ impl Msix {
     /// Number of vectors.
     pub fn vectors(&self) -> u16 {
         self.entries.len() as u16
+    }
+
+    /// The table's state, for a snapshot.
+    pub fn state(&self) -> MsixState {
+        MsixState {
+            entries: self
+                .entries
+                .iter()
+                .map(|e| [e.addr_lo, e.addr_hi, e.data, e.ctrl])
+                .collect(),
+            pending: self.pending.clone(),
+            enabled: self.enabled,
+            function_masked: self.function_masked,
+        }
+    }
+
+    /// Puts back a state [`Msix::state`] read from a table of the same
+    /// size. Nothing is delivered: a vector pending at save time stays
+    /// pending until the guest unmasks it. On an error nothing changes.
+    pub fn restore(&mut self, state: &MsixState) -> Result<(), String> {
+        let n = self.entries.len();
+        if state.entries.len() != n || state.pending.len() != self.pending.len() {
+            return Err(format!(
+                "{} MSI-X vectors saved, the table has {n}",
+                state.entries.len()
+            ));
+        }
+        let beyond = |(word, bits): (usize, &u64)| {
+            let valid = n.saturating_sub(64 * word).min(64);
+            bits.checked_shr(valid as u32).unwrap_or(0) != 0
+        };
+        if state.pending.iter().enumerate().any(beyond) {
+            return Err("pending bits past the last MSI-X vector".to_owned());
+        }
+        for (e, [addr_lo, addr_hi, data, ctrl]) in self.entries.iter_mut().zip(&state.entries) {
+            *e = Entry {
+                addr_lo: *addr_lo,
+                addr_hi: *addr_hi,
+                data: *data,
+                ctrl: ctrl & CTRL_MASKED,
+            };
+        }
+        self.pending.clone_from(&state.pending);
+        self.enabled = state.enabled;
+        self.function_masked = state.function_masked;
+        Ok(())
     }
 
     /// Whether the guest enabled MSI-X.
@@ -171,5 +231,69 @@ impl Msix {
             return;
         };
         le_write(data, bits >> (8 * (offset % 8)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use parking_lot::Mutex;
+
+    use super::*;
+
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<(u64, u32)>>);
+
+    impl MsiSink for Recorder {
+        fn signal(&self, address: u64, data: u32) -> std::io::Result<()> {
+            self.0.lock().push((address, data));
+            Ok(())
+        }
+    }
+
+    fn program(msix: &mut Msix, vector: u64, data: u32) {
+        msix.table_write(vector * ENTRY_SIZE, &0xfee0_0000u32.to_le_bytes());
+        msix.table_write(vector * ENTRY_SIZE + 8, &data.to_le_bytes());
+        msix.table_write(vector * ENTRY_SIZE + 12, &0u32.to_le_bytes());
+    }
+
+    #[test]
+    fn state_carries_the_table_and_a_pending_vector_without_delivering_it() {
+        let old = Arc::new(Recorder::default());
+        let mut msix = Msix::new(3, old.clone());
+        msix.set_control(1 << 15);
+        program(&mut msix, 0, 0x41);
+        program(&mut msix, 2, 0x43);
+        msix.table_write(2 * ENTRY_SIZE + 12, &CTRL_MASKED.to_le_bytes());
+        assert!(msix.signal(2));
+        assert!(msix.is_pending(2));
+        let state = msix.state();
+
+        let new = Arc::new(Recorder::default());
+        let mut fresh = Msix::new(3, new.clone());
+        fresh.restore(&state).unwrap();
+        assert!(new.0.lock().is_empty(), "restore delivers nothing");
+        assert!(fresh.is_pending(2));
+        assert!(fresh.signal(0));
+        assert_eq!(new.0.lock().as_slice(), [(0xfee0_0000, 0x41)]);
+        fresh.table_write(2 * ENTRY_SIZE + 12, &0u32.to_le_bytes());
+        assert_eq!(
+            new.0.lock().as_slice(),
+            [(0xfee0_0000, 0x41), (0xfee0_0000, 0x43)],
+            "the pending vector goes out when the guest unmasks it"
+        );
+    }
+
+    #[test]
+    fn a_state_of_another_size_or_with_stray_pending_bits_is_refused() {
+        let mut msix = Msix::new(3, Arc::new(Recorder::default()));
+        let mut four = Msix::new(4, Arc::new(Recorder::default())).state();
+        assert!(msix.restore(&four).is_err());
+        four.entries.pop();
+        four.pending = vec![1 << 3];
+        assert!(msix.restore(&four).is_err(), "vector 3 of a table of 3");
+        assert_eq!(
+            msix.state(),
+            Msix::new(3, Arc::new(Recorder::default())).state()
+        );
     }
 }
