@@ -66,6 +66,11 @@ impl LunTable {
         self.luns.is_empty()
     }
 
+    /// The disk at `lun`.
+    pub fn get(&self, lun: u16) -> Option<&ScsiLun> {
+        self.luns.get(&lun)
+    }
+
     /// The attached LUNs in ascending order.
     pub fn luns(&self) -> Vec<u16> {
         self.luns.keys().copied().collect()

@@ -18,6 +18,56 @@ pub enum QueueError {
     Buffers(#[from] super::chain_io::ChainIoError),
 }
 
+/// Where a queue stands, as a snapshot keeps it: the next available entry
+/// the device will read and the next used entry it will write. Everything
+/// else about a queue is the driver's set-up, which the transport keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct QueuePosition {
+    /// Index of the next available-ring entry to read.
+    pub next_avail: u16,
+    /// Index of the next used-ring entry to write.
+    pub next_used: u16,
+}
+
+impl QueuePosition {
+    /// Where `queue` stands now.
+    pub fn of(queue: &Queue) -> Self {
+        QueuePosition {
+            next_avail: queue.next_avail(),
+            next_used: queue.next_used(),
+        }
+    }
+
+    /// Whether a queue of `size` entries can stand here: the device has
+    /// used no more than it read, and no more than `size` buffers apart.
+    pub fn check(&self, size: u16) -> Result<(), String> {
+        let in_flight = self.next_avail.wrapping_sub(self.next_used);
+        if in_flight > size {
+            return Err(format!(
+                "{in_flight} buffers in flight on a queue of {size}"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Moves `queue` to this position (after [`QueuePosition::check`]).
+    pub fn apply(&self, queue: &mut Queue) {
+        queue.set_next_avail(self.next_avail);
+        queue.set_next_used(self.next_used);
+    }
+}
+
+/// A device's queues by index (the shape each device keeps them in), so
+/// that run state can be saved and restored the same way for every device.
+pub trait QueueSet {
+    /// How many queues the device declares.
+    fn count(&self) -> u16;
+    /// Queue `index`, if the driver enabled it.
+    fn queue(&self, index: u16) -> Option<&Queue>;
+    /// Queue `index`, if the driver enabled it.
+    fn queue_mut(&mut self, index: u16) -> Option<&mut Queue>;
+}
+
 /// Builds a ready queue from the driver's configuration, checking alignment
 /// and that every ring lies in guest memory.
 pub fn build_queue(

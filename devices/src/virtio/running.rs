@@ -28,11 +28,12 @@
 use std::fmt;
 use std::sync::Arc;
 
-use virtio_queue::{DescriptorChain, Queue};
+use virtio_queue::{DescriptorChain, Queue, QueueT};
 use vm_memory::GuestAddressSpace;
 
-use super::queue::{QueueError, add_used, pop_chain, wants_interrupt};
+use super::queue::{QueueError, QueuePosition, QueueSet, add_used, pop_chain, wants_interrupt};
 use super::{ActivateContext, DeviceError, GuestMemory, GuestMemoryHandle, VirtioInterrupt};
+use crate::snapshot::StateError;
 
 /// Why a pass over a queue stopped: the guest's rings or buffers are
 /// unusable, and the device breaks (DEVICE_NEEDS_RESET).
@@ -137,6 +138,17 @@ impl<Q> Running<Q> {
     }
 }
 
+/// What a snapshot keeps of a running device's run state: whether the
+/// guest broke it, and where each of its queues stands (`None` for a queue
+/// the driver did not enable).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RunState {
+    /// The guest broke the device (it waits for a reset).
+    pub broken: bool,
+    /// Per queue index, its position.
+    pub positions: Vec<Option<QueuePosition>>,
+}
+
 /// A device's run state: inactive, running (maybe broken), and paused or
 /// not. See the [module documentation](self).
 pub struct Activation<Q> {
@@ -168,6 +180,81 @@ impl<Q> Activation<Q> {
     /// The driver reset the device: the queues are dropped.
     pub fn stop(&mut self) -> Option<Running<Q>> {
         self.running.take()
+    }
+
+    /// The run state for a snapshot, taken while paused: `None` for a
+    /// device the driver has not activated.
+    pub fn run_state(&self) -> Result<Option<RunState>, StateError>
+    where
+        Q: QueueSet,
+    {
+        if !self.paused {
+            return Err(StateError::NotQuiescent("the device is not paused".into()));
+        }
+        Ok(self.running.as_ref().map(|r| RunState {
+            broken: r.broken,
+            positions: (0..r.queues.count())
+                .map(|i| r.queues.queue(i).map(QueuePosition::of))
+                .collect(),
+        }))
+    }
+
+    /// Puts back a run state [`Activation::run_state`] took, while paused,
+    /// into a device the transport has just activated again with the same
+    /// queues (or left inactive, for `None`). On an error nothing changes.
+    pub fn restore_run_state(&mut self, state: Option<&RunState>) -> Result<(), StateError>
+    where
+        Q: QueueSet,
+    {
+        if !self.paused {
+            return Err(StateError::NotQuiescent("the device is not paused".into()));
+        }
+        let (running, state) = match (self.running.as_mut(), state) {
+            (None, None) => return Ok(()),
+            (Some(running), Some(state)) => (running, state),
+            (running, _) => {
+                return Err(StateError::Invalid(format!(
+                    "the device was {} at save time and is {} now",
+                    if running.is_some() {
+                        "inactive"
+                    } else {
+                        "active"
+                    },
+                    if running.is_some() {
+                        "active"
+                    } else {
+                        "inactive"
+                    },
+                )));
+            }
+        };
+        let count = running.queues.count();
+        if state.positions.len() != usize::from(count) {
+            return Err(StateError::Invalid(format!(
+                "{} queue positions saved, the device has {count} queues",
+                state.positions.len()
+            )));
+        }
+        for (index, position) in (0..count).zip(&state.positions) {
+            match (running.queues.queue(index), position) {
+                (None, None) => {}
+                (Some(queue), Some(position)) => position
+                    .check(queue.size())
+                    .map_err(|e| StateError::Invalid(format!("queue {index}: {e}")))?,
+                _ => {
+                    return Err(StateError::Invalid(format!(
+                        "queue {index} is enabled in only one of the saved state and the device"
+                    )));
+                }
+            }
+        }
+        for (index, position) in (0..count).zip(&state.positions) {
+            if let (Some(queue), Some(position)) = (running.queues.queue_mut(index), position) {
+                position.apply(queue);
+            }
+        }
+        running.broken = state.broken;
+        Ok(())
     }
 
     /// Whether the driver activated the device (broken or not).
@@ -278,4 +365,126 @@ pub fn drain<'m>(
         *used |= wants_interrupt(q, mem);
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use virtio_queue::mock::MockSplitQueue;
+    use vm_memory::GuestAddress;
+
+    use super::*;
+    use crate::virtio::pci_transport::interrupts::Interrupts;
+
+    /// An MSI sink that drops every message.
+    struct Silent;
+
+    impl crate::interrupt::MsiSink for Silent {
+        fn signal(&self, _address: u64, _data: u32) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Two queues, the second optional.
+    struct Pair(Queue, Option<Queue>);
+
+    impl QueueSet for Pair {
+        fn count(&self) -> u16 {
+            2
+        }
+        fn queue(&self, index: u16) -> Option<&Queue> {
+            match index {
+                0 => Some(&self.0),
+                1 => self.1.as_ref(),
+                _ => None,
+            }
+        }
+        fn queue_mut(&mut self, index: u16) -> Option<&mut Queue> {
+            match index {
+                0 => Some(&mut self.0),
+                1 => self.1.as_mut(),
+                _ => None,
+            }
+        }
+    }
+
+    fn activation(second: bool) -> Activation<Pair> {
+        let mem = GuestMemory::from_ranges(&[(GuestAddress(0), 0x10_0000)]).unwrap();
+        let queue = || -> Queue {
+            MockSplitQueue::create(&mem, GuestAddress(0x1000), 16)
+                .create_queue()
+                .unwrap()
+        };
+        let interrupt = Arc::new(Interrupts::new(
+            2,
+            3,
+            Arc::new(Silent),
+            Arc::new(crate::interrupt::NoIrq),
+        ));
+        let ctx = ActivateContext {
+            mem: GuestMemoryHandle::new(mem.clone()),
+            queues: Vec::new(),
+            features: 0,
+            interrupt,
+        };
+        let mut a = Activation::default();
+        a.start(ctx, Pair(queue(), second.then(queue)));
+        a.pause();
+        a
+    }
+
+    #[test]
+    fn queue_positions_and_the_broken_mark_come_back() {
+        let mut a = activation(true);
+        if let Some(r) = a.running.as_mut() {
+            r.queues.0.set_next_avail(9);
+            r.queues.0.set_next_used(7);
+            r.broken = true;
+        }
+        let state = a.run_state().unwrap().unwrap();
+        let mut b = activation(true);
+        b.restore_run_state(Some(&state)).unwrap();
+        let r = b.running().unwrap();
+        assert_eq!(
+            QueuePosition::of(&r.queues.0),
+            QueuePosition {
+                next_avail: 9,
+                next_used: 7
+            }
+        );
+        assert!(r.is_broken());
+        assert_eq!(b.run_state().unwrap(), Some(state));
+    }
+
+    #[test]
+    fn a_run_state_that_does_not_fit_changes_nothing() {
+        let mut a = activation(true);
+        let mut state = a.run_state().unwrap().unwrap();
+        // A queue enabled at save time is not enabled now.
+        let mut one = activation(false);
+        assert!(one.restore_run_state(Some(&state)).is_err());
+        // More in flight than the queue holds.
+        state.positions[0] = Some(QueuePosition {
+            next_avail: 40,
+            next_used: 2,
+        });
+        state.positions[1] = Some(QueuePosition {
+            next_avail: 3,
+            next_used: 3,
+        });
+        assert!(a.restore_run_state(Some(&state)).is_err());
+        assert_eq!(
+            a.run_state().unwrap().unwrap().positions[1],
+            Some(QueuePosition {
+                next_avail: 0,
+                next_used: 0
+            }),
+            "the valid second queue was not moved either"
+        );
+        // Active now, inactive at save time; and not paused.
+        assert!(a.restore_run_state(None).is_err());
+        a.resume();
+        assert!(matches!(a.run_state(), Err(StateError::NotQuiescent(_))));
+    }
 }

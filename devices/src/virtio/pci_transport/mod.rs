@@ -752,7 +752,7 @@ impl VirtioPciDevice {
         if self.common.status & status::FEATURES_OK != 0 {
             self.device.ack_features(self.common.driver_features);
         }
-        if saved.activated && !saved.interrupts.needs_reset {
+        if saved.activated {
             self.activate();
             if !self.activated {
                 return Err(StateError::Invalid(

@@ -177,6 +177,21 @@ impl ScsiConfig {
         b
     }
 
+    /// This configuration with the sizes a driver wrote (a snapshot's),
+    /// if a driver could have written them.
+    pub fn with_driver_sizes(self, sense_size: u32, cdb_size: u32) -> Result<Self, String> {
+        if sense_size > MAX_CONFIGURABLE_SIZE || !(6..=MAX_CONFIGURABLE_SIZE).contains(&cdb_size) {
+            return Err(format!(
+                "sense size {sense_size} / CDB size {cdb_size} out of range"
+            ));
+        }
+        Ok(ScsiConfig {
+            sense_size,
+            cdb_size,
+            ..self
+        })
+    }
+
     /// Applies a driver write; only whole, in-range `sense_size` and
     /// `cdb_size` writes take effect.
     pub fn write(&mut self, offset: u64, data: &[u8]) {

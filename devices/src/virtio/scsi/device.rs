@@ -3,20 +3,22 @@
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use virtio_queue::Queue;
+use virtio_queue::{Queue, QueueT};
 
 use super::config::{
     CONTROL_QUEUE, EVENT_QUEUE, FIRST_REQUEST_QUEUE, MAX_REQUEST_QUEUES, QUEUE_SIZE, ScsiConfig,
     VIRTIO_ID_SCSI, VIRTIO_SCSI_F_HOTPLUG, event,
 };
 use super::control::handle_control;
-use super::events::EventState;
+use super::events::{EventState, EventsSnapshot};
 use super::request::handle_command;
 use crate::quiesce::{Pausable, PauseError};
 use crate::release::ReleaseSignal;
 use crate::scsi::{LunTable, ScsiError, ScsiLun};
-use crate::snapshot::Snapshottable;
+use crate::snapshot::{DeviceState, Snapshottable, StateError};
 use crate::virtio::device::read_config_window;
+use crate::virtio::queue::QueueSet;
+use crate::virtio::running::RunState;
 use crate::virtio::{
     ActivateContext, Activation, DeviceError, QueueHandler, Running, VIRTIO_F_VERSION_1,
     VirtioDevice, drain, wants_interrupt,
@@ -314,8 +316,118 @@ impl Pausable for VirtioScsiDevice {
     }
 }
 
-/// State capture comes with snapshots.
-impl Snapshottable for VirtioScsiDevice {}
+/// The kind and version of the device's state in a snapshot.
+const STATE_KIND: &str = "virtio-scsi";
+const STATE_VERSION: u32 = 1;
+
+/// A LUN as a snapshot names it; the VMM attaches the disks again from
+/// their host paths before the state goes back, and the state checks that
+/// it found the same ones.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct SavedLun {
+    lun: u16,
+    blocks: u64,
+    read_only: bool,
+}
+
+/// What a snapshot keeps of a virtio-scsi device: its run state (queue
+/// positions), the sizes the driver configured, its LUNs and its event
+/// queue.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ScsiState {
+    run: Option<RunState>,
+    sense_size: u32,
+    cdb_size: u32,
+    luns: Vec<SavedLun>,
+    events: EventsSnapshot,
+}
+
+fn saved_luns(luns: &LunTable) -> Vec<SavedLun> {
+    luns.luns()
+        .into_iter()
+        .filter_map(|lun| {
+            luns.get(lun).map(|disk| SavedLun {
+                lun,
+                blocks: disk.image().blocks(),
+                read_only: disk.image().read_only(),
+            })
+        })
+        .collect()
+}
+
+impl Snapshottable for VirtioScsiDevice {
+    /// Refused while running and while a LUN removal waits for the guest.
+    fn save_state(&mut self) -> Result<DeviceState, StateError> {
+        let st = self.state.lock();
+        let config = *self.config.lock();
+        let state = ScsiState {
+            run: st.activation.run_state()?,
+            sense_size: config.sense_size,
+            cdb_size: config.cdb_size,
+            luns: saved_luns(&st.target.luns),
+            events: st.target.events.snapshot()?,
+        };
+        DeviceState::new(STATE_KIND, STATE_VERSION, &state)
+    }
+
+    /// Expects the same LUNs attached again (same sizes and modes) and the
+    /// transport's re-activation done. On an error nothing changes.
+    fn restore_state(&mut self, state: &DeviceState) -> Result<(), StateError> {
+        let saved: ScsiState = state.decode(STATE_KIND, STATE_VERSION)?;
+        let config = ScsiConfig::new(u32::from(self.request_queues))
+            .with_driver_sizes(saved.sense_size, saved.cdb_size)
+            .map_err(StateError::Invalid)?;
+        let mut st = self.state.lock();
+        let attached = saved_luns(&st.target.luns);
+        if attached != saved.luns {
+            return Err(StateError::Invalid(format!(
+                "LUNs {:?} saved, {:?} attached",
+                saved.luns, attached
+            )));
+        }
+        let event_queue_size = st
+            .activation
+            .running()
+            .and_then(|r| r.queues.event.as_ref())
+            .map_or(0, |q| q.size());
+        let mut events = EventState::default();
+        events.restore(&saved.events, event_queue_size)?;
+        st.activation.restore_run_state(saved.run.as_ref())?;
+        st.target.events = events;
+        st.target.config = config;
+        drop(st);
+        *self.config.lock() = config;
+        Ok(())
+    }
+}
+
+impl QueueSet for Queues {
+    fn count(&self) -> u16 {
+        FIRST_REQUEST_QUEUE + self.requests.len() as u16
+    }
+
+    fn queue(&self, index: u16) -> Option<&Queue> {
+        match index {
+            CONTROL_QUEUE => Some(&self.control),
+            EVENT_QUEUE => self.event.as_ref(),
+            i => self
+                .requests
+                .get(usize::from(i - FIRST_REQUEST_QUEUE))?
+                .as_ref(),
+        }
+    }
+
+    fn queue_mut(&mut self, index: u16) -> Option<&mut Queue> {
+        match index {
+            CONTROL_QUEUE => Some(&mut self.control),
+            EVENT_QUEUE => self.event.as_mut(),
+            i => self
+                .requests
+                .get_mut(usize::from(i - FIRST_REQUEST_QUEUE))?
+                .as_mut(),
+        }
+    }
+}
 
 impl Drop for VirtioScsiDevice {
     fn drop(&mut self) {

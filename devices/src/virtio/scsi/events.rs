@@ -29,6 +29,7 @@ use vm_memory::{Bytes, GuestAddress};
 
 use super::config::{EVENT_SIZE, event, event_lun};
 use crate::release::ReleaseSignal;
+use crate::snapshot::StateError;
 use crate::virtio::GuestMemory;
 use crate::virtio::ProcessError;
 use crate::virtio::queue::{add_used, pop_chain};
@@ -81,6 +82,20 @@ impl HeldBuffer {
     }
 }
 
+/// What a snapshot keeps of the event queue: the events not yet delivered
+/// (event, LUN, reason), the EVENTS_MISSED mark, and the guest buffers the
+/// device holds (head and `(address, length)` segments), which the guest
+/// will not post again.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EventsSnapshot {
+    /// Undelivered events: event code, LUN, reason.
+    pub pending: Vec<(u32, u16, u32)>,
+    /// An event was dropped; the next delivered one says so.
+    pub missed: bool,
+    /// Held guest buffers: head and segments.
+    pub held: Vec<(u16, Vec<(u64, usize)>)>,
+}
+
 /// Event queue state of one virtio-scsi device.
 #[derive(Debug, Default)]
 pub struct EventState {
@@ -124,6 +139,79 @@ impl EventState {
     /// Guest event buffers the device holds (for tests and stats).
     pub fn held(&self) -> usize {
         self.held.len()
+    }
+
+    /// The state for a snapshot. Refused while a LUN removal waits for the
+    /// guest (its release is a host-side waiter a snapshot cannot carry).
+    pub fn snapshot(&self) -> Result<EventsSnapshot, StateError> {
+        let waiting = self.pending.iter().any(|e| !e.releases.is_empty())
+            || !self.missed_releases.is_empty()
+            || !self.awaiting.is_empty();
+        if waiting {
+            return Err(StateError::NotQuiescent(
+                "a SCSI LUN removal waits for the guest".into(),
+            ));
+        }
+        Ok(EventsSnapshot {
+            pending: self
+                .pending
+                .iter()
+                .map(|e| (e.event, e.lun, e.reason))
+                .collect(),
+            missed: self.missed,
+            held: self
+                .held
+                .iter()
+                .map(|b| (b.head, b.segments.iter().map(|(a, l)| (a.0, *l)).collect()))
+                .collect(),
+        })
+    }
+
+    /// Puts back a snapshot's event state into a device whose event queue
+    /// has `queue_size` entries: at most that many held buffers, distinct
+    /// heads below it, at most [`MAX_PENDING_EVENTS`] events. On an error
+    /// nothing changes.
+    pub fn restore(&mut self, saved: &EventsSnapshot, queue_size: u16) -> Result<(), StateError> {
+        let heads: std::collections::BTreeSet<u16> = saved.held.iter().map(|(h, _)| *h).collect();
+        if saved.held.len() > usize::from(queue_size)
+            || heads.len() != saved.held.len()
+            || heads.iter().any(|h| *h >= queue_size)
+        {
+            return Err(StateError::Invalid(format!(
+                "{} held event buffers that do not fit a queue of {queue_size}",
+                saved.held.len()
+            )));
+        }
+        if saved.pending.len() > MAX_PENDING_EVENTS {
+            return Err(StateError::Invalid(format!(
+                "{} pending events, at most {MAX_PENDING_EVENTS} are kept",
+                saved.pending.len()
+            )));
+        }
+        self.reset();
+        self.pending = saved
+            .pending
+            .iter()
+            .map(|&(event, lun, reason)| PendingEvent {
+                event,
+                lun,
+                reason,
+                releases: Vec::new(),
+            })
+            .collect();
+        self.missed = saved.missed;
+        self.held = saved
+            .held
+            .iter()
+            .map(|(head, segments)| HeldBuffer {
+                head: *head,
+                segments: segments
+                    .iter()
+                    .map(|&(a, l)| (GuestAddress(a), l))
+                    .collect(),
+            })
+            .collect();
+        Ok(())
     }
 
     /// Forgets everything (device reset or re-activation): the driver
@@ -336,5 +424,58 @@ mod tests {
         post(&mock, 0);
         assert!(!ev.process(&mut q, &mem).unwrap());
         assert_eq!(ev.held(), usize::from(SIZE));
+    }
+
+    #[test]
+    fn held_buffers_and_pending_events_come_back_and_are_used() {
+        let mem = memory();
+        let mock = MockSplitQueue::create(&mem, GuestAddress(0), SIZE);
+        let mut q: Queue = mock.create_queue().unwrap();
+        let mut ev = EventState::default();
+        post(&mock, 2);
+        assert!(!ev.process(&mut q, &mem).unwrap());
+        let saved = ev.snapshot().unwrap();
+        assert_eq!(saved.held, vec![(2, vec![(0x8200, 16)])]);
+
+        // A restored device holds the buffer the guest will not post
+        // again, and a new event goes into it.
+        let mut restored = EventState::default();
+        restored.restore(&saved, SIZE).unwrap();
+        assert_eq!(restored.held(), 1);
+        restored.push_reset(5, 1, None);
+        assert!(restored.process(&mut q, &mem).unwrap());
+        let mut lun = [0u8; 8];
+        mem.read_slice(&mut lun, GuestAddress(0x8200 + 4)).unwrap();
+        assert_eq!(lun, event_lun(5), "the event went into the held buffer");
+    }
+
+    #[test]
+    fn a_pending_removal_refuses_a_snapshot_and_bad_states_are_refused() {
+        let mut ev = EventState::default();
+        ev.push_reset(3, 2, Some(ReleaseSignal::pending()));
+        assert!(matches!(ev.snapshot(), Err(StateError::NotQuiescent(_))));
+
+        let mut target = EventState::default();
+        let twice = EventsSnapshot {
+            pending: Vec::new(),
+            missed: false,
+            held: vec![(1, vec![(0x8000, 16)]), (1, vec![(0x9000, 16)])],
+        };
+        assert!(target.restore(&twice, SIZE).is_err(), "a head held twice");
+        let beyond = EventsSnapshot {
+            held: vec![(SIZE, vec![(0x8000, 16)])],
+            ..twice.clone()
+        };
+        assert!(
+            target.restore(&beyond, SIZE).is_err(),
+            "a head past the queue"
+        );
+        let flood = EventsSnapshot {
+            pending: vec![(1, 0, 1); MAX_PENDING_EVENTS + 1],
+            missed: false,
+            held: Vec::new(),
+        };
+        assert!(target.restore(&flood, SIZE).is_err());
+        assert_eq!((target.held(), target.pending()), (0, 0));
     }
 }
