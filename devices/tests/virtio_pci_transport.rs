@@ -13,13 +13,17 @@ use uvm_devices::virtio::vsock::{VsockDevice, VsockHost};
 use virtio_support::*;
 use vm_memory::{Bytes, GuestAddress};
 
-fn machine() -> Machine {
-    let dev = VsockDevice::new(
-        3,
-        VsockHost::new(3).backend(),
+/// A vsock device for guest CID `cid` on a fresh host side.
+fn vsock(cid: u64) -> Box<VsockDevice> {
+    Box::new(VsockDevice::new(
+        cid,
+        VsockHost::new(cid).backend(),
         &tokio::runtime::Handle::current(),
-    );
-    Machine::new(Box::new(dev))
+    ))
+}
+
+fn machine() -> Machine {
+    Machine::new(vsock(3))
 }
 
 /// A REQUEST to a port nobody listens on: the device answers RST.
@@ -249,12 +253,7 @@ async fn driver_features_are_frozen_once_features_ok_is_set() {
 }
 
 fn worker_machine(ioevents: &Arc<RecordingIoEvents>) -> Machine {
-    let dev = VsockDevice::new(
-        3,
-        VsockHost::new(3).backend(),
-        &tokio::runtime::Handle::current(),
-    );
-    Machine::with_worker(Box::new(dev), ioevents.clone())
+    Machine::with_worker(vsock(3), ioevents.clone())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -469,4 +468,55 @@ fn a_reset_never_waits_for_a_request_in_flight() {
     m.driver_ok(&caps);
     assert_eq!(m.status(&caps), 0x0f);
     assert_eq!(ioevents.addresses().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restored_vsock_device_resets_the_guests_connections_and_serves_its_rings() {
+    use uvm_devices::quiesce::Pausable;
+    use uvm_devices::snapshot::{Snapshottable, StateError};
+    let m = machine();
+    let caps = m.probe();
+    m.enable_msix(&caps);
+    assert!(m.negotiate(&caps, VIRTIO_F_VERSION_1));
+    let mut rx = m.setup_queue(&caps, 0, 64, 1);
+    let mut tx = m.setup_queue(&caps, 1, 64, 2);
+    let mut ev = m.setup_queue(&caps, 2, 16, 3);
+    m.driver_ok(&caps);
+    let event_buffer = ev.alloc(4);
+    ev.add(&m.mem(), &[(event_buffer, 4, true)]).unwrap();
+    m.notify(&ev);
+    // One request answered before the snapshot, so the rings have moved.
+    add_rx(&m, &mut rx, 4);
+    send_request(&m, &mut tx);
+    assert_eq!(rx.used_idx(&m.mem()), 1);
+    m.mem()
+        .write_slice(&[0xff; 4], GuestAddress(event_buffer))
+        .unwrap();
+
+    let b = restored(&m, vsock(3));
+    let mem = b.mem();
+    let used = ev.take_used(&mem);
+    assert_eq!(used.len(), 1, "one transport-reset event");
+    assert_eq!(used[0].1, 4);
+    let mut id = [0u8; 4];
+    mem.read_slice(&mut id, GuestAddress(event_buffer)).unwrap();
+    assert_eq!(
+        u32::from_le_bytes(id),
+        0,
+        "VIRTIO_VSOCK_EVENT_TRANSPORT_RESET"
+    );
+    // The restored device reads the next request where the old one stopped.
+    send_request(&b, &mut tx);
+    wait_until("the RST from the restored device", || {
+        rx.used_idx(&b.mem()) == 2
+    });
+
+    // A device for another guest CID is not this state's.
+    let state = m.function.lock().save_state().unwrap();
+    let other = Machine::new(vsock(4));
+    other.function.lock().pause().unwrap();
+    assert!(matches!(
+        other.function.lock().restore_state(&state),
+        Err(StateError::Invalid(_))
+    ));
 }

@@ -95,3 +95,38 @@ fn read_only_flush_succeeds_and_failed_sync_is_eio() {
     let mut g = Guest::new(File::from(OwnedFd::from(w)), false);
     assert_eq!(g.request(&0u32.to_le_bytes(), 4), (4, RESP_EIO));
 }
+
+#[test]
+fn a_restored_pmem_device_answers_where_the_old_one_stopped() {
+    let f = tempfile::tempfile().unwrap();
+    f.set_len(1 << 20).unwrap();
+    let again = f.try_clone().unwrap();
+    let mut g = Guest::new(f, false);
+    assert_eq!(g.request(&0u32.to_le_bytes(), 4), (4, RESP_OK));
+    g.m = restored(&g.m, Box::new(PmemDevice::new(again, false, START, SIZE)));
+    assert_eq!(g.request(&0u32.to_le_bytes(), 4), (4, RESP_OK));
+    assert_eq!(g.m.status(&g.caps), 0x0f);
+}
+
+#[test]
+fn a_pmem_state_needs_the_same_window() {
+    use uvm_devices::quiesce::Pausable;
+    use uvm_devices::snapshot::{Snapshottable, StateError};
+    let f = tempfile::tempfile().unwrap();
+    let g = Guest::new(f.try_clone().unwrap(), false);
+    g.m.function.lock().pause().unwrap();
+    let state = g.m.function.lock().save_state().unwrap();
+    for (start, read_only) in [(START + SIZE, false), (START, true)] {
+        let other = Machine::new(Box::new(PmemDevice::new(
+            f.try_clone().unwrap(),
+            read_only,
+            start,
+            SIZE,
+        )));
+        other.function.lock().pause().unwrap();
+        assert!(matches!(
+            other.function.lock().restore_state(&state),
+            Err(StateError::Invalid(_))
+        ));
+    }
+}

@@ -443,26 +443,15 @@ fn a_paused_controller_delivers_no_event_until_resume() {
     );
 }
 
-/// The guest's machine moved to a new one the way a restore builds it:
-/// guest memory copied, the same LUNs attached again from their files, the
-/// function's state put into a fresh, paused transport, then resumed.
+/// The guest's controller moved to a new machine with the same LUNs
+/// attached again from their files.
 fn move_to_a_new_machine(g: &mut Guest, luns: &[(u16, &tempfile::NamedTempFile)]) {
-    g.m.function.lock().pause().unwrap();
-    let state = g.m.function.lock().save_state().unwrap();
     let dev = VirtioScsiDevice::new(1);
     let host = dev.host();
     for (lun, f) in luns {
         host.add_lun(*lun, disk(f, false)).unwrap();
     }
-    let m = Machine::new(Box::new(dev));
-    let mut ram = vec![0u8; MEM_SIZE];
-    g.m.mem().read_slice(&mut ram, GuestAddress(0)).unwrap();
-    m.mem().write_slice(&ram, GuestAddress(0)).unwrap();
-    m.function.lock().pause().unwrap();
-    m.function.lock().restore_state(&state).unwrap();
-    m.root.lock().refresh_decoding();
-    m.function.lock().resume().unwrap();
-    g.m = m;
+    g.m = restored(&g.m, Box::new(dev));
     g.host = host;
 }
 

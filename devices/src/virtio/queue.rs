@@ -68,6 +68,21 @@ pub trait QueueSet {
     fn queue_mut(&mut self, index: u16) -> Option<&mut Queue>;
 }
 
+/// A device with a single queue keeps it as is.
+impl QueueSet for Queue {
+    fn count(&self) -> u16 {
+        1
+    }
+
+    fn queue(&self, index: u16) -> Option<&Queue> {
+        (index == 0).then_some(self)
+    }
+
+    fn queue_mut(&mut self, index: u16) -> Option<&mut Queue> {
+        (index == 0).then_some(self)
+    }
+}
+
 /// Builds a ready queue from the driver's configuration, checking alignment
 /// and that every ring lies in guest memory.
 pub fn build_queue(

@@ -61,6 +61,26 @@ pub struct Machine {
     pub bar0: u64,
 }
 
+/// Saves `old`'s function (pausing it) and restores it into a new machine
+/// around `device`, the way a VMM restore builds one: guest memory copied,
+/// the state put into a fresh, paused transport, decoding refreshed, then
+/// resumed.
+pub fn restored(old: &Machine, device: Box<dyn VirtioDevice>) -> Machine {
+    use uvm_devices::quiesce::Pausable;
+    use uvm_devices::snapshot::Snapshottable;
+    old.function.lock().pause().unwrap();
+    let state = old.function.lock().save_state().unwrap();
+    let m = Machine::new(device);
+    let mut ram = vec![0u8; MEM_SIZE];
+    old.mem().read_slice(&mut ram, GuestAddress(0)).unwrap();
+    m.mem().write_slice(&ram, GuestAddress(0)).unwrap();
+    m.function.lock().pause().unwrap();
+    m.function.lock().restore_state(&state).unwrap();
+    m.root.lock().refresh_decoding();
+    m.function.lock().resume().unwrap();
+    m
+}
+
 /// Polls `done` every 2 ms; fails the test after 10 s.
 pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let start = std::time::Instant::now();

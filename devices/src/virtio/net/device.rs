@@ -11,9 +11,11 @@ use virtio_queue::{Queue, QueueOwnedT};
 use super::backend::NetBackend;
 use super::rx_pump::{RxPump, RxStatus};
 use crate::quiesce::{Pausable, PauseError};
-use crate::snapshot::Snapshottable;
+use crate::snapshot::{DeviceState, Snapshottable, StateError};
 use crate::virtio::device::read_config_window;
+use crate::virtio::queue::QueueSet;
 use crate::virtio::queue::{add_used, pop_chain};
+use crate::virtio::running::RunState;
 use crate::virtio::{
     ActivateContext, Activation, DeviceError, GuestMemory, ProcessError, QueueHandler,
     VIRTIO_F_VERSION_1, VirtioDevice, drain, fill_then_notify,
@@ -324,5 +326,53 @@ impl Pausable for NetDevice {
     }
 }
 
-/// State capture comes with snapshots.
-impl Snapshottable for NetDevice {}
+/// The kind and version of the device's state in a snapshot.
+const STATE_KIND: &str = "virtio-net";
+const STATE_VERSION: u32 = 1;
+
+/// What a snapshot keeps of a virtio-net device: its run state. The MAC
+/// and the tap are the VMM's to give the restored device (a clone may get
+/// other ones; its guest keeps the address its driver read at probe).
+/// Frames in flight on the host side are not kept: a network drops
+/// frames, and the guest's protocols resend.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct NetState {
+    run: Option<RunState>,
+}
+
+impl Snapshottable for NetDevice {
+    fn save_state(&mut self) -> Result<DeviceState, StateError> {
+        let run = self.state.lock().activation.run_state()?;
+        DeviceState::new(STATE_KIND, STATE_VERSION, &NetState { run })
+    }
+
+    fn restore_state(&mut self, state: &DeviceState) -> Result<(), StateError> {
+        let saved: NetState = state.decode(STATE_KIND, STATE_VERSION)?;
+        self.state
+            .lock()
+            .activation
+            .restore_run_state(saved.run.as_ref())
+    }
+}
+
+impl QueueSet for Queues {
+    fn count(&self) -> u16 {
+        2
+    }
+
+    fn queue(&self, index: u16) -> Option<&Queue> {
+        match index {
+            RX_QUEUE => Some(&self.rx),
+            TX_QUEUE => Some(&self.tx),
+            _ => None,
+        }
+    }
+
+    fn queue_mut(&mut self, index: u16) -> Option<&mut Queue> {
+        match index {
+            RX_QUEUE => Some(&mut self.rx),
+            TX_QUEUE => Some(&mut self.tx),
+            _ => None,
+        }
+    }
+}

@@ -9,8 +9,9 @@ use parking_lot::Mutex;
 use virtio_queue::{DescriptorChain, Queue};
 
 use crate::quiesce::{Pausable, PauseError};
-use crate::snapshot::Snapshottable;
+use crate::snapshot::{DeviceState, Snapshottable, StateError};
 use crate::virtio::device::read_config_window;
+use crate::virtio::running::RunState;
 use crate::virtio::{
     ActivateContext, Activation, DeviceError, GuestMemory, ProcessError, QueueHandler,
     VIRTIO_F_VERSION_1, VirtioDevice, drain,
@@ -187,5 +188,45 @@ impl Pausable for PmemDevice {
     }
 }
 
-/// State capture comes with snapshots.
-impl Snapshottable for PmemDevice {}
+/// The kind and version of the device's state in a snapshot.
+const STATE_KIND: &str = "virtio-pmem";
+const STATE_VERSION: u32 = 1;
+
+/// What a snapshot keeps of a virtio-pmem device: its run state and the
+/// window the guest sees the image in (the VMM maps the image again at
+/// the same place before the state goes back).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PmemState {
+    run: Option<RunState>,
+    start: u64,
+    size: u64,
+    read_only: bool,
+}
+
+impl Snapshottable for PmemDevice {
+    fn save_state(&mut self) -> Result<DeviceState, StateError> {
+        let queue = self.queue.lock();
+        let state = PmemState {
+            run: queue.activation.run_state()?,
+            start: self.start,
+            size: self.size,
+            read_only: queue.read_only,
+        };
+        DeviceState::new(STATE_KIND, STATE_VERSION, &state)
+    }
+
+    /// Expects the image mapped again at the same window, in the same
+    /// mode. On an error nothing changes.
+    fn restore_state(&mut self, state: &DeviceState) -> Result<(), StateError> {
+        let saved: PmemState = state.decode(STATE_KIND, STATE_VERSION)?;
+        let mut queue = self.queue.lock();
+        let now = (self.start, self.size, queue.read_only);
+        if (saved.start, saved.size, saved.read_only) != now {
+            return Err(StateError::Invalid(format!(
+                "pmem window {:#x}+{:#x} (read-only {}) saved, {:#x}+{:#x} (read-only {}) now",
+                saved.start, saved.size, saved.read_only, now.0, now.1, now.2
+            )));
+        }
+        queue.activation.restore_run_state(saved.run.as_ref())
+    }
+}

@@ -13,9 +13,11 @@ use virtio_queue::{Queue, QueueOwnedT};
 use super::backend::{BackendHandle, SharedBackend, VsockBackend};
 use super::packet::{HDR_SIZE, Header, MAX_PAYLOAD};
 use crate::quiesce::{Pausable, PauseError};
-use crate::snapshot::Snapshottable;
+use crate::snapshot::{DeviceState, Snapshottable, StateError};
 use crate::virtio::device::read_config_window;
+use crate::virtio::queue::QueueSet;
 use crate::virtio::queue::{add_used, pop_chain};
+use crate::virtio::running::RunState;
 use crate::virtio::{
     ActivateContext, Activation, DeviceError, GuestMemory, ProcessError, QueueHandler,
     VIRTIO_F_VERSION_1, VirtioDevice, drain, fill_then_notify,
@@ -34,13 +36,17 @@ pub const QUEUE_SIZE: u16 = 256;
 /// The device's name in logs.
 const DEVICE: &str = "virtio-vsock";
 
+/// The event id of VIRTIO_VSOCK_EVENT_TRANSPORT_RESET (virtio 1.2
+/// 5.10.6.6): the guest's connected sockets are reset, its listeners stay.
+pub const EVENT_TRANSPORT_RESET: u32 = 0;
+
 /// The queues of a running device.
 struct Queues {
     rx: Queue,
     tx: Queue,
-    /// Held so the guest's event buffers stay owned by the device; transport
-    /// reset events are not sent (no snapshot support yet).
-    _event: Option<Queue>,
+    /// The guest's event buffers: a transport reset after a restore goes
+    /// into one of them.
+    event: Option<Queue>,
 }
 
 /// Consumes every chain the guest put on the tx queue.
@@ -154,6 +160,9 @@ impl<B: vm_memory::bitmap::BitmapSlice> ReadAvailable for virtio_queue::Reader<'
 /// [`super::VsockHost`] that listens and connects for it.
 pub struct VsockDevice {
     guest_cid: u64,
+    /// Restored from a snapshot: at resume the guest is told that its
+    /// connections are gone (they lived in the old VMM).
+    reset_at_resume: bool,
     activation: Arc<Mutex<Activation<Queues>>>,
     backend: SharedBackend,
     wake: Arc<Notify>,
@@ -172,6 +181,7 @@ impl VsockDevice {
         ));
         VsockDevice {
             guest_cid,
+            reset_at_resume: false,
             activation,
             backend: host.backend,
             wake: host.wake,
@@ -255,20 +265,14 @@ impl VirtioDevice for VsockDevice {
         let rx = ctx.take_queue(RX_QUEUE)?;
         let tx = ctx.take_queue(TX_QUEUE)?;
         let event = ctx.take_optional_queue(EVENT_QUEUE);
-        self.activation.lock().start(
-            ctx,
-            Queues {
-                rx,
-                tx,
-                _event: event,
-            },
-        );
+        self.activation.lock().start(ctx, Queues { rx, tx, event });
         // Host connects made before the driver came up go out now.
         self.wake.notify_one();
         Ok(())
     }
 
     fn reset(&mut self) {
+        self.reset_at_resume = false;
         let mut activation = self.activation.lock();
         activation.stop();
         self.backend.lock().reset();
@@ -334,13 +338,111 @@ impl Pausable for VsockDevice {
         Ok(())
     }
 
-    /// What the host wrote while paused goes to the guest now.
+    /// What the host wrote while paused goes to the guest now; after a
+    /// restore, a transport reset goes first.
     fn resume(&mut self) -> Result<(), PauseError> {
-        self.activation.lock().resume();
+        let mut activation = self.activation.lock();
+        activation.resume();
+        if std::mem::take(&mut self.reset_at_resume) {
+            send_transport_reset(&mut activation);
+        }
+        drop(activation);
         self.wake.notify_one();
         Ok(())
     }
 }
 
-/// State capture comes with snapshots.
-impl Snapshottable for VsockDevice {}
+/// Puts a transport-reset event in the guest's first event buffer. Without
+/// one (a driver that posted none) the guest is not told; its connections
+/// then fail on their next packet, which the new backend answers with RST.
+fn send_transport_reset(activation: &mut Activation<Queues>) {
+    let Some(running) = activation.serving() else {
+        return;
+    };
+    running.process(DEVICE, EVENT_QUEUE, "event queue", |q, mem, used| {
+        let Some(event) = q.event.as_mut() else {
+            return Ok(());
+        };
+        let Some(chain) = pop_chain(event, mem)? else {
+            crate::log_limited!(warn, "no vsock event buffer: transport reset not sent");
+            return Ok(());
+        };
+        let head = chain.head_index();
+        let mut writer = chain.writer(mem).map_err(ProcessError::chain)?;
+        let id = EVENT_TRANSPORT_RESET.to_le_bytes();
+        let len = if writer.available_bytes() >= id.len() {
+            writer.write_all(&id)?;
+            id.len() as u32
+        } else {
+            0
+        };
+        add_used(event, mem, head, len)?;
+        *used = true;
+        tracing::info!("vsock transport reset sent to the guest");
+        Ok(())
+    });
+}
+
+/// The kind and version of the device's state in a snapshot.
+const STATE_KIND: &str = "virtio-vsock";
+const STATE_VERSION: u32 = 1;
+
+/// What a snapshot keeps of a vsock device: its run state and the guest's
+/// CID. Connections are not kept: they belong to the host side of the old
+/// VMM; the restored device resets them in the guest at resume (as
+/// Firecracker does), and its listeners stay.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct VsockState {
+    run: Option<RunState>,
+    guest_cid: u64,
+}
+
+impl Snapshottable for VsockDevice {
+    fn save_state(&mut self) -> Result<DeviceState, StateError> {
+        let state = VsockState {
+            run: self.activation.lock().run_state()?,
+            guest_cid: self.guest_cid,
+        };
+        DeviceState::new(STATE_KIND, STATE_VERSION, &state)
+    }
+
+    /// Expects a device for the same guest CID. On an error nothing
+    /// changes.
+    fn restore_state(&mut self, state: &DeviceState) -> Result<(), StateError> {
+        let saved: VsockState = state.decode(STATE_KIND, STATE_VERSION)?;
+        if saved.guest_cid != self.guest_cid {
+            return Err(StateError::Invalid(format!(
+                "guest CID {} saved, the device has {}",
+                saved.guest_cid, self.guest_cid
+            )));
+        }
+        let mut activation = self.activation.lock();
+        activation.restore_run_state(saved.run.as_ref())?;
+        self.reset_at_resume = activation.is_active();
+        Ok(())
+    }
+}
+
+impl QueueSet for Queues {
+    fn count(&self) -> u16 {
+        3
+    }
+
+    fn queue(&self, index: u16) -> Option<&Queue> {
+        match index {
+            RX_QUEUE => Some(&self.rx),
+            TX_QUEUE => Some(&self.tx),
+            EVENT_QUEUE => self.event.as_ref(),
+            _ => None,
+        }
+    }
+
+    fn queue_mut(&mut self, index: u16) -> Option<&mut Queue> {
+        match index {
+            RX_QUEUE => Some(&mut self.rx),
+            TX_QUEUE => Some(&mut self.tx),
+            EVENT_QUEUE => self.event.as_mut(),
+            _ => None,
+        }
+    }
+}
