@@ -5,6 +5,8 @@
 //! - [`vcpu_state`]: one vCPU's registers, FPU/XSAVE, XCRs, LAPIC, MSRs,
 //!   debug registers, pending events and CPUID, read from a parked vCPU
 //!   and put back into a fresh one.
+//! - [`vcpu_capture`]: every vCPU of a paused VM captured on its own
+//!   thread, after it settled its last exit.
 //! - [`vm_state`]: the VM-wide state KVM keeps: both PICs and the IOAPIC,
 //!   the PIT and the KVM clock.
 //! - [`memory_file`]: guest RAM as a sparse file (zero pages are holes),
@@ -16,5 +18,6 @@
 
 pub mod memory_file;
 pub mod state_file;
+pub mod vcpu_capture;
 pub mod vcpu_state;
 pub mod vm_state;

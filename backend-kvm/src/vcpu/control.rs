@@ -1,11 +1,18 @@
 //! [`RunControl`]: what the controller wants the vCPU threads to do (run,
 //! park, stop), and how many of them are parked or gone.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex};
+use kvm_ioctls::VcpuFd;
+use parking_lot::{Condvar, Mutex, MutexGuard};
+
+/// Work for every parked vCPU thread, run on that thread with its index and
+/// its vCPU (KVM wants a vCPU's state read by the thread that runs it, and
+/// only while it is outside `KVM_RUN`).
+pub type ParkedWork = Arc<dyn Fn(u8, &VcpuFd) + Send + Sync>;
 
 /// What the controller wants the vCPUs to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,10 +26,27 @@ pub enum Want {
     Stop = 2,
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct Counts {
     parked: usize,
     exited: usize,
+    /// The work parked threads are asked to run, numbered.
+    work: Option<(u64, ParkedWork)>,
+    /// The number of the last work handed out (numbers start at 1).
+    works: u64,
+    /// The vCPUs that have run the current work.
+    worked: BTreeSet<u8>,
+}
+
+impl std::fmt::Debug for Counts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Counts")
+            .field("parked", &self.parked)
+            .field("exited", &self.exited)
+            .field("work", &self.work.as_ref().map(|(n, _)| n))
+            .field("worked", &self.worked)
+            .finish()
+    }
 }
 
 /// The run state shared by the controller and every vCPU thread.
@@ -99,15 +123,48 @@ impl RunControl {
             .collect()
     }
 
-    /// Parks the calling vCPU thread while the wanted state is Pause.
-    pub(super) fn park(&self) {
+    /// Parks the calling thread, vCPU `index`, while the wanted state is
+    /// Pause, running on it each piece of work [`RunControl::run_parked`]
+    /// hands out: `serve` gets the work and runs it with the thread's vCPU.
+    /// `last_work` is the number of the last work this thread ran (kept by
+    /// the thread across parks, 0 at first).
+    pub(crate) fn park(&self, index: u8, last_work: &mut u64, mut serve: impl FnMut(&ParkedWork)) {
         let mut c = self.counts.lock();
         c.parked += 1;
         self.changed.notify_all();
         while self.want() == Want::Pause {
-            self.changed.wait(&mut c);
+            match c.work.clone() {
+                Some((number, work)) if number != *last_work => {
+                    *last_work = number;
+                    MutexGuard::unlocked(&mut c, || serve(&work));
+                    c.worked.insert(index);
+                    self.changed.notify_all();
+                }
+                _ => self.changed.wait(&mut c),
+            }
         }
         c.parked -= 1;
+    }
+
+    /// Runs `work` on each of the `n` vCPU threads of a paused VM (parked,
+    /// or parking now) and waits up to `timeout` for all of them; returns
+    /// whether all ran it. vCPUs whose thread has ended do not.
+    pub fn run_parked(&self, work: ParkedWork, n: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut c = self.counts.lock();
+        c.works += 1;
+        let number = c.works;
+        c.work = Some((number, work));
+        c.worked.clear();
+        self.changed.notify_all();
+        while c.worked.len() < n {
+            if self.changed.wait_until(&mut c, deadline).timed_out() {
+                break;
+            }
+        }
+        let all = c.worked.len() >= n;
+        c.work = None;
+        all
     }
 
     pub(super) fn exited(&self) {
@@ -128,7 +185,7 @@ mod tests {
         let control = Arc::new(RunControl::default());
         control.set(Want::Pause);
         let c = control.clone();
-        let t = std::thread::spawn(move || c.park());
+        let t = std::thread::spawn(move || c.park(0, &mut 0, |_| {}));
         assert!(control.wait_parked(1, Duration::from_secs(5)));
         control.set(Want::Run);
         t.join().unwrap();

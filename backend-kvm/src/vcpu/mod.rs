@@ -181,16 +181,58 @@ fn hand_over_held_writes(ctx: &VcpuContext) {
     }
 }
 
+/// Most `KVM_RUN` re-entries [`settle`] makes before it parks anyway (a
+/// string I/O instruction over many ports takes one per exit).
+const MAX_SETTLE_ROUNDS: usize = 4096;
+
+/// Re-enters `KVM_RUN` with `immediate_exit` set until it comes back
+/// interrupted, handling the exits met on the way: KVM completes the
+/// instruction of a port or MMIO exit only at the next entry, and the
+/// vCPU's state is consistent (for a snapshot) only then (KVM API
+/// documentation, `KVM_EXIT_IO` / `KVM_EXIT_MMIO`). Returns how the run
+/// ended if the guest ended it meanwhile.
+fn settle(vcpu: &mut VcpuFd, ctx: &VcpuContext) -> Option<ExitStatus> {
+    vcpu.set_kvm_immediate_exit(1);
+    let mut ended = None;
+    for _ in 0..MAX_SETTLE_ROUNDS {
+        match vcpu.run() {
+            Ok(exit) => {
+                hand_over_held_writes(ctx);
+                if let Step::End(status) = handle_exit(ctx, exit) {
+                    ended = Some(status);
+                    break;
+                }
+            }
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => break,
+            Err(e) => {
+                ended = Some(ExitStatus::with_detail(
+                    StopReason::VmmError,
+                    format!("vCPU {}: KVM_RUN: {e}", ctx.index),
+                ));
+                break;
+            }
+        }
+    }
+    vcpu.set_kvm_immediate_exit(0);
+    ended
+}
+
 /// Runs the vCPU until told to stop (`None`) or the guest ends the run.
 fn run_loop(vcpu: &mut VcpuFd, ctx: &VcpuContext) -> Option<ExitStatus> {
+    let mut last_work = 0;
     loop {
         match ctx.control.want() {
             Want::Run => {}
             Want::Pause => {
                 hand_over_held_writes(ctx);
+                if let Some(status) = settle(vcpu, ctx) {
+                    tracing::info!(vm = %ctx.vm_id, vcpu = ctx.index, "vCPU ends the run while parking: {status}");
+                    return Some(status);
+                }
                 ctx.control
                     .note_parked_at(ctx.index, registers::summary(vcpu, &*ctx.mem));
-                ctx.control.park();
+                ctx.control
+                    .park(ctx.index, &mut last_work, |work| work(ctx.index, vcpu));
                 continue;
             }
             Want::Stop => return None,
