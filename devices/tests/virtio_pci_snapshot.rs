@@ -97,6 +97,18 @@ fn machine(token: u32) -> (Machine, Arc<Seen>, Arc<RecordingIoEvents>) {
     (m, seen, ioevents)
 }
 
+/// A machine whose driver has set up queue 0 (MSI-X vector 1) and started
+/// the device.
+fn driven(token: u32) -> (Machine, Caps) {
+    let (m, _, _) = machine(token);
+    let caps = m.probe();
+    m.enable_msix(&caps);
+    assert!(m.negotiate(&caps, VIRTIO_F_VERSION_1));
+    let _q = m.setup_queue(&caps, 0, 16, 1);
+    m.driver_ok(&caps);
+    (m, caps)
+}
+
 /// The registers a driver reads back: common configuration of both queues
 /// and the MSI-X table's first three entries.
 fn guest_view(m: &Machine, caps: &Caps) -> Vec<u64> {
@@ -202,12 +214,7 @@ fn save_and_restore_are_refused_unless_paused_and_fresh() {
 
 #[test]
 fn a_bad_state_leaves_the_function_fresh() {
-    let (a, _, _) = machine(3);
-    let caps = a.probe();
-    a.enable_msix(&caps);
-    assert!(a.negotiate(&caps, VIRTIO_F_VERSION_1));
-    let _q = a.setup_queue(&caps, 0, 16, 1);
-    a.driver_ok(&caps);
+    let (a, caps) = driven(3);
     a.function.lock().pause().unwrap();
     let good = a.function.lock().save_state().unwrap();
 
@@ -244,4 +251,43 @@ fn a_bad_state_leaves_the_function_fresh() {
     // And the good state still goes in afterwards.
     b.function.lock().restore_state(&good).unwrap();
     assert_eq!(*seen.token.lock(), Some(3));
+}
+
+#[test]
+fn the_bus_saves_and_restores_every_function_by_slot() {
+    let (a, caps) = driven(11);
+    let before = guest_view(&a, &caps);
+    a.root.lock().pause().unwrap();
+    let state = a.root.lock().save_state().unwrap();
+
+    let (b, seen, _) = machine(0);
+    b.root.lock().pause().unwrap();
+    b.root.lock().restore_state(&state).unwrap();
+    assert_eq!(*seen.token.lock(), Some(11));
+    assert_eq!(
+        guest_view(&b, &caps),
+        before,
+        "decoding refreshed by the bus"
+    );
+
+    // A bus with another function in another slot is not this state's.
+    let (c, seen, _) = machine(0);
+    let extra = uvm_devices::virtio::pci_transport::VirtioPciDevice::new(
+        Box::new(TokenDevice {
+            token: 0,
+            seen: Arc::new(Seen::default()),
+        }),
+        c.mem.clone(),
+        c.msi.clone(),
+        c.intx.clone(),
+    )
+    .unwrap();
+    let extra: uvm_devices::pci::SharedFunction = Arc::new(Mutex::new(extra));
+    c.root.lock().add_function(Some(SLOT + 1), extra).unwrap();
+    c.root.lock().pause().unwrap();
+    assert!(matches!(
+        c.root.lock().restore_state(&state),
+        Err(StateError::Invalid(_))
+    ));
+    assert!(seen.token.lock().is_none(), "no function restored");
 }

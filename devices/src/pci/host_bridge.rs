@@ -4,7 +4,7 @@ use super::bar::{BarInfo, BarRegion};
 use super::config::{ConfigSpace, PciHeader};
 use super::function::PciFunction;
 use crate::quiesce::{Pausable, PauseError};
-use crate::snapshot::Snapshottable;
+use crate::snapshot::{DeviceState, Snapshottable, StateError};
 
 /// A host bridge function: identity only, no BARs.
 #[derive(Debug, Clone)]
@@ -80,5 +80,20 @@ impl Pausable for HostBridge {
     }
 }
 
-/// State capture comes with snapshots.
-impl Snapshottable for HostBridge {}
+/// The kind and version of the host bridge's state in a snapshot.
+const STATE_KIND: &str = "pci-host-bridge";
+const STATE_VERSION: u32 = 1;
+
+/// A snapshot keeps the bridge's configuration registers.
+impl Snapshottable for HostBridge {
+    fn save_state(&mut self) -> Result<DeviceState, StateError> {
+        DeviceState::new(STATE_KIND, STATE_VERSION, &self.config.registers())
+    }
+
+    fn restore_state(&mut self, state: &DeviceState) -> Result<(), StateError> {
+        let registers: Vec<u8> = state.decode(STATE_KIND, STATE_VERSION)?;
+        self.config
+            .restore_registers(&registers)
+            .map_err(|e| StateError::Invalid(e.to_string()))
+    }
+}

@@ -10,6 +10,7 @@ use super::bar_alloc::{BarAllocError, BarAllocator};
 use super::function::SharedFunction;
 use super::host_bridge::HostBridge;
 use crate::quiesce::{Pausable, PauseError};
+use crate::snapshot::{DeviceState, Snapshottable, StateError};
 
 /// Number of device slots on the bus.
 pub const SLOT_COUNT: usize = 32;
@@ -240,6 +241,65 @@ impl PciRoot {
             .iter()
             .enumerate()
             .filter_map(|(slot, s)| s.as_ref().map(|s| (slot as u8, &s.function)))
+    }
+}
+
+/// The kind and version of the bus's state in a snapshot.
+const STATE_KIND: &str = "pci-root";
+const STATE_VERSION: u32 = 1;
+
+/// One slot as a snapshot keeps it: where the root placed the function's
+/// BARs, and the function's own state.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SavedSlot {
+    slot: u8,
+    bars: Vec<u64>,
+    function: DeviceState,
+}
+
+/// A snapshot of the bus is every function's state, by slot. Saving needs
+/// every function paused (each refuses otherwise); a function that cannot
+/// save its state refuses the whole bus.
+impl Snapshottable for PciRoot {
+    fn save_state(&mut self) -> Result<DeviceState, StateError> {
+        let mut slots = Vec::new();
+        for (index, slot) in self.slots.iter().enumerate() {
+            let Some(slot) = slot else { continue };
+            slots.push(SavedSlot {
+                slot: index as u8,
+                bars: slot.allocated.clone(),
+                function: slot.function.lock().save_state()?,
+            });
+        }
+        DeviceState::new(STATE_KIND, STATE_VERSION, &slots)
+    }
+
+    /// Restores into a bus the VMM has rebuilt: the same functions in the
+    /// same slots, with their BARs placed where they were (refused
+    /// otherwise, before any function changes), each paused. A function
+    /// that refuses its state fails the restore with the functions before
+    /// it already restored: the VMM discards the VM it was building.
+    fn restore_state(&mut self, state: &DeviceState) -> Result<(), StateError> {
+        let saved: Vec<SavedSlot> = state.decode(STATE_KIND, STATE_VERSION)?;
+        let present: Vec<(u8, Vec<u64>)> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.as_ref().map(|s| (i as u8, s.allocated.clone())))
+            .collect();
+        let wanted: Vec<(u8, Vec<u64>)> = saved.iter().map(|s| (s.slot, s.bars.clone())).collect();
+        if present != wanted {
+            return Err(StateError::Invalid(format!(
+                "slots and BARs {wanted:x?} saved, {present:x?} on the bus"
+            )));
+        }
+        for s in &saved {
+            if let Some(Some(slot)) = self.slots.get(usize::from(s.slot)) {
+                slot.function.lock().restore_state(&s.function)?;
+            }
+        }
+        self.refresh_decoding();
+        Ok(())
     }
 }
 
