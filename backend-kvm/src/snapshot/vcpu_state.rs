@@ -94,6 +94,9 @@ pub struct VcpuState {
     pub debugregs: kvm_debugregs,
     /// Pending exception, interrupt, NMI and SMI state.
     pub events: kvm_vcpu_events,
+    /// The guest's TSC frequency in kHz (`KVM_GET_TSC_KHZ`): a restore on
+    /// a host with another TSC frequency asks KVM to scale to this one.
+    pub tsc_khz: u32,
 }
 
 /// The MSR indices worth saving on this host: those
@@ -149,8 +152,8 @@ pub fn readable_msrs(
 /// An exit for a port or MMIO read completes inside KVM only at the next
 /// `KVM_RUN`, so the caller must re-enter `KVM_RUN` once with
 /// `immediate_exit` set before capturing a vCPU that stopped on one (the
-/// KVM API documentation's rule for saving state). The TSC frequency
-/// (`KVM_GET_TSC_KHZ`) is not kept here; the VM's snapshot must hold it.
+/// KVM API documentation's rule for saving state; a parked vCPU thread has
+/// done so, see [`super::vcpu_capture`]).
 pub fn capture(vcpu: &VcpuFd, index: u8, msr_indices: &[u32]) -> Result<VcpuState, VcpuStateError> {
     let kvm = |what: &'static str| {
         move |source| VcpuStateError::Kvm {
@@ -179,6 +182,7 @@ pub fn capture(vcpu: &VcpuFd, index: u8, msr_indices: &[u32]) -> Result<VcpuStat
         msrs: readable_msrs(vcpu, index, msr_indices)?,
         debugregs: vcpu.get_debug_regs().map_err(kvm("KVM_GET_DEBUGREGS"))?,
         events: vcpu.get_vcpu_events().map_err(kvm("KVM_GET_VCPU_EVENTS"))?,
+        tsc_khz: vcpu.get_tsc_khz().map_err(kvm("KVM_GET_TSC_KHZ"))?,
     })
 }
 
@@ -198,6 +202,12 @@ pub fn restore(vcpu: &VcpuFd, state: &VcpuState) -> Result<(), VcpuStateError> {
         len: state.cpuid.len(),
     })?;
     vcpu.set_cpuid2(&cpuid).map_err(kvm("KVM_SET_CPUID2"))?;
+    // The frequency first: the TSC MSR below is read against it. KVM
+    // refuses another frequency on a host without TSC scaling.
+    if vcpu.get_tsc_khz().map_err(kvm("KVM_GET_TSC_KHZ"))? != state.tsc_khz {
+        vcpu.set_tsc_khz(state.tsc_khz)
+            .map_err(kvm("KVM_SET_TSC_KHZ"))?;
+    }
     vcpu.set_mp_state(state.mp_state)
         .map_err(kvm("KVM_SET_MP_STATE"))?;
     vcpu.set_regs(&state.regs).map_err(kvm("KVM_SET_REGS"))?;
