@@ -123,10 +123,12 @@ pub fn prepare(
     let (events, inbox) = unbounded_channel();
     let guest = GuestEvents::new(events.clone());
     let held = Arc::new(CoalescedWrites::new(&kvm, vm.clone(), &config.id));
+    // The stateful devices' handles wait for save and restore to use them.
     let platform::Platform {
         mut io_bus,
         pm,
         hotplug,
+        stateful: _,
     } = platform::build(&vm, config, tap, &guest, &held)?;
     let mut mmio_bus = Bus::new();
     let msi: Arc<dyn MsiSink> =

@@ -5,6 +5,7 @@
 //! panic) and ejects leave them through [`GuestEvents`] (bounded). KVM's
 //! in-kernel PIC/IOAPIC/LAPIC and PIT handle the rest of the platform.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use kvm_ioctls::VmFd;
@@ -18,6 +19,7 @@ use uvm_devices::legacy::cmos::{CMOS_BASE, CMOS_PORTS, Cmos};
 use uvm_devices::legacy::i8042::{I8042, I8042_BASE, I8042_PORTS};
 use uvm_devices::legacy::pvpanic::{PVPANIC_PORT, PvPanic};
 use uvm_devices::legacy::serial::{COM1_BASE, COM1_IRQ, Serial, UART_PORTS};
+use uvm_devices::snapshot::{DeviceState, Snapshottable, StateError};
 
 use crate::coalesced::{CoalescedWrites, UartBatching};
 use crate::console::{ConsoleTap, ConsoleWriter};
@@ -33,6 +35,47 @@ pub struct Platform {
     pub pm: Arc<Mutex<PmDevice>>,
     /// The PCI hotplug register block.
     pub hotplug: Arc<Mutex<PciHotplug>>,
+    /// The devices whose state a snapshot keeps.
+    pub stateful: PlatformDevices,
+}
+
+/// The platform devices with state worth a snapshot, by name: COM1, the
+/// i8042, CMOS, the ACPI PM block and the PCI hotplug block. pvpanic has
+/// none (it only reports); the PICs, IOAPIC and PIT are KVM's and come
+/// with the VM's state.
+#[derive(Clone)]
+pub struct PlatformDevices {
+    devices: BTreeMap<&'static str, Arc<Mutex<dyn Snapshottable + Send>>>,
+}
+
+impl PlatformDevices {
+    /// Every device's state, by name; refused as a whole if one refuses.
+    pub fn save(&self) -> Result<BTreeMap<String, DeviceState>, StateError> {
+        self.devices
+            .iter()
+            .map(|(name, device)| Ok(((*name).to_owned(), device.lock().save_state()?)))
+            .collect()
+    }
+
+    /// Puts back what [`PlatformDevices::save`] returned: a state for
+    /// every device and none for a device this VM does not have. On an
+    /// error the devices before the failing one are already restored (a
+    /// restore builds a new VM, which it discards on an error).
+    pub fn restore(&self, states: &BTreeMap<String, DeviceState>) -> Result<(), StateError> {
+        let names: Vec<&str> = states.keys().map(String::as_str).collect();
+        let mine: Vec<&str> = self.devices.keys().copied().collect();
+        if names != mine {
+            return Err(StateError::Invalid(format!(
+                "platform devices {names:?} saved, {mine:?} in this VM"
+            )));
+        }
+        for (name, device) in &self.devices {
+            if let Some(state) = states.get(*name) {
+                device.lock().restore_state(state)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Puts the platform devices of `config`'s VM on a new port bus; console
@@ -49,7 +92,7 @@ pub fn build(
 ) -> Result<Platform, VmmError> {
     let requests: RequestSink = events.request_sink();
     let writer = ConsoleWriter::new(&config.id, &config.console, tap, requests.clone())?;
-    let serial: SharedDevice = Arc::new(Mutex::new(Serial::with_batching(
+    let serial = Arc::new(Mutex::new(Serial::with_batching(
         irq_line(vm, COM1_IRQ)?,
         Box::new(writer),
         Arc::new(UartBatching::new(held.clone())),
@@ -61,14 +104,24 @@ pub fn build(
         requests.clone(),
     )));
     let hotplug = Arc::new(Mutex::new(PciHotplug::new(events.eject_sink())));
+    let i8042 = Arc::new(Mutex::new(I8042::new(requests.clone())));
+    let cmos = Arc::new(Mutex::new(Cmos::new()));
+    let stateful = PlatformDevices {
+        devices: BTreeMap::from([
+            (
+                "com1",
+                serial.clone() as Arc<Mutex<dyn Snapshottable + Send>>,
+            ),
+            ("i8042", i8042.clone() as _),
+            ("cmos", cmos.clone() as _),
+            ("acpi-pm", pm.clone() as _),
+            ("pci-hotplug", hotplug.clone() as _),
+        ]),
+    };
     let mut io_bus = Bus::new();
-    io_bus.insert(serial, COM1_BASE, UART_PORTS)?;
-    io_bus.insert(
-        Arc::new(Mutex::new(I8042::new(requests.clone()))),
-        I8042_BASE,
-        I8042_PORTS,
-    )?;
-    io_bus.insert(Arc::new(Mutex::new(Cmos::new())), CMOS_BASE, CMOS_PORTS)?;
+    io_bus.insert(serial as SharedDevice, COM1_BASE, UART_PORTS)?;
+    io_bus.insert(i8042, I8042_BASE, I8042_PORTS)?;
+    io_bus.insert(cmos, CMOS_BASE, CMOS_PORTS)?;
     io_bus.insert(
         Arc::new(Mutex::new(PvPanic::new(requests))),
         PVPANIC_PORT,
@@ -80,6 +133,7 @@ pub fn build(
         io_bus,
         pm,
         hotplug,
+        stateful,
     })
 }
 
@@ -94,6 +148,12 @@ mod tests {
 
     /// The port bus of a small VM, with the receiving end of its events.
     fn platform() -> Option<(Bus, tokio::sync::mpsc::UnboundedReceiver<VmmEvent>)> {
+        let (platform, inbox) = whole_platform()?;
+        Some((platform.io_bus, inbox))
+    }
+
+    /// The platform of a small VM, with the receiving end of its events.
+    fn whole_platform() -> Option<(Platform, tokio::sync::mpsc::UnboundedReceiver<VmmEvent>)> {
         if !std::path::Path::new("/dev/kvm").exists() {
             eprintln!("SKIPPED: /dev/kvm not available");
             return None;
@@ -114,7 +174,48 @@ mod tests {
             &held,
         )
         .unwrap();
-        Some((platform.io_bus, inbox))
+        Some((platform, inbox))
+    }
+
+    fn read(bus: &Bus, port: u64) -> u8 {
+        let mut b = [0u8];
+        assert!(bus.read(port, &mut b));
+        b[0]
+    }
+
+    #[test]
+    fn the_platform_devices_state_comes_back_through_the_bus() {
+        let Some((a, _inbox_a)) = whole_platform() else {
+            return;
+        };
+        a.io_bus.write(CMOS_BASE, &[0x40]);
+        a.io_bus.write(CMOS_BASE + 1, &[0x5a]);
+        a.io_bus.write(COM1_BASE + 7, &[0x33]); // UART scratch
+        a.io_bus
+            .write(u64::from(PM_BASE) + 2, &0x0100u16.to_le_bytes()); // PWRBTN_EN
+        a.hotplug.lock().announce_add(5).unwrap();
+        let states = a.stateful.save().unwrap();
+        assert_eq!(
+            states.keys().map(String::as_str).collect::<Vec<_>>(),
+            ["acpi-pm", "cmos", "com1", "i8042", "pci-hotplug"]
+        );
+
+        let Some((b, _inbox_b)) = whole_platform() else {
+            return;
+        };
+        b.stateful.restore(&states).unwrap();
+        b.io_bus.write(CMOS_BASE, &[0x40]);
+        assert_eq!(read(&b.io_bus, CMOS_BASE + 1), 0x5a);
+        assert_eq!(read(&b.io_bus, COM1_BASE + 7), 0x33);
+        assert_eq!(read(&b.io_bus, u64::from(PM_BASE) + 3), 0x01);
+        assert_eq!(read(&b.io_bus, u64::from(PCIHP_BASE)), 1 << 5);
+
+        let mut missing = states.clone();
+        missing.remove("cmos");
+        assert!(matches!(
+            b.stateful.restore(&missing),
+            Err(StateError::Invalid(_))
+        ));
     }
 
     #[test]
