@@ -237,6 +237,20 @@ fn a_bad_state_leaves_the_function_fresh() {
         b.function.lock().restore_state(&too_big),
         Err(StateError::Invalid(_))
     ));
+    // Rings outside guest memory: the re-activation fails, quietly.
+    let mut off_memory = good.clone();
+    off_memory.data["common"]["queues"][0]["desc"] = (1u64 << 40).into();
+    assert!(matches!(
+        b.function.lock().restore_state(&off_memory),
+        Err(StateError::Invalid(_))
+    ));
+    // A running device whose status says it never got DRIVER_OK.
+    let mut not_running = good.clone();
+    not_running.data["common"]["status"] = 0x0b.into();
+    assert!(matches!(
+        b.function.lock().restore_state(&not_running),
+        Err(StateError::Invalid(_))
+    ));
     // Another function's identity in configuration space.
     let mut foreign = good.clone();
     foreign.data["config"][2] = 0x99.into();
@@ -246,6 +260,10 @@ fn a_bad_state_leaves_the_function_fresh() {
     ));
     assert!(!b.function.lock().has_worker());
     assert!(ioevents.addresses().is_empty());
+    assert!(
+        b.msi.take().is_empty(),
+        "a refused restore sent an interrupt"
+    );
     assert!(seen.token.lock().is_none());
     assert_eq!(guest_view(&b, &caps), fresh_view);
     // And the good state still goes in afterwards.
@@ -290,4 +308,23 @@ fn the_bus_saves_and_restores_every_function_by_slot() {
         Err(StateError::Invalid(_))
     ));
     assert!(seen.token.lock().is_none(), "no function restored");
+}
+
+#[test]
+fn a_guest_that_never_finished_negotiating_can_still_be_restored() {
+    let (a, _, _) = machine(5);
+    let caps = a.probe();
+    // ACKNOWLEDGE | DRIVER, then features the device does not offer, and
+    // no FEATURES_OK: the live device keeps them until the driver goes on.
+    a.set_status(&caps, 1);
+    a.set_status(&caps, 3);
+    a.write(caps.common + 0x08, 4, 1);
+    a.write(caps.common + 0x0c, 4, 0x8000_0000);
+    a.function.lock().pause().unwrap();
+    let state = a.function.lock().save_state().unwrap();
+    let (b, seen, _) = machine(0);
+    b.function.lock().pause().unwrap();
+    b.function.lock().restore_state(&state).unwrap();
+    assert_eq!(*seen.token.lock(), Some(5));
+    assert_eq!(b.function.lock().status(), 3);
 }

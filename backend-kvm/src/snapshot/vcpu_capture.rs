@@ -29,6 +29,10 @@ pub enum CaptureError {
         /// How long the capture waited.
         timeout: Duration,
     },
+    /// A vCPU parked with the instruction of its last exit incomplete, so
+    /// its state is not consistent.
+    #[error("vCPU {0} parked with its last exit unsettled")]
+    Unsettled(u8),
     /// A vCPU's state could not be read.
     #[error(transparent)]
     State(#[from] VcpuStateError),
@@ -56,6 +60,9 @@ pub fn capture_parked(
             vcpus,
             timeout,
         });
+    }
+    if let Some(index) = results.keys().find(|i| !control.settled(**i)) {
+        return Err(CaptureError::Unsettled(*index));
     }
     results
         .into_values()

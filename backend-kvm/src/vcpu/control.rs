@@ -59,6 +59,9 @@ pub struct RunControl {
     /// Where each vCPU stood when it last parked (its index, a register
     /// summary), for diagnosing a guest that stopped answering.
     parked_at: Mutex<BTreeMap<u8, String>>,
+    /// The vCPUs that parked with their last exit's instruction not yet
+    /// complete (see `vcpu::settle`): their state is not consistent.
+    unsettled: Mutex<BTreeSet<u8>>,
 }
 
 impl Default for RunControl {
@@ -69,6 +72,7 @@ impl Default for RunControl {
             counts: Mutex::new(Counts::default()),
             changed: Condvar::new(),
             parked_at: Mutex::new(BTreeMap::new()),
+            unsettled: Mutex::new(BTreeSet::new()),
         }
     }
 }
@@ -108,9 +112,22 @@ impl RunControl {
         guard.parked + guard.exited >= n
     }
 
-    /// Records where vCPU `index` stood as it parks.
-    pub(super) fn note_parked_at(&self, index: u8, registers: String) {
+    /// Records where vCPU `index` stood as it parks, and whether its last
+    /// exit was settled.
+    pub(super) fn note_parked_at(&self, index: u8, registers: String, settled: bool) {
         self.parked_at.lock().insert(index, registers);
+        let mut unsettled = self.unsettled.lock();
+        if settled {
+            unsettled.remove(&index);
+        } else {
+            unsettled.insert(index);
+        }
+    }
+
+    /// Whether vCPU `index` parked with its last exit settled (its state
+    /// is consistent for a snapshot).
+    pub fn settled(&self, index: u8) -> bool {
+        !self.unsettled.lock().contains(&index)
     }
 
     /// Where each vCPU stood when it last parked, by index (empty before
@@ -137,7 +154,12 @@ impl RunControl {
                 Some((number, work)) if number != *last_work => {
                     *last_work = number;
                     MutexGuard::unlocked(&mut c, || serve(&work));
-                    c.worked.insert(index);
+                    // Counted only for the work still asked for: a caller
+                    // that gave up and handed out new work meanwhile is
+                    // not told this thread ran its work.
+                    if c.work.as_ref().is_some_and(|(now, _)| *now == number) {
+                        c.worked.insert(index);
+                    }
                     self.changed.notify_all();
                 }
                 _ => self.changed.wait(&mut c),
@@ -196,9 +218,10 @@ mod tests {
     fn the_last_parking_place_of_each_vcpu_is_kept() {
         let control = RunControl::default();
         assert!(control.parked_at().is_empty());
-        control.note_parked_at(1, "b".into());
-        control.note_parked_at(0, "a".into());
-        control.note_parked_at(1, "c".into());
+        control.note_parked_at(1, "b".into(), true);
+        control.note_parked_at(0, "a".into(), false);
+        control.note_parked_at(1, "c".into(), true);
+        assert!(!control.settled(0) && control.settled(1));
         assert_eq!(
             control.parked_at(),
             vec![(0, "a".to_owned()), (1, "c".to_owned())]

@@ -189,23 +189,27 @@ const MAX_SETTLE_ROUNDS: usize = 4096;
 /// interrupted, handling the exits met on the way: KVM completes the
 /// instruction of a port or MMIO exit only at the next entry, and the
 /// vCPU's state is consistent (for a snapshot) only then (KVM API
-/// documentation, `KVM_EXIT_IO` / `KVM_EXIT_MMIO`). Returns how the run
-/// ended if the guest ended it meanwhile.
-fn settle(vcpu: &mut VcpuFd, ctx: &VcpuContext) -> Option<ExitStatus> {
+/// documentation, `KVM_EXIT_IO` / `KVM_EXIT_MMIO`). Gives whether it
+/// settled within [`MAX_SETTLE_ROUNDS`], or how the run ended if the guest
+/// ended it meanwhile.
+fn settle(vcpu: &mut VcpuFd, ctx: &VcpuContext) -> Result<bool, ExitStatus> {
     vcpu.set_kvm_immediate_exit(1);
-    let mut ended = None;
+    let mut outcome = Ok(false);
     for _ in 0..MAX_SETTLE_ROUNDS {
         match vcpu.run() {
             Ok(exit) => {
                 hand_over_held_writes(ctx);
                 if let Step::End(status) = handle_exit(ctx, exit) {
-                    ended = Some(status);
+                    outcome = Err(status);
                     break;
                 }
             }
-            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => break,
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
+                outcome = Ok(true);
+                break;
+            }
             Err(e) => {
-                ended = Some(ExitStatus::with_detail(
+                outcome = Err(ExitStatus::with_detail(
                     StopReason::VmmError,
                     format!("vCPU {}: KVM_RUN: {e}", ctx.index),
                 ));
@@ -214,7 +218,12 @@ fn settle(vcpu: &mut VcpuFd, ctx: &VcpuContext) -> Option<ExitStatus> {
         }
     }
     vcpu.set_kvm_immediate_exit(0);
-    ended
+    // Port writes the last completed instruction made.
+    hand_over_held_writes(ctx);
+    if matches!(outcome, Ok(false)) {
+        tracing::warn!(vm = %ctx.vm_id, vcpu = ctx.index, "vCPU parks with its last exit unsettled");
+    }
+    outcome
 }
 
 /// Runs the vCPU until told to stop (`None`) or the guest ends the run.
@@ -225,12 +234,15 @@ fn run_loop(vcpu: &mut VcpuFd, ctx: &VcpuContext) -> Option<ExitStatus> {
             Want::Run => {}
             Want::Pause => {
                 hand_over_held_writes(ctx);
-                if let Some(status) = settle(vcpu, ctx) {
-                    tracing::info!(vm = %ctx.vm_id, vcpu = ctx.index, "vCPU ends the run while parking: {status}");
-                    return Some(status);
-                }
+                let settled = match settle(vcpu, ctx) {
+                    Ok(settled) => settled,
+                    Err(status) => {
+                        tracing::info!(vm = %ctx.vm_id, vcpu = ctx.index, "vCPU ends the run while parking: {status}");
+                        return Some(status);
+                    }
+                };
                 ctx.control
-                    .note_parked_at(ctx.index, registers::summary(vcpu, &*ctx.mem));
+                    .note_parked_at(ctx.index, registers::summary(vcpu, &*ctx.mem), settled);
                 ctx.control
                     .park(ctx.index, &mut last_work, |work| work(ctx.index, vcpu));
                 continue;

@@ -437,7 +437,17 @@ impl VirtioPciDevice {
         }
     }
 
+    /// DRIVER_OK: the device runs, or is marked broken (DEVICE_NEEDS_RESET,
+    /// with the configuration interrupt) if it cannot.
     fn activate(&mut self) {
+        if let Err(reason) = self.try_activate() {
+            self.interrupts.set_needs_reset(&reason);
+        }
+    }
+
+    /// Builds the queues the driver set up and activates the device with
+    /// them, starting its worker; says why it could not.
+    fn try_activate(&mut self) -> Result<(), String> {
         let mem = self.mem.memory();
         let mut queues = Vec::with_capacity(self.common.queues.len());
         for (i, q) in self.common.queues.iter().enumerate() {
@@ -445,17 +455,10 @@ impl VirtioPciDevice {
                 queues.push(None);
                 continue;
             }
-            match build_queue(q.max_size, q.size, q.desc, q.avail, q.used, &mem) {
-                Ok(mut queue) => {
-                    queue.set_event_idx(self.common.driver_features & VIRTIO_F_EVENT_IDX != 0);
-                    queues.push(Some(queue));
-                }
-                Err(e) => {
-                    self.interrupts
-                        .set_needs_reset(&format!("queue {i} set-up invalid: {e}"));
-                    return;
-                }
-            }
+            let mut queue = build_queue(q.max_size, q.size, q.desc, q.avail, q.used, &mem)
+                .map_err(|e| format!("queue {i} set-up invalid: {e}"))?;
+            queue.set_event_idx(self.common.driver_features & VIRTIO_F_EVENT_IDX != 0);
+            queues.push(Some(queue));
         }
         let ctx = ActivateContext {
             mem: self.mem.clone(),
@@ -463,19 +466,16 @@ impl VirtioPciDevice {
             features: self.common.driver_features,
             interrupt: self.interrupts.clone(),
         };
-        match self.device.activate(ctx) {
-            Ok(()) => {
-                self.activated = true;
-                self.start_worker();
-                tracing::info!(
-                    device_type = self.device.device_type(),
-                    "virtio device activated"
-                );
-            }
-            Err(e) => self
-                .interrupts
-                .set_needs_reset(&format!("activation failed: {e}")),
-        }
+        self.device
+            .activate(ctx)
+            .map_err(|e| format!("activation failed: {e}"))?;
+        self.activated = true;
+        self.start_worker();
+        tracing::info!(
+            device_type = self.device.device_type(),
+            "virtio device activated"
+        );
+        Ok(())
     }
 
     fn msix_control(&self) -> u16 {
@@ -677,7 +677,9 @@ impl Snapshottable for VirtioPciDevice {
         if !self.paused {
             return Err(StateError::NotQuiescent("the device is not paused".into()));
         }
-        if self.stopping.is_some() {
+        // A reset whose worker has ended completes here, not only at the
+        // guest's next register access (which a paused guest never makes).
+        if self.stopping.is_some() && !self.finish_reset() {
             return Err(StateError::NotQuiescent(
                 "the driver's reset has not completed".into(),
             ));
@@ -716,33 +718,67 @@ impl Snapshottable for VirtioPciDevice {
             .map_err(|e| StateError::Invalid(e.to_string()))?;
         let mut common = self.common.clone();
         common.restore(&saved.common).map_err(StateError::Invalid)?;
-        if saved.common.driver_features & !self.device_features != 0 {
-            return Err(StateError::Invalid(format!(
-                "features {:#x} saved, the device offers {:#x}",
-                saved.common.driver_features, self.device_features
-            )));
-        }
+        check_consistent(
+            &saved,
+            self.device_features,
+            config.raw(self.msix_cap + 2, 2),
+        )?;
         let fresh_interrupts = self.interrupts.state();
         self.interrupts
             .restore(&saved.interrupts)
             .map_err(StateError::Invalid)?;
         let fresh_config = std::mem::replace(&mut self.config, config);
-        self.common = common;
+        let fresh_common = std::mem::replace(&mut self.common, common);
         let result = self.bring_back(&saved);
         if result.is_err() {
             self.stop_worker();
-            if self.activated {
-                self.device.reset();
-                self.activated = false;
-            }
+            // Also undoes the features acknowledged on the way.
+            self.device.reset();
+            self.activated = false;
             self.deferred.clear();
             self.config = fresh_config;
-            self.common.reset();
+            self.common = fresh_common;
             // The fresh state was read from this very table a moment ago.
             let _ = self.interrupts.restore(&fresh_interrupts);
         }
         result
     }
+}
+
+/// What a saved transport must agree with before anything is restored:
+/// negotiated features the device offers (with VERSION_1), a running
+/// device only with FEATURES_OK and DRIVER_OK, and the MSI-X enable and
+/// mask bits the same in the table state as in configuration space
+/// (`msix_control`, the restored registers' message control).
+fn check_consistent(
+    saved: &TransportState,
+    device_features: u64,
+    msix_control: &[u8],
+) -> Result<(), StateError> {
+    let invalid = |what: String| Err(StateError::Invalid(what));
+    let status = saved.common.status;
+    let features = saved.common.driver_features;
+    if status & status::FEATURES_OK != 0
+        && (features & !device_features != 0 || features & VIRTIO_F_VERSION_1 == 0)
+    {
+        return invalid(format!(
+            "features {features:#x} negotiated, the device offers {device_features:#x}"
+        ));
+    }
+    let running = status::FEATURES_OK | status::DRIVER_OK;
+    if saved.activated && status & running != running {
+        return invalid(format!("a running device with status {status:#x}"));
+    }
+    let control = match msix_control {
+        [lo, hi] => u16::from_le_bytes([*lo, *hi]),
+        _ => 0,
+    };
+    let msix = &saved.interrupts.msix;
+    if (control & (1 << 15) != 0, control & (1 << 14) != 0) != (msix.enabled, msix.function_masked)
+    {
+        return invalid("MSI-X control differs between the table and configuration space".into());
+    }
+    Ok(())
 }
 
 impl VirtioPciDevice {
@@ -753,12 +789,8 @@ impl VirtioPciDevice {
             self.device.ack_features(self.common.driver_features);
         }
         if saved.activated {
-            self.activate();
-            if !self.activated {
-                return Err(StateError::Invalid(
-                    "the saved queue set-up does not fit guest memory".into(),
-                ));
-            }
+            // Quietly: a refused restore sends the guest nothing.
+            self.try_activate().map_err(StateError::Invalid)?;
         }
         self.device.restore_state(&saved.device)?;
         if self.activated {

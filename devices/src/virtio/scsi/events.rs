@@ -169,8 +169,10 @@ impl EventState {
 
     /// Puts back a snapshot's event state into a device whose event queue
     /// has `queue_size` entries: at most that many held buffers, distinct
-    /// heads below it, at most [`MAX_PENDING_EVENTS`] events. On an error
-    /// nothing changes.
+    /// heads below it, each long enough for an event, at most
+    /// [`MAX_PENDING_EVENTS`] events. On an error nothing changes. (Where
+    /// the buffers point is the guest's business: an event written there
+    /// goes through guest memory's checked accessors.)
     pub fn restore(&mut self, saved: &EventsSnapshot, queue_size: u16) -> Result<(), StateError> {
         let heads: std::collections::BTreeSet<u16> = saved.held.iter().map(|(h, _)| *h).collect();
         if saved.held.len() > usize::from(queue_size)
@@ -180,6 +182,16 @@ impl EventState {
             return Err(StateError::Invalid(format!(
                 "{} held event buffers that do not fit a queue of {queue_size}",
                 saved.held.len()
+            )));
+        }
+        if let Some((head, _)) = saved.held.iter().find(|(_, segments)| {
+            segments
+                .iter()
+                .fold(0usize, |sum, (_, len)| sum.saturating_add(*len))
+                < EVENT_SIZE
+        }) {
+            return Err(StateError::Invalid(format!(
+                "held event buffer {head} is shorter than an event"
             )));
         }
         if saved.pending.len() > MAX_PENDING_EVENTS {
