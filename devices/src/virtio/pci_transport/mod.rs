@@ -479,11 +479,7 @@ impl VirtioPciDevice {
     }
 
     fn msix_control(&self) -> u16 {
-        let raw = self.config.raw(self.msix_cap + 2, 2);
-        match raw {
-            [lo, hi] => u16::from_le_bytes([*lo, *hi]),
-            _ => 0,
-        }
+        message_control(&self.config, self.msix_cap)
     }
 
     fn bar0_read(&mut self, offset: u64, data: &mut [u8]) {
@@ -721,7 +717,7 @@ impl Snapshottable for VirtioPciDevice {
         check_consistent(
             &saved,
             self.device_features,
-            config.raw(self.msix_cap + 2, 2),
+            message_control(&config, self.msix_cap),
         )?;
         let fresh_interrupts = self.interrupts.state();
         self.interrupts
@@ -745,6 +741,15 @@ impl Snapshottable for VirtioPciDevice {
     }
 }
 
+/// The message control word of the MSI-X capability at `msix_cap` in
+/// `config`.
+fn message_control(config: &ConfigSpace, msix_cap: usize) -> u16 {
+    match config.raw(msix_cap + 2, 2) {
+        [lo, hi] => u16::from_le_bytes([*lo, *hi]),
+        _ => 0,
+    }
+}
+
 /// What a saved transport must agree with before anything is restored:
 /// negotiated features the device offers (with VERSION_1), a running
 /// device only with FEATURES_OK and DRIVER_OK, and the MSI-X enable and
@@ -753,7 +758,7 @@ impl Snapshottable for VirtioPciDevice {
 fn check_consistent(
     saved: &TransportState,
     device_features: u64,
-    msix_control: &[u8],
+    msix_control: u16,
 ) -> Result<(), StateError> {
     let invalid = |what: String| Err(StateError::Invalid(what));
     let status = saved.common.status;
@@ -769,13 +774,8 @@ fn check_consistent(
     if saved.activated && status & running != running {
         return invalid(format!("a running device with status {status:#x}"));
     }
-    let control = match msix_control {
-        [lo, hi] => u16::from_le_bytes([*lo, *hi]),
-        _ => 0,
-    };
     let msix = &saved.interrupts.msix;
-    if (control & (1 << 15) != 0, control & (1 << 14) != 0) != (msix.enabled, msix.function_masked)
-    {
+    if msix::control_bits(msix_control) != (msix.enabled, msix.function_masked) {
         return invalid("MSI-X control differs between the table and configuration space".into());
     }
     Ok(())
@@ -794,8 +794,10 @@ impl VirtioPciDevice {
         }
         self.device.restore_state(&saved.device)?;
         if self.activated {
-            let enabled: Vec<u16> = (0..self.common.queues.len() as u16)
-                .filter(|q| self.common.queues[usize::from(*q)].enabled)
+            let enabled: Vec<u16> = (0u16..)
+                .zip(&self.common.queues)
+                .filter(|(_, q)| q.enabled)
+                .map(|(index, _)| index)
                 .collect();
             for queue in enabled {
                 self.notify_queue(queue);

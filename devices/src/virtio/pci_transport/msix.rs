@@ -29,6 +29,19 @@ impl Default for Entry {
     }
 }
 
+/// Message control: MSI-X enable.
+const CONTROL_ENABLE: u16 = 1 << 15;
+/// Message control: function mask.
+const CONTROL_FUNCTION_MASK: u16 = 1 << 14;
+
+/// The MSI-X enable and function-mask bits of a message control word.
+pub fn control_bits(control: u16) -> (bool, bool) {
+    (
+        control & CONTROL_ENABLE != 0,
+        control & CONTROL_FUNCTION_MASK != 0,
+    )
+}
+
 /// What a snapshot keeps of an MSI-X table: each entry's address, data
 /// and vector control, the pending bits, and the message control bits.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -124,8 +137,7 @@ impl Msix {
 
     /// Applies the message control word the guest wrote.
     pub fn set_control(&mut self, control: u16) {
-        self.enabled = control & (1 << 15) != 0;
-        self.function_masked = control & (1 << 14) != 0;
+        (self.enabled, self.function_masked) = control_bits(control);
         self.deliver_unmasked();
     }
 
